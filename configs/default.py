@@ -1,0 +1,67 @@
+"""Paper-scale SSP-NeRF on 450 px portraits (AD-NeRF's model and schedule).
+
+Meant for accelerators.  Every other config starts from this one.
+"""
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'ssp_portrait'
+  config.data.builder_config = 'synthetic'
+  # Where TFDS datasets are built and read; '' means $SSP_NERF_DATA_DIR or
+  # ~/.cache/ssp_nerf_jax/tensorflow_datasets.
+  config.data.data_dir = ''
+  # Synthetic builder settings (ignored by other builder configs).
+  config.data.size = 450
+  config.data.duration_s = 24.0
+  config.data.synthetic_seed = 0
+  # Audio features: 16 steps of 20 ms per video frame, C features per step.
+  config.data.audio_feature = 'logmel'  # 'logmel' or 'mfcc'
+  config.data.audio_dim = 29
+  config.data.audio_context = 8  # neighbouring frames seen by AudioAttNet
+  # Frames each device trains on per step.
+  config.data.frames_per_device = 1
+  config.data.prefetch = 2
+
+  config.model = ml_collections.ConfigDict()
+  config.model.xyz_freqs = 10
+  config.model.dir_freqs = 4
+  config.model.depth = 8
+  config.model.width = 256
+  config.model.skip_layer = 4  # [PE(x), code] re-enters after this layer
+  config.model.view_width = 128
+  config.model.audio_code_dim = 64
+  config.model.share_coarse_fine = False
+  config.model.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16'
+
+  config.render = ml_collections.ConfigDict()
+  config.render.num_coarse = 64
+  config.render.num_fine = 128
+  # Ray bounds; negative means "from the dataset" (mean head distance
+  # -0.2 / +0.4, as AD-NeRF).
+  config.render.near = -1.0
+  config.render.far = -1.0
+  config.render.chunk = 8192  # rays per device per chunk at eval
+
+  config.sampling = ml_collections.ConfigDict()
+  config.sampling.strategy = 'face_rect'  # 'uniform' or 'face_rect'
+  config.sampling.face_rect_fraction = 0.95
+
+  config.train = ml_collections.ConfigDict()
+  config.train.num_steps = 400_000
+  config.train.rays_per_frame = 2048
+  config.train.lr = 5e-4
+  config.train.lr_decay_steps = 250_000  # lr * lr_decay_rate**(step/steps)
+  config.train.lr_decay_rate = 0.1
+  config.train.semantic_weight = 0.1  # lambda on the parsing cross-entropy
+  config.train.audio_smoothing_start = 200_000
+  config.train.log_every = 100
+  config.train.eval_every = 10_000
+  config.train.checkpoint_every = 10_000
+  config.train.keep_checkpoints = 3
+  config.train.eval_frames = 4
+  return config

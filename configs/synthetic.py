@@ -1,0 +1,34 @@
+"""Embedded CPU demo: the procedural talking portrait, trained end to end.
+
+Sized so that `python train_main.py` (this config) finishes in about 15
+minutes on a 2-core CPU.  Override any value on the command line, e.g.
+`--config=configs/synthetic.py --config.train.num_steps=100`.
+"""
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.builder_config = 'synthetic'
+  config.data.size = 96
+  config.data.duration_s = 24.0
+  config.data.synthetic_seed = 0
+
+  config.model.depth = 4
+  config.model.width = 128
+  config.model.skip_layer = 2
+  config.model.view_width = 64
+
+  config.render.num_coarse = 32
+  config.render.num_fine = 32
+  config.render.chunk = 4096
+
+  config.train.num_steps = 3000
+  config.train.rays_per_frame = 1024
+  config.train.lr_decay_steps = 3000
+  config.train.audio_smoothing_start = 1500
+  config.train.log_every = 100
+  config.train.eval_every = 1000
+  config.train.checkpoint_every = 1000
+  config.train.eval_frames = 4
+  return config
