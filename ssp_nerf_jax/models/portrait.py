@@ -1,0 +1,281 @@
+"""PortraitNeRF: audio encoders + coarse/fine NeRF MLPs + volume rendering.
+
+The whole AD-NeRF head model, with SSP-NeRF's parsing branch, as one Flax
+module.  Parameter tree:
+
+  audio_net   AudioNet (shared by coarse and fine)
+  audio_att   AudioAttNet (only receives gradients once smoothing is on;
+              AD-NeRF trains it with 5x the learning rate)
+  coarse      NeRFMLP of the coarse pass
+  fine        NeRFMLP of the fine pass
+  (share_coarse_fine=True: a single NeRFMLP named `nerf` instead.)
+"""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax import render
+from ssp_nerf_jax.models import audio as audio_lib
+from ssp_nerf_jax.models import nerf
+
+# Keys of each level's output that `render_frame_chunked` keeps.
+IMAGE_KEYS = ('rgb', 'acc', 'depth', 'semantics')
+
+
+class PortraitNeRF(nn.Module):
+  """Audio-driven portrait NeRF with a parsing branch.
+
+  Construct with `PortraitNeRF.from_config(config, num_classes, near, far)`
+  or field by field (all fields are plain hashable values, so
+  `module.apply` can be a static jit argument).
+
+  Attributes:
+    num_classes: K parsing classes (class 0 is the background).
+    xyz_freqs, dir_freqs, depth, width, skip_layer, view_width,
+      num_view_layers, feature_layer: NeRFMLP settings (config.model; the
+      last two are optional there and default to AD-NeRF's layout).
+    audio_code_dim: audio code width (config.model.audio_code_dim).
+    share_coarse_fine: one MLP for both passes instead of two.
+    dtype: MLP compute dtype, 'float32' or 'bfloat16'.
+    num_coarse: stratified samples per ray (config.render.num_coarse).
+    num_fine: importance samples per ray (config.render.num_fine); 0 skips
+      the fine pass.
+    near, far: default ray bounds (depths), used when `__call__` gets none.
+    sigma_noise_std: raw density noise while training (off by default).
+    background_at_far: AD-NeRF background rule, see `render`.
+  """
+  num_classes: int
+  xyz_freqs: int = 10
+  dir_freqs: int = 4
+  depth: int = 8
+  width: int = 256
+  skip_layer: int = 4
+  view_width: int = 128
+  num_view_layers: int | None = None
+  feature_layer: bool = False
+  audio_code_dim: int = 64
+  share_coarse_fine: bool = False
+  dtype: str = 'float32'
+  num_coarse: int = 64
+  num_fine: int = 128
+  near: float | None = None
+  far: float | None = None
+  sigma_noise_std: float = 0.0
+  background_at_far: bool = True
+
+  @classmethod
+  def from_config(cls, config, num_classes: int, near=None, far=None,
+                  **overrides):
+    """Builds the model from config.model and config.render.
+
+    Args:
+      config: the ml_collections config (uses its `model` and `render`).
+      num_classes: number of parsing classes of the dataset.
+      near: default near bound; None uses config.render.near if >= 0.
+      far: default far bound; None uses config.render.far if >= 0.
+      **overrides: any other field.
+
+    Returns:
+      A `PortraitNeRF`.
+    """
+    m, r = config.model, config.render
+    if near is None and r.near >= 0:
+      near = float(r.near)
+    if far is None and r.far >= 0:
+      far = float(r.far)
+    kwargs = dict(
+        num_classes=int(num_classes),
+        xyz_freqs=m.xyz_freqs,
+        dir_freqs=m.dir_freqs,
+        depth=m.depth,
+        width=m.width,
+        skip_layer=m.skip_layer,
+        view_width=m.view_width,
+        num_view_layers=m.get('num_view_layers', None),
+        feature_layer=bool(m.get('feature_layer', False)),
+        audio_code_dim=m.audio_code_dim,
+        share_coarse_fine=bool(m.share_coarse_fine),
+        dtype=str(m.dtype),
+        num_coarse=r.num_coarse,
+        num_fine=r.num_fine,
+        near=None if near is None else float(near),
+        far=None if far is None else float(far))
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+  def setup(self):
+    self.audio_net = audio_lib.AudioNet(code_dim=self.audio_code_dim)
+    self.audio_att = audio_lib.AudioAttNet()
+    mlp = functools.partial(
+        nerf.NeRFMLP,
+        num_classes=self.num_classes,
+        xyz_freqs=self.xyz_freqs,
+        dir_freqs=self.dir_freqs,
+        depth=self.depth,
+        width=self.width,
+        skip_layer=self.skip_layer,
+        view_width=self.view_width,
+        num_view_layers=self.num_view_layers,
+        feature_layer=self.feature_layer,
+        dtype=self.dtype)
+    if self.share_coarse_fine:
+      self.nerf = mlp()
+      self.coarse = self.fine = self.nerf
+    else:
+      self.coarse = mlp()
+      self.fine = mlp()
+
+  def audio_code(self, audio, smooth_audio):
+    """Audio code of each frame.
+
+    Args:
+      audio: [F, N, T, C] feature windows of the N (8) frames around each
+        frame; the frame itself is at index N // 2 (AD-NeRF's window
+        [i - 4, i + 4); AD-NeRF fills windows beyond the video with zeros).
+      smooth_audio: bool scalar (may be traced): use the AudioAttNet-smoothed
+        code instead of the centre frame's code.  Both are computed and
+        selected with `where`, so switching never recompiles.
+
+    Returns:
+      [F, A] codes.
+    """
+    codes = self.audio_net(audio)  # [F, N, A]
+    centre = codes[:, audio.shape[1] // 2]
+    smoothed = self.audio_att(codes)
+    return jnp.where(jnp.asarray(smooth_audio, bool), smoothed, centre)
+
+  def _render_level(self, mlp, rays, z, code, key):
+    """Queries `mlp` at depths z [F, R, S] and volume-renders."""
+    points = (rays.origins[..., None, :] +
+              rays.directions[..., None, :] * z[..., None])
+    raw = mlp(points, rays.viewdirs, code)
+    out = render.volume_render(
+        raw['rgb'],
+        raw['raw_sigma'],
+        z,
+        rays.directions,
+        raw['logits'],
+        background_at_far=self.background_at_far,
+        sigma_noise_std=self.sigma_noise_std,
+        key=key)
+    out['z'] = z
+    return out
+
+  def __call__(self,
+               rays: rays_lib.Rays,
+               audio,
+               smooth_audio,
+               key=None,
+               near=None,
+               far=None):
+    """Renders R rays in each of F frames, coarse then fine.
+
+    Args:
+      rays: `Rays` with leading shape [F, R] (head space).
+      audio: [F, N, T, C] audio feature windows (see `audio_code`).
+      smooth_audio: bool scalar, may be traced (see `audio_code`).
+      key: PRNG key for stratified jitter, importance-sampling u and density
+        noise; None renders deterministically (eval).
+      near: near depth, scalar or [F, R] or [F, 1]; None uses `self.near`.
+      far: far depth, likewise.
+
+    Returns:
+      {'coarse': level, 'fine': level} ('fine' absent if num_fine == 0),
+      each level a dict of float32 arrays:
+        rgb: [F, R, 3] colour before compositing over the background plate
+          (composite with `render.composite(rgb, acc, bg)`).
+        acc: [F, R] accumulated opacity.
+        depth: [F, R] expected depth.
+        semantics: [F, R, K] class distribution (sums to one; class 0 gets
+          the background mass 1 - acc).
+        weights: [F, R, S] sample weights.
+        z: [F, R, S] sample depths (S = num_coarse, or num_coarse + num_fine
+          for the fine level).
+    """
+    near = self.near if near is None else near
+    far = self.far if far is None else far
+    if near is None or far is None:
+      raise ValueError('PortraitNeRF needs near/far, as fields or arguments.')
+    ray_shape = rays.origins.shape[:-1]
+    near = jnp.broadcast_to(jnp.asarray(near, jnp.float32), ray_shape)
+    far = jnp.broadcast_to(jnp.asarray(far, jnp.float32), ray_shape)
+    keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
+
+    code = self.audio_code(audio, smooth_audio)
+    z_coarse = render.stratified_samples(keys[0], near, far, self.num_coarse)
+    outputs = {
+        'coarse': self._render_level(self.coarse, rays, z_coarse, code,
+                                     keys[1])
+    }
+    if self.num_fine > 0:
+      z_fine = render.importance_samples(keys[2], z_coarse,
+                                         outputs['coarse']['weights'],
+                                         self.num_fine)
+      outputs['fine'] = self._render_level(self.fine, rays, z_fine, code,
+                                           keys[3])
+    return outputs
+
+
+def _pad_to_multiple(x, multiple: int):
+  """Pads axis 0 to a multiple by repeating the last row (valid rays)."""
+  pad = -x.shape[0] % multiple
+  if pad == 0:
+    return x
+  return jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)
+
+
+@functools.partial(jax.jit, static_argnames=('apply_fn', 'chunk'))
+def render_frame_chunked(apply_fn,
+                         params,
+                         rays: rays_lib.Rays,
+                         audio,
+                         chunk: int,
+                         smooth_audio=True,
+                         near=None,
+                         far=None):
+  """Renders a whole frame deterministically, `chunk` rays at a time.
+
+  One jitted program whose body (`lax.map` over chunks) is compiled once per
+  (frame size, chunk, apply_fn); only the image outputs are kept, so memory
+  is O(chunk * samples) plus the images.
+
+  Args:
+    apply_fn: `PortraitNeRF(...).apply` (static: reuse the same object to hit
+      the compilation cache).
+    params: the model's 'params' collection.
+    rays: `Rays` of shape [H, W] (e.g. from `rays.frame_rays`).
+    audio: [N, T, C] audio windows of this frame.
+    chunk: rays per chunk.
+    smooth_audio: bool scalar.
+    near: optional near depth (scalar).
+    far: optional far depth (scalar).
+
+  Returns:
+    {'coarse': ..., 'fine': ...} with rgb [H, W, 3], acc [H, W],
+    depth [H, W], semantics [H, W, K] (float32, rgb not composited).
+  """
+  image_shape = rays.origins.shape[:-1]
+  num_rays = image_shape[0] * image_shape[1]
+  flat = jax.tree_util.tree_map(
+      lambda x: _pad_to_multiple(x.reshape(num_rays, -1), chunk), rays)
+  chunks = jax.tree_util.tree_map(
+      lambda x: x.reshape(-1, 1, chunk, x.shape[-1]), flat)
+
+  def render_chunk(chunk_rays):
+    out = apply_fn({'params': params}, chunk_rays, audio[None], smooth_audio,
+                   None, near, far)
+    return {
+        level: {k: v[0] for k, v in level_out.items() if k in IMAGE_KEYS}
+        for level, level_out in out.items()
+    }
+
+  out = jax.lax.map(render_chunk, chunks)  # leaves [num_chunks, chunk, ...]
+
+  def unflatten(x):
+    x = x.reshape((-1,) + x.shape[2:])[:num_rays]
+    return x.reshape(image_shape + x.shape[1:])
+
+  return jax.tree_util.tree_map(unflatten, out)
