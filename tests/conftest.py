@@ -15,3 +15,13 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 # `configs` lives at the repository root, next to this folder.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tempfile  # pylint: disable=g-import-not-at-top
+
+import jax  # pylint: disable=g-import-not-at-top
+
+# Tests build the same small programs many times (each training run makes new
+# jitted closures); a per-session persistent cache compiles each HLO once.
+jax.config.update('jax_compilation_cache_dir',
+                  tempfile.mkdtemp(prefix='ssp_nerf_jax_xla_cache_'))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)

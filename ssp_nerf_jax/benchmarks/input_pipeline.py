@@ -1,0 +1,71 @@
+"""Frames/s delivered by the training input pipeline, as one JSON line.
+
+  python -m ssp_nerf_jax.benchmarks.input_pipeline --config=configs/synthetic.py
+
+Builds the dataset if needed, then times `input_pipeline.create_train_iterator`
+(global jax.Arrays on the ('data',) mesh, every array made ready) over
+`--steps` steps after `--warmup` steps.  The training loop does nothing
+else, so this is the ceiling the input side puts on training speed.
+"""
+import json
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import tensorflow_datasets as tfds
+
+from ssp_nerf_jax import data
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import parallel
+
+def measure(config, builder, mesh, *, steps: int, warmup: int) -> dict:
+  """Times `steps` batches after `warmup`; returns the figures."""
+  iterator = input_pipeline.create_train_iterator(config, builder, mesh)
+  for _ in range(warmup):
+    jax.block_until_ready(next(iterator))
+  start = time.perf_counter()
+  for _ in range(steps):
+    jax.block_until_ready(next(iterator))
+  seconds = time.perf_counter() - start
+  iterator.close()
+  global_batch = config.data.frames_per_device * mesh.devices.size
+  return {
+      'benchmark': 'input_pipeline',
+      'frames_per_s': round(steps * global_batch / seconds, 1),
+      'steps_per_s': round(steps / seconds, 1),
+      'global_batch': global_batch,
+      'devices': int(mesh.devices.size),
+      'processes': jax.process_count(),
+      'size': config.data.size,
+      'steps': steps,
+      'seconds': round(seconds, 3),
+  }
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  config = flags.FLAGS.config
+  if config is None:
+    sys.exit('error: --config is required, e.g. --config=configs/synthetic.py')
+  tfds.disable_progress_bar()
+  try:
+    builder = data.build_dataset(config, flags.FLAGS.data_dir)
+  except errors.UserError as e:
+    sys.exit(f'error: {e}')
+  result = measure(config, builder, parallel.make_data_mesh(),
+                   steps=flags.FLAGS.steps, warmup=flags.FLAGS.warmup)
+  print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  data.define_flags()
+  flags.DEFINE_integer('steps', 300, 'Timed steps.')
+  flags.DEFINE_integer('warmup', 20, 'Untimed steps first.')
+  app.run(main)

@@ -1,0 +1,137 @@
+"""Training throughput of the real train step, against this machine's ceiling.
+
+  python -m ssp_nerf_jax.benchmarks.throughput --config=configs/default.py
+
+Runs the jitted data-parallel train step on random frames of the config's
+shape (no dataset build), excluding compilation and warm-up, and prints one
+JSON object:
+  rays_per_s            training rays per second (median step)
+  step_time_s           median seconds per step
+  model_gflop_per_step  analytic dense-layer FLOPs of one step, fwd + bwd
+  achieved_gflops       model_gflop_per_step / step_time_s
+  matmul_peak_gflops    measured dense float32 matmul rate (the ceiling)
+  fraction_of_peak      achieved_gflops / matmul_peak_gflops
+  peak_host_memory_gib  peak resident memory of this process
+"""
+import json
+import resource
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+
+from ssp_nerf_jax import parallel
+from ssp_nerf_jax import train
+from ssp_nerf_jax.benchmarks import fake_data
+
+config_flags.DEFINE_config_file('config', 'configs/default.py',
+                                'Config whose train step is measured.')
+flags.DEFINE_integer('steps', 5, 'Timed steps (the median is reported).')
+flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
+
+
+def mlp_macs_per_point(model_config, num_classes):
+  """Multiply-accumulates of one NeRF MLP query (models/nerf.py layout).
+
+  Per-frame terms (the audio code's share of trunk_0 and the skip layer) and
+  per-ray terms (PE(d) in view_0) are left out: they are not per point.
+  """
+  m = model_config
+  pe_x = 3 + 6 * m.xyz_freqs
+  macs = pe_x * m.width + (m.depth - 1) * m.width * m.width
+  if 0 <= m.skip_layer < m.depth - 1:
+    macs += pe_x * m.width
+  macs += m.width * (1 + num_classes)  # density and parsing heads
+  macs += m.width * m.view_width + (m.depth // 4) * m.view_width**2
+  macs += m.view_width * 3
+  return macs
+
+
+def model_gflop_per_step(config, num_classes, num_frames):
+  """Dense-layer GFLOPs of a train step: 2 FLOPs per MAC, backward = 2x fwd."""
+  points_per_ray = {
+      'coarse': config.render.num_coarse,
+      'fine': config.render.num_coarse + config.render.num_fine,
+  }
+  macs_per_ray = sum(points_per_ray.values()) * mlp_macs_per_point(
+      config.model, num_classes)
+  rays = config.train.rays_per_frame * num_frames
+  return 3 * 2 * macs_per_ray * rays / 1e9
+
+
+def matmul_peak_gflops(reps=5):
+  """Best median float32 matmul rate over a square and an MLP-like shape."""
+  rates = []
+  for m, k, n in ((2048, 2048, 2048), (32768, 256, 256)):
+    a = jnp.ones((m, k), jnp.float32)
+    b = jnp.ones((k, n), jnp.float32)
+    matmul = jax.jit(jnp.dot)
+    matmul(a, b).block_until_ready()
+    times = []
+    for _ in range(reps):
+      start = time.perf_counter()
+      matmul(a, b).block_until_ready()
+      times.append(time.perf_counter() - start)
+    rates.append(2 * m * k * n / statistics.median(times) / 1e9)
+  return max(rates)
+
+
+def measure(config, steps, warmup):
+  mesh = parallel.make_data_mesh()
+  scene = fake_data.random_scene(config)
+  num_frames = config.data.frames_per_device * jax.device_count()
+  model = train.make_model(config, scene)
+  tx = train.make_optimizer(config.train)
+  state = parallel.replicate(train.init_state(config, model, scene, tx), mesh)
+  batch = jax.device_put(fake_data.random_batch(config, scene, num_frames),
+                         parallel.data_sharded(mesh))
+  arrays = parallel.replicate({'background': scene.background}, mesh)
+  key = parallel.replicate(jax.random.PRNGKey(0), mesh)
+  step_fn = train.make_train_step(config, model, tx, scene, mesh)
+
+  start = time.perf_counter()
+  state, metrics = step_fn(state, batch, arrays, key)
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  for _ in range(warmup):
+    state, metrics = step_fn(state, batch, arrays, key)
+    jax.block_until_ready(metrics)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    state, metrics = step_fn(state, batch, arrays, key)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  step_time = statistics.median(times)
+  gflop = model_gflop_per_step(config, scene.num_classes, num_frames)
+  return {
+      'rays_per_s': config.train.rays_per_frame * num_frames / step_time,
+      'step_time_s': step_time,
+      'first_step_incl_compile_s': compile_s,
+      'model_gflop_per_step': gflop,
+      'achieved_gflops': gflop / step_time,
+      'devices': jax.device_count(),
+      'rays_per_step': config.train.rays_per_frame * num_frames,
+      'dtype': config.model.dtype,
+  }
+
+
+def main(argv):
+  del argv
+  config = flags.FLAGS.config
+  result = measure(config, flags.FLAGS.steps, flags.FLAGS.warmup)
+  # Before the matmul probe, whose buffers are not part of training.
+  result['peak_host_memory_gib'] = (
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+  result['matmul_peak_gflops'] = matmul_peak_gflops()
+  result['fraction_of_peak'] = (result['achieved_gflops'] /
+                                result['matmul_peak_gflops'])
+  print(json.dumps(result, indent=1))
+
+
+if __name__ == '__main__':
+  app.run(main)

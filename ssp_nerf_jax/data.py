@@ -1,0 +1,148 @@
+"""Builds the configured TFDS dataset (once) and says where it is.
+
+Command line, from the repository root (the config files import `configs`):
+
+  python -m ssp_nerf_jax.data --config=configs/synthetic.py [--data_dir=DIR]
+      [--config.data.size=48 ...]
+
+It builds the dataset unless it is already there and prints one line:
+frames per split, frame size and the folder.  Bad settings end with one
+`error: ...` line and exit status 1.
+
+Library: `build_dataset(config)` returns the prepared builder (train_main
+calls it on first use); `resolve_data_dir(config)` says where builds live.
+"""
+import os
+import sys
+import tempfile
+from typing import Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+from ml_collections import config_flags
+import tensorflow_datasets as tfds
+
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import portrait_dataset
+
+DATA_DIR_ENV = 'SSP_NERF_DATA_DIR'
+DEFAULT_DATA_DIR = os.path.join('~', '.cache', 'ssp_nerf_jax',
+                                'tensorflow_datasets')
+
+
+def resolve_data_dir(config) -> str:
+  """Root of all builds: config.data.data_dir, $SSP_NERF_DATA_DIR or ~/.cache.
+
+  Returns:
+    An absolute path (user-expanded); it need not exist yet.
+  """
+  data_dir = (config.data.get('data_dir') or os.environ.get(DATA_DIR_ENV) or
+              DEFAULT_DATA_DIR)
+  return os.path.abspath(os.path.expanduser(data_dir))
+
+
+def _check_writable(data_dir: str) -> None:
+  """Raises DatasetError unless a build can write into `data_dir`."""
+  try:
+    os.makedirs(data_dir, exist_ok=True)
+    # A real write, not os.access: root passes access checks even on a
+    # read-only mount.
+    with tempfile.TemporaryFile(dir=data_dir):
+      pass
+  except OSError as e:
+    raise portrait_dataset.DatasetError(
+        f'data_dir {data_dir} is not writable: {e.strerror or e}') from None
+
+
+def build_dataset(config, data_dir: Optional[str] = None):
+  """Returns the builder for `config.data`, building the data if needed.
+
+  Args:
+    config: the run config (uses config.data.*).
+    data_dir: root of all builds; default `resolve_data_dir(config)`.
+
+  Returns:
+    A prepared `portrait_dataset.SspPortrait`; read it with
+    `builder.as_data_source(split)` or `input_pipeline`.
+
+  Raises:
+    portrait_dataset.DatasetError: invalid settings or unusable data_dir.
+  """
+  builder_config = portrait_dataset.config_from_data_config(config.data)
+  data_dir = data_dir or resolve_data_dir(config)
+  if jax.process_count() == 1:
+    return _prepare(builder_config, data_dir)
+  # With several processes, process 0 builds first; the others then find
+  # the data on a shared file system, or build their own copy on a local
+  # disk (generation is deterministic).  Concurrent builds into one shared
+  # folder would race on TFDS's final rename.  Every process takes the same
+  # path (even when its data exists) so that the barrier always pairs up.
+  if jax.process_index() == 0:
+    builder = _prepare(builder_config, data_dir)
+  multihost_utils.sync_global_devices('ssp_nerf_jax.data.build_dataset')
+  if jax.process_index() != 0:
+    builder = _prepare(builder_config, data_dir)
+  return builder
+
+
+def _prepare(builder_config, data_dir):
+  """Builds unless present; returns a builder that reads the result."""
+  builder = portrait_dataset.make_builder(builder_config, data_dir)
+  if portrait_dataset.is_prepared(builder):
+    return builder
+  _check_writable(data_dir)
+  for path in portrait_dataset.remove_stale_incomplete_dirs(builder):
+    logging.info('Removed the leftover of an interrupted build: %s', path)
+  logging.info('Building %s into %s', builder_config.key(), builder.data_dir)
+  portrait_dataset.prepare(builder)
+  # A fresh builder reads back what was written (metadata included).
+  return portrait_dataset.make_builder(builder_config, data_dir)
+
+
+def summary(builder) -> str:
+  """One line: frames per split, frame size, folder."""
+  meta = builder.info.metadata
+  splits = ', '.join(f'{name} {builder.info.splits[name].num_examples}'
+                     for name in ('train', 'val'))
+  return (f'{portrait_dataset.NAME}/{builder.builder_config.name}: frames '
+          f'{splits}; {meta["width"]}x{meta["height"]} px; '
+          f'{builder.data_dir}')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    # Keep the output to the summary (or one error) line: no backend INFO.
+    logging.set_verbosity(logging.WARNING)
+  tfds.disable_progress_bar()  # Its tqdm bars garble logs.
+  if flags.FLAGS.config is None:
+    sys.exit('error: --config is required, e.g. --config=configs/synthetic.py')
+  try:
+    builder = build_dataset(flags.FLAGS.config, flags.FLAGS.data_dir)
+  except errors.UserError as e:
+    sys.exit(f'error: {e}')
+  print(summary(builder), flush=True)
+
+
+def define_flags():
+  """--config and --data_dir, defined only when run as a program.
+
+  Defining them at import time would collide with the --config of other
+  entry points (train_main, benchmarks) that import this module.
+  """
+  config_flags.DEFINE_config_file(
+      'config', None, 'Path to a config file (configs/*.py).',
+      lock_config=True)
+  flags.DEFINE_string(
+      'data_dir', None,
+      'Root of all builds (default: config.data.data_dir, '
+      f'${DATA_DIR_ENV}, {DEFAULT_DATA_DIR}).')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

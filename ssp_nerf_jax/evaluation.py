@@ -1,0 +1,159 @@
+"""Full-frame rendering on the device mesh, and the periodic val evaluation.
+
+A frame's rays are rendered in fixed-size chunks by one compiled function;
+each chunk is split over every device of the mesh, so eval compiles once and
+uses all devices.
+"""
+import functools
+import json
+import os
+
+import imageio.v3 as iio
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import metrics as metrics_lib
+from ssp_nerf_jax import parallel
+from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax import synthetic
+
+P = jax.sharding.PartitionSpec
+
+
+def parsing_palette(num_classes):
+  """uint8 [K, 3] colours for class ids (SSP-NeRF's for its 11 classes)."""
+  if num_classes == len(synthetic.CLASS_COLORS):
+    return np.asarray(synthetic.CLASS_COLORS, np.uint8)
+  rng = np.random.default_rng(0)
+  palette = rng.integers(0, 256, (num_classes, 3), dtype=np.uint8)
+  palette[0] = 255  # background white, as in the parsing maps on disk
+  return palette
+
+
+def chunk_size(config, num_rays):
+  """Global rays per chunk: config.render.chunk per device, never more
+  than one frame needs, always a multiple of the device count."""
+  devices = jax.device_count()
+  per_device = min(config.render.chunk, -(-num_rays // devices))
+  return per_device * devices
+
+
+class FrameRenderer:
+  """Renders whole frames [H, W] in chunks over the mesh."""
+
+  def __init__(self, config, model, scene, mesh):
+    self.scene = scene
+    self.num_rays = scene.height * scene.width
+    self.chunk = chunk_size(config, self.num_rays)
+    self.num_chunks = -(-self.num_rays // self.chunk)
+    rays_sharding = jax.sharding.NamedSharding(mesh, P(None, parallel.DATA_AXIS))
+    self._render_chunk = jax.jit(
+        functools.partial(self._apply, model),
+        in_shardings=(parallel.replicated(mesh), rays_sharding,
+                      parallel.replicated(mesh), parallel.replicated(mesh)),
+        out_shardings=rays_sharding)
+
+  def _apply(self, model, params, rays, audio, smooth):
+    out = model.apply(params, rays, audio, smooth_audio=smooth)['fine']
+    return {'rgb': out['rgb'], 'acc': out['acc'], 'depth': out['depth'],
+            'semantics': out['semantics']}
+
+  def render(self, params, c2w, audio, smooth):
+    """Renders one frame.
+
+    Args:
+      params: replicated model parameters.
+      c2w: [4, 4] camera-to-head.
+      audio: [8, 16, C] audio context windows of the frame.
+      smooth: bool, whether audio smoothing is on.
+    Returns:
+      dict of numpy arrays: 'rgb' [H, W, 3] composited over the background,
+      'acc' and 'depth' [H, W], 'semantics' [H, W, K], 'class_id' [H, W].
+    """
+    scene = self.scene
+    rays = rays_lib.frame_rays(jnp.asarray(c2w), scene.height, scene.width,
+                               scene.focal, scene.cx, scene.cy)
+    padded = self.num_chunks * self.chunk
+    flat = jax.tree.map(
+        lambda x: jnp.pad(x.reshape(-1, 3), ((0, padded - self.num_rays),
+                                             (0, 0)), mode='edge'), rays)
+    audio = jnp.asarray(audio)[None]
+    smooth = jnp.asarray(smooth)
+    pieces = []
+    for i in range(self.num_chunks):
+      chunk = jax.tree.map(
+          lambda x: x[None, i * self.chunk:(i + 1) * self.chunk], flat)
+      pieces.append(jax.device_get(
+          self._render_chunk(params, chunk, audio, smooth)))
+    out = {k: np.concatenate([p[k][0] for p in pieces])[:self.num_rays]
+           for k in pieces[0]}
+    out = {k: v.reshape(scene.height, scene.width, *v.shape[1:])
+           for k, v in out.items()}
+    out['rgb'] = out['rgb'] + (1 - out['acc'][..., None]) * scene.background
+    out['class_id'] = np.argmax(out['semantics'], axis=-1)
+    return out
+
+
+def evenly_spaced(count, total):
+  """`count` indices spread over range(total), first and last included."""
+  return sorted(set(np.linspace(0, total - 1, min(count, total)).round()
+                    .astype(int).tolist()))
+
+
+class Evaluator:
+  """Renders a few val frames, scores them and writes images + metrics."""
+
+  def __init__(self, config, model, scene, builder, mesh):
+    self.config = config
+    self.scene = scene
+    self.renderer = FrameRenderer(config, model, scene, mesh)
+    picks = evenly_spaced(config.train.eval_frames, scene.num_val)
+    self.frames = input_pipeline.load_split(config, builder, 'val', picks)
+    self.palette = parsing_palette(scene.num_classes)
+
+  def evaluate(self, params, step, workdir):
+    """Scores the eval frames at `step`; writes PNGs and eval_metrics.json.
+
+    Returns a dict with 'step', 'psnr', 'ssim', 'miou' (means over frames).
+    """
+    smooth = step >= self.config.train.audio_smoothing_start
+    psnrs, ssims, preds, trues = [], [], [], []
+    image_dir = os.path.join(workdir, 'eval', f'step_{step:07d}')
+    is_main = jax.process_index() == 0
+    if is_main:
+      os.makedirs(image_dir, exist_ok=True)
+    for i, frame_id in enumerate(self.frames['frame_id']):
+      out = self.renderer.render(params, self.frames['c2w'][i],
+                                 self.frames['audio'][i], smooth)
+      truth = self.frames['image'][i].astype(np.float32) / 255
+      psnrs.append(float(metrics_lib.psnr(out['rgb'], truth)))
+      ssims.append(float(metrics_lib.ssim(out['rgb'], truth)))
+      preds.append(out['class_id'])
+      trues.append(self.frames['parsing'][i])
+      if is_main:
+        iio.imwrite(os.path.join(image_dir, f'frame_{int(frame_id):05d}.png'),
+                    self.side_by_side(out, i))
+    result = {'step': int(step), 'psnr': float(np.mean(psnrs)),
+              'ssim': float(np.mean(ssims)),
+              'miou': metrics_lib.mean_iou(np.stack(preds), np.stack(trues),
+                                           self.scene.num_classes)}
+    if is_main:
+      write_json_atomic(os.path.join(workdir, 'eval_metrics.json'), result)
+    return result
+
+  def side_by_side(self, out, i):
+    """uint8 [H, 4W, 3]: truth | render | rendered parsing | true parsing."""
+    to_u8 = lambda x: (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return np.concatenate([
+        self.frames['image'][i], to_u8(out['rgb']),
+        self.palette[out['class_id']],
+        self.palette[self.frames['parsing'][i]]], axis=1)
+
+
+def write_json_atomic(path, payload):
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(payload, f, indent=2)
+  os.replace(tmp, path)

@@ -1,0 +1,368 @@
+"""TFDS builder `ssp_portrait`: talking-portrait frames, built and read TF-free.
+
+One example per video frame, self-contained for random access:
+
+  image       uint8   [H, W, 3]
+  parsing     uint8   [H, W]          class ids (DESIGN.md §1, 11 classes)
+  audio       float32 [A, 16, C]      AudioAttNet context windows, A = 8:
+                                      frames i-4 .. i+3 (edge-padded), see
+                                      `audio_features.context_windows`
+  c2w         float32 [4, 4]          camera-to-head, OpenGL axes
+  face_rect   int32   [4]             x, y, w, h
+  frame_id    int32   []              index in the clip
+  mouth_open  float32 []              ground-truth mouth opening (synthetic)
+
+Splits (AD-NeRF): `train` = the first int(N * 10 / 11) frames, `val` = the
+rest.  Everything that is per clip, not per frame, is written once into the
+dataset folder by `PortraitMetadata`: `metadata.json` (intrinsics, near/far,
+fps, classes, audio settings, split sizes, build parameters),
+`background.npy` (uint8 [H, W, 3] plate) and `waveform.npy` (float32 [T],
+16 kHz mono, for muxing rendered video).
+
+Features are `tfds.features.Tensor`s (zlib for the pixel tensors) and files
+are array_record, so building (`download_and_prepare(file_format=
+'array_record')`) and reading (`as_data_source`) never import TensorFlow.
+
+Keeping builds for different parameters apart.  The builder config is
+always *named* `synthetic` (so TFDS's folder layout and `config=` lookups
+stay standard), but its parameters (size, duration_s, seed =
+synthetic_seed, audio_feature, audio_dim, audio_context) come from
+`config.data` (`config_from_data_config`).  Two mechanisms keep different
+parameters from sharing a cache:
+  1. `make_builder` roots each parameter set in its own folder,
+     `<data_dir>/<key>/ssp_portrait/synthetic/1.0.0/`, with a readable key
+     such as `synthetic-96px-24s-seed0-logmel29-ctx8`.
+  2. The build parameters are recorded in `metadata.json`, and
+     `make_builder` / `check_params` raise `DatasetError` when a folder
+     holds a dataset built with other parameters instead of serving it
+     (guards a hand-picked data_dir).
+
+Crash safety: TFDS 4.9.10 writes into a sibling `incomplete.XXXXXX_1.0.0/`
+folder and renames it to `1.0.0/` only after every split and the metadata
+are written; an exception deletes the temporary folder.  A killed build
+leaves only an `incomplete.*` folder, which is never read: the next build
+starts afresh (and `remove_stale_incomplete_dirs` sweeps old leftovers).
+"""
+import dataclasses
+import io
+import json
+import os
+import time
+from typing import Any
+
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+from ssp_nerf_jax import audio_features
+from ssp_nerf_jax import errors
+
+NAME = 'ssp_portrait'
+DATASET_VERSION = '1.0.0'
+CONFIG_NAMES = ('synthetic',)
+MIN_SIZE = 16
+TRAIN_FRACTION = (10, 11)  # AD-NeRF: train = first int(N * 10 / 11) frames.
+
+_METADATA_FILE = 'metadata.json'  # TFDS only calls load_metadata if present.
+_BACKGROUND_FILE = 'background.npy'
+_WAVEFORM_FILE = 'waveform.npy'
+_INCOMPLETE_PREFIX = 'incomplete.'
+
+
+class DatasetError(errors.UserError, ValueError):
+  """Bad dataset settings or folder; the message is one line."""
+
+
+@dataclasses.dataclass(eq=False)
+class PortraitConfig(tfds.core.BuilderConfig):
+  """Builder config; the parameters default to configs/synthetic.py's."""
+  size: int = 96
+  duration_s: float = 24.0
+  seed: int = 0
+  audio_feature: str = 'logmel'
+  audio_dim: int = 29
+  audio_context: int = 8
+
+  def params(self) -> dict[str, Any]:
+    """The parameters that determine the data (JSON-serialisable)."""
+    return {'size': int(self.size), 'duration_s': float(self.duration_s),
+            'seed': int(self.seed), 'audio_feature': str(self.audio_feature),
+            'audio_dim': int(self.audio_dim),
+            'audio_context': int(self.audio_context)}
+
+  def key(self) -> str:
+    """Folder name unique to the parameters, e.g. synthetic-96px-24s-..."""
+    return (f'{self.name}-{self.size}px-{self.duration_s:g}s-seed{self.seed}'
+            f'-{self.audio_feature}{self.audio_dim}-ctx{self.audio_context}')
+
+  def validate(self) -> None:
+    """Raises DatasetError (one line) for values no build can use."""
+    if self.name not in CONFIG_NAMES:
+      raise DatasetError(f'unknown builder config {self.name!r} for {NAME}; '
+                         f'choose one of {list(CONFIG_NAMES)}')
+    if int(self.size) != self.size or self.size < MIN_SIZE:
+      raise DatasetError(f'config.data.size must be an integer >= {MIN_SIZE},'
+                         f' got {self.size}')
+    if not self.duration_s > 0:
+      raise DatasetError(
+          f'config.data.duration_s must be > 0, got {self.duration_s}')
+    if self.duration_s * audio_features.FPS < 2:
+      raise DatasetError('config.data.duration_s must cover at least 2 video '
+                         f'frames (one train, one val), got {self.duration_s}')
+    if self.audio_feature not in audio_features.FEATURES:
+      raise DatasetError(
+          f'config.data.audio_feature must be one of '
+          f'{list(audio_features.FEATURES)}, got {self.audio_feature!r}')
+    if self.audio_dim < 1:
+      raise DatasetError(
+          f'config.data.audio_dim must be >= 1, got {self.audio_dim}')
+    if self.audio_context < 1:
+      raise DatasetError(
+          f'config.data.audio_context must be >= 1, got {self.audio_context}')
+
+
+def config_from_data_config(data_config) -> PortraitConfig:
+  """The builder config for `config.data` (validated)."""
+  if data_config.name != NAME:
+    raise DatasetError(f'config.data.name must be {NAME!r}, got '
+                       f'{data_config.name!r}')
+  builder_config = PortraitConfig(
+      name=data_config.builder_config,
+      description='Procedural talking portrait (ssp_nerf_jax.synthetic).',
+      size=data_config.size,
+      duration_s=data_config.duration_s,
+      seed=data_config.synthetic_seed,
+      audio_feature=data_config.audio_feature,
+      audio_dim=data_config.audio_dim,
+      audio_context=data_config.audio_context)
+  builder_config.validate()
+  return builder_config
+
+
+class PortraitMetadata(tfds.core.Metadata):
+  """Per-clip data, saved once: metadata.json + background/waveform .npy.
+
+  Keys: 'params' (build parameters), 'height', 'width', 'focal', 'cx', 'cy',
+  'near', 'far', 'fps', 'class_names', 'num_classes', 'num_frames',
+  'num_train', 'num_val', 'audio' (feature settings), plus the arrays
+  'background' uint8 [H, W, 3] and 'waveform' float32 [T] (16 kHz).
+  """
+  _ARRAYS = {'background': _BACKGROUND_FILE, 'waveform': _WAVEFORM_FILE}
+
+  def save_metadata(self, data_dir):
+    data_dir = epath.Path(data_dir)
+    scalars = {k: v for k, v in self.items() if k not in self._ARRAYS}
+    (data_dir / _METADATA_FILE).write_text(json.dumps(scalars, indent=2))
+    for key, filename in self._ARRAYS.items():
+      if key in self:
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(self[key]), allow_pickle=False)
+        (data_dir / filename).write_bytes(buffer.getvalue())
+
+  def load_metadata(self, data_dir):
+    data_dir = epath.Path(data_dir)
+    self.clear()
+    self.update(json.loads((data_dir / _METADATA_FILE).read_text()))
+    for key, filename in self._ARRAYS.items():
+      path = data_dir / filename
+      if path.exists():
+        self[key] = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+
+
+def split_sizes(num_frames: int) -> tuple[int, int]:
+  """(num_train, num_val): AD-NeRF's first int(N*10/11) frames train."""
+  num_train = num_frames * TRAIN_FRACTION[0] // TRAIN_FRACTION[1]
+  return num_train, num_frames - num_train
+
+
+class SspPortrait(tfds.core.GeneratorBasedBuilder):
+  """Talking-portrait frames with parsing, pose and audio windows."""
+
+  VERSION = tfds.core.Version(DATASET_VERSION)
+  RELEASE_NOTES = {DATASET_VERSION: 'Initial release: synthetic portraits.'}
+  BUILDER_CONFIGS = [PortraitConfig(
+      name='synthetic',
+      description='Procedural talking portrait (ssp_nerf_jax.synthetic).')]
+  # TFDS 4.9.10's `code_path` evaluates `importlib_resources.abc` (a
+  # backport it only installs on Python < 3.9) for builders outside its own
+  # package, so download_and_prepare dies with ModuleNotFoundError.  The
+  # path only locates an optional checksums file beside this module.
+  code_path = epath.Path(__file__)
+
+  def _create_builder_config(self, builder_config, version):
+    # TFDS rejects a config *instance* named like a registered one ("Cannot
+    # name a custom BuilderConfig the same as an available BuilderConfig").
+    # Our registered name is a family whose parameters come from
+    # config.data, so accept our own parameterised instances.
+    if (isinstance(builder_config, PortraitConfig) and
+        builder_config.name in CONFIG_NAMES):
+      builder_config.validate()
+      return builder_config
+    if isinstance(builder_config, str) and builder_config not in CONFIG_NAMES:
+      raise DatasetError(f'unknown builder config {builder_config!r} for '
+                         f'{NAME}; choose one of {list(CONFIG_NAMES)}')
+    return super()._create_builder_config(builder_config, version)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    cfg = self.builder_config
+    size = (cfg.size, cfg.size)
+    zlib = tfds.features.Encoding.ZLIB
+    tensor = tfds.features.Tensor
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=__doc__.split('\n\n')[0],
+        features=tfds.features.FeaturesDict({
+            'image': tensor(shape=(*size, 3), dtype=np.uint8, encoding=zlib),
+            'parsing': tensor(shape=size, dtype=np.uint8, encoding=zlib),
+            # Floats barely compress; zlib would only cost decode time.
+            'audio': tensor(shape=(cfg.audio_context,
+                                   audio_features.WINDOW_STEPS,
+                                   cfg.audio_dim), dtype=np.float32),
+            'c2w': tensor(shape=(4, 4), dtype=np.float32),
+            'face_rect': tensor(shape=(4,), dtype=np.int32),
+            'frame_id': tensor(shape=(), dtype=np.int32),
+            'mouth_open': tensor(shape=(), dtype=np.float32),
+        }),
+        metadata=PortraitMetadata(),
+        # Keep records in frame order (TFDS otherwise shuffles them by key
+        # hash): `ds[i]` is then frame i of the split, val renders as a
+        # continuous video, and grain does the training shuffle.
+        disable_shuffling=True,
+        homepage='https://arxiv.org/abs/2201.07786',
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download: the clip is generated.
+    cfg = self.builder_config
+    # Imported here so that reading a built dataset never needs the
+    # generator (or its dependencies).
+    from ssp_nerf_jax import synthetic  # pylint: disable=g-import-not-at-top
+    clip = synthetic.generate_clip(size=cfg.size, duration_s=cfg.duration_s,
+                                   seed=cfg.seed)
+    num_frames = len(clip.images)
+    windows = audio_features.context_windows(
+        audio_features.compute_features(
+            clip.audio, clip.sample_rate, feature=cfg.audio_feature,
+            dim=cfg.audio_dim, num_frames=num_frames, fps=clip.fps),
+        cfg.audio_context)
+    num_train, num_val = split_sizes(num_frames)
+    self.info.metadata.update(
+        clip_metadata(clip, cfg, num_train=num_train, num_val=num_val))
+    return {
+        'train': self._generate_examples(clip, windows, range(num_train)),
+        'val': self._generate_examples(clip, windows,
+                                       range(num_train, num_frames)),
+    }
+
+  def _generate_examples(self, clip, windows, frame_ids):
+    for i in frame_ids:
+      yield i, {
+          'image': clip.images[i],
+          'parsing': clip.parsing[i],
+          'audio': windows[i],
+          'c2w': np.asarray(clip.c2w[i], np.float32),
+          'face_rect': np.asarray(clip.face_rect[i], np.int32),
+          'frame_id': np.int32(i),
+          'mouth_open': np.float32(clip.mouth_open[i]),
+      }
+
+
+def clip_metadata(clip, cfg: PortraitConfig, *, num_train: int,
+                  num_val: int) -> dict[str, Any]:
+  """The per-clip metadata dict written beside the records."""
+  height, width = clip.images.shape[1:3]
+  return {
+      'params': cfg.params(),
+      'source': 'synthetic',
+      'height': int(height), 'width': int(width),
+      'focal': float(clip.focal), 'cx': float(clip.cx), 'cy': float(clip.cy),
+      'near': float(clip.near), 'far': float(clip.far),
+      'fps': float(clip.fps),
+      'class_names': [str(n) for n in clip.class_names],
+      'num_classes': len(clip.class_names),
+      'num_frames': num_train + num_val,
+      'num_train': num_train, 'num_val': num_val,
+      'audio': {
+          'feature': cfg.audio_feature, 'dim': cfg.audio_dim,
+          'context': cfg.audio_context,
+          'context_offsets': audio_features.context_offsets(
+              cfg.audio_context).tolist(),
+          'window_steps': audio_features.WINDOW_STEPS,
+          'window_centre': audio_features.WINDOW_CENTRE,
+          'step_s': audio_features.STEP_S,
+          'sample_rate': audio_features.SAMPLE_RATE,
+      },
+      'background': np.asarray(clip.background, np.uint8),
+      'waveform': audio_features.to_16k_mono(clip.audio, clip.sample_rate),
+  }
+
+
+def make_builder(builder_config: PortraitConfig,
+                 data_dir: str) -> SspPortrait:
+  """The builder for `builder_config`, rooted in its parameter-keyed folder.
+
+  Args:
+    builder_config: validated `PortraitConfig`.
+    data_dir: root of all builds; this build lives in
+      `data_dir/<builder_config.key()>/ssp_portrait/<name>/1.0.0`.
+
+  Returns:
+    The builder (prepared or not).
+
+  Raises:
+    DatasetError: the folder holds a dataset built with other parameters.
+  """
+  builder = SspPortrait(data_dir=os.path.join(data_dir, builder_config.key()),
+                        config=builder_config)
+  check_params(builder)
+  return builder
+
+
+def is_prepared(builder: SspPortrait) -> bool:
+  """Whether the (complete, renamed) dataset folder exists."""
+  return (builder.data_path / 'dataset_info.json').exists()
+
+
+def check_params(builder: SspPortrait) -> None:
+  """Raises DatasetError if the data on disk was built with other params."""
+  if not is_prepared(builder):
+    return
+  metadata = builder.info.metadata or {}
+  stored = metadata.get('params')
+  wanted = builder.builder_config.params()
+  if stored != wanted:
+    raise DatasetError(
+        f'the dataset at {builder.data_dir} was built with parameters '
+        f'{stored}, not {wanted}; use another data_dir or delete that folder')
+
+
+def remove_stale_incomplete_dirs(builder: SspPortrait,
+                                 older_than_s: float = 3600.0) -> list[str]:
+  """Deletes `incomplete.*` folders left by killed builds of this dataset.
+
+  Only folders untouched for `older_than_s` go, so a build running right
+  now in another process keeps its own.
+
+  Returns:
+    The deleted paths.
+  """
+  parent = builder.data_path.parent
+  if not parent.exists():
+    return []
+  removed = []
+  now = time.time()
+  for path in parent.glob(f'{_INCOMPLETE_PREFIX}*'):
+    if path.is_dir() and now - os.path.getmtime(path) > older_than_s:
+      path.rmtree()
+      removed.append(os.fspath(path))
+  return removed
+
+
+def prepare(builder: SspPortrait) -> None:
+  """Builds the dataset as array_record unless it is already there."""
+  builder.download_and_prepare(
+      file_format='array_record',
+      download_config=tfds.download.DownloadConfig(
+          # The default (True) asks GCS whether a prebuilt copy exists:
+          # a network call, and there is none for this dataset.
+          try_download_gcs=False))

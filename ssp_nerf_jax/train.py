@@ -1,0 +1,302 @@
+"""Training: state, loss, the data-parallel train step, and the loop.
+
+The train step is one pure function, jitted over a `jax.shard_map` on the
+('data',) mesh: each device takes its own frames, draws its own rays from
+them (keys folded from the step and the frame's global index, so the rays do
+not depend on how frames are spread over devices), renders them, and the
+gradient of the device-averaged loss updates replicated parameters.
+"""
+import functools
+import json
+import os
+import time
+
+from absl import logging
+import flax
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tensorboardX
+import tqdm
+
+from ssp_nerf_jax import checkpoints
+from ssp_nerf_jax import data
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import evaluation
+from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import metrics as metrics_lib
+from ssp_nerf_jax import parallel
+from ssp_nerf_jax import ray_sampling
+from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax.models import portrait
+
+P = jax.sharding.PartitionSpec
+
+
+class NonFiniteLossError(errors.UserError):
+  """Training diverged: the loss became NaN or infinite."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: flax.core.FrozenDict
+  opt_state: optax.OptState
+
+
+def make_optimizer(train_config) -> optax.GradientTransformation:
+  """Adam with AD-NeRF's decay: lr * rate ** (step / decay_steps)."""
+  schedule = optax.exponential_decay(
+      init_value=train_config.lr,
+      transition_steps=train_config.lr_decay_steps,
+      decay_rate=train_config.lr_decay_rate)
+  return optax.adam(schedule)
+
+
+def make_model(config, scene) -> portrait.PortraitNeRF:
+  near, far = ray_bounds(config, scene)
+  return portrait.PortraitNeRF.from_config(config, scene.num_classes, near,
+                                           far)
+
+
+def ray_bounds(config, scene):
+  """(near, far): the config's when set, else the dataset's."""
+  near = config.render.near if config.render.near > 0 else scene.near
+  far = config.render.far if config.render.far > 0 else scene.far
+  return float(near), float(far)
+
+
+def init_state(config, model, scene, tx) -> TrainState:
+  """Fresh parameters and optimizer state (host, unreplicated)."""
+  dummy_rays = rays_lib.Rays(
+      origins=jnp.zeros((1, 1, 3)), directions=jnp.ones((1, 1, 3)),
+      viewdirs=jnp.ones((1, 1, 3)) / np.sqrt(3.0))
+  dummy_audio = jnp.zeros((1, config.data.audio_context, 16,
+                           config.data.audio_dim))
+  params = jax.jit(functools.partial(model.init, smooth_audio=True))(
+      jax.random.PRNGKey(config.seed), dummy_rays, dummy_audio)
+  return TrainState(step=jnp.array(0, jnp.int32), params=params,
+                    opt_state=tx.init(params))
+
+
+def gather_pixels(image, pixels):
+  """image [H, W, ...] at pixels [R, 2] (row, col) -> [R, ...]."""
+  return image[pixels[:, 0], pixels[:, 1]]
+
+
+def draw_rays(frame_keys, batch, scene_arrays, *, config, scene):
+  """Samples pixels per frame and gathers their targets.
+
+  Args:
+    frame_keys: [F] PRNG keys, one per frame.
+    batch: dict of this device's frames (leading axis F).
+    scene_arrays: dict with 'background' float32 [H, W, 3].
+  Returns:
+    (rays with leading [F, R], dict of targets: 'rgb' [F, R, 3] in [0, 1],
+    'class_id' int32 [F, R], 'background' [F, R, 3]).
+  """
+  height, width = scene.height, scene.width
+  num_rays = config.train.rays_per_frame
+
+  def one_frame(key, frame):
+    pixels = ray_sampling.sample_pixels(key, config.sampling, num_rays, height,
+                                        width, frame)
+    rays = rays_lib.pixel_rays(frame['c2w'], pixels, scene.focal, scene.cx,
+                               scene.cy)
+    targets = {
+        'rgb': gather_pixels(frame['image'], pixels).astype(jnp.float32) / 255,
+        'class_id': gather_pixels(frame['parsing'], pixels).astype(jnp.int32),
+        'background': gather_pixels(scene_arrays['background'], pixels),
+    }
+    return rays, targets
+
+  frames = {k: batch[k] for k in ('image', 'parsing', 'c2w', 'face_rect')}
+  return jax.vmap(one_frame)(frame_keys, frames)
+
+
+def render_losses(outputs, targets, num_classes, semantic_weight):
+  """Photometric + parsing losses of one level-pair (coarse and fine).
+
+  Args:
+    outputs: model outputs {'coarse'|'fine': {'rgb' [F,R,3], 'acc' [F,R],
+      'semantics' [F,R,K]}}.
+    targets: from `draw_rays`.
+  Returns:
+    (total loss, dict of per-ray fine squared error [F,R] and scalar terms).
+  """
+  terms = {}
+  for level in ('coarse', 'fine'):
+    out = outputs[level]
+    rgb = out['rgb'] + (1.0 - out['acc'][..., None]) * targets['background']
+    sq_err = jnp.mean((rgb - targets['rgb'])**2, axis=-1)
+    log_probs = jnp.log(jnp.clip(out['semantics'], 1e-6, 1.0))
+    cross_ent = -jnp.take_along_axis(
+        log_probs, targets['class_id'][..., None], axis=-1)[..., 0]
+    terms[f'mse_{level}'] = jnp.mean(sq_err)
+    terms[f'ce_{level}'] = jnp.mean(cross_ent)
+    if level == 'fine':
+      terms['sq_err_fine'] = sq_err
+  loss = (terms['mse_coarse'] + terms['mse_fine'] + semantic_weight *
+          (terms['ce_coarse'] + terms['ce_fine']))
+  return loss, terms
+
+
+def class_sums(values, class_id, num_classes):
+  """Per-class (sum of values, count) over rays: ([K], [K])."""
+  one_hot = jax.nn.one_hot(class_id.reshape(-1), num_classes)
+  return values.reshape(-1) @ one_hot, jnp.sum(one_hot, axis=0)
+
+
+def make_train_step(config, model, tx, scene, mesh):
+  """Returns jitted `train_step(state, batch, scene_arrays, key)`.
+
+  `batch` holds global arrays sharded along 'data'; `state`, `scene_arrays`
+  and `key` are replicated.  Returns (new state, metrics dict of replicated
+  scalars / [K] per-class arrays).
+  """
+  num_classes = scene.num_classes
+  draw = functools.partial(draw_rays, config=config, scene=scene)
+
+  def per_device(state, batch, scene_arrays, key):
+    num_frames = batch['image'].shape[0]
+    first_frame = lax.axis_index(parallel.DATA_AXIS) * num_frames
+    step_key = jax.random.fold_in(key, state.step)
+    frame_keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(
+        first_frame + jnp.arange(num_frames))
+    sample_keys, render_keys = jnp.split(
+        jax.vmap(jax.random.split)(frame_keys), 2, axis=1)
+    rays, targets = draw(sample_keys[:, 0], batch, scene_arrays)
+    smooth = state.step >= config.train.audio_smoothing_start
+
+    def render_frame(params, frame_rays, audio, key):
+      # One frame at a time (vmapped) so that its randomness depends only on
+      # its own key, not on how many frames share the device.
+      add_axis = lambda x: x[None]
+      outputs = model.apply(params, jax.tree.map(add_axis, frame_rays),
+                            audio[None], smooth_audio=smooth, key=key)
+      return jax.tree.map(lambda x: x[0], outputs)
+
+    def loss_fn(params):
+      outputs = jax.vmap(render_frame, in_axes=(None, 0, 0, 0))(
+          params, rays, batch['audio'], render_keys[:, 0])
+      loss, terms = render_losses(outputs, targets, num_classes,
+                                  config.train.semantic_weight)
+      # Gradient of the device-mean loss: with shard_map's replication
+      # checking this is already the all-device average (no pmean on grads).
+      return lax.pmean(loss, parallel.DATA_AXIS), terms
+
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = TrainState(step=state.step + 1,
+                           params=optax.apply_updates(state.params, updates),
+                           opt_state=opt_state)
+    err_sum, counts = class_sums(terms.pop('sq_err_fine'),
+                                 targets['class_id'], num_classes)
+    err_sum, counts = lax.psum((err_sum, counts), parallel.DATA_AXIS)
+    metrics = {k: lax.pmean(v, parallel.DATA_AXIS) for k, v in terms.items()}
+    metrics['loss'] = loss
+    metrics['psnr'] = metrics_lib.mse_to_psnr(metrics['mse_fine'])
+    metrics['grad_norm'] = optax.tree.norm(grads)
+    metrics['class_loss'] = err_sum / jnp.maximum(counts, 1.0)
+    metrics['class_rays'] = counts
+    return new_state, metrics
+
+  step_fn = jax.shard_map(
+      per_device, mesh=mesh,
+      in_specs=(P(), P(parallel.DATA_AXIS), P(), P()),
+      out_specs=(P(), P()))
+  return jax.jit(step_fn, donate_argnums=0)
+
+
+def check_finite(step, metrics):
+  loss = float(metrics['loss'])
+  if not np.isfinite(loss):
+    raise NonFiniteLossError(
+        f'loss became {loss} at step {step}; training stopped (try a lower '
+        'config.train.lr); the last checkpoint is unaffected')
+  return loss
+
+
+def write_summaries(writer, step, metrics, class_names):
+  for name, value in metrics.items():
+    value = np.asarray(value)
+    if value.ndim == 0:
+      writer.add_scalar(f'train/{name}', float(value), step)
+    else:
+      for k, class_name in enumerate(class_names):
+        writer.add_scalar(f'train_{name}/{class_name}', float(value[k]), step)
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+  Returns the final train state (replicated on the mesh).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  builder = data.build_dataset(config)
+  scene = input_pipeline.load_scene_info(builder)
+  mesh = parallel.make_data_mesh()
+  model = make_model(config, scene)
+  tx = make_optimizer(config.train)
+
+  state = init_state(config, model, scene, tx)
+  manager = checkpoints.create_manager(workdir, config)
+  start_step, restored = checkpoints.restore_latest(manager, state)
+  if restored is not None:
+    state = restored
+    logging.info('Resumed from checkpoint at step %d', start_step)
+  if is_main:
+    checkpoints.write_config(workdir, config)
+  state = parallel.replicate(state, mesh)
+  scene_arrays = parallel.replicate(
+      {'background': jnp.asarray(scene.background, jnp.float32)}, mesh)
+  key = parallel.replicate(jax.random.PRNGKey(config.seed), mesh)
+
+  train_step = make_train_step(config, model, tx, scene, mesh)
+  evaluator = evaluation.Evaluator(config, model, scene, builder, mesh)
+  batches = input_pipeline.create_train_iterator(config, builder, mesh,
+                                                 start_step=start_step)
+  writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tb')) if is_main else None
+  num_steps = config.train.num_steps
+  global_rays = config.train.rays_per_frame * next_batch_size(config)
+  bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not is_main,
+                  dynamic_ncols=True, desc='train')
+  tick = time.perf_counter()
+  for step in range(start_step + 1, num_steps + 1):
+    state, metrics = train_step(state, next(batches), scene_arrays, key)
+    # Reading the loss every step blocks on it: it catches divergence before
+    # a bad state is saved, and keeps simulated-device collectives in step.
+    loss = check_finite(step, metrics)
+    bar.update(1)
+    if step % config.train.log_every == 0 or step == num_steps:
+      rays_per_s = global_rays / max(time.perf_counter() - tick, 1e-9)
+      metrics = jax.device_get(metrics)
+      bar.set_postfix(loss=f'{loss:.4f}', psnr=f'{float(metrics["psnr"]):.2f}',
+                      rays_s=f'{rays_per_s:.0f}')
+      if writer:
+        write_summaries(writer, step, metrics, scene.class_names)
+        writer.add_scalar('train/rays_per_s', rays_per_s, step)
+    if step % config.train.eval_every == 0 or step == num_steps:
+      eval_metrics = evaluator.evaluate(state.params, step, workdir)
+      if is_main:
+        bar.write(f'step {step}: val ' + ', '.join(
+            f'{k}={v:.4f}' for k, v in eval_metrics.items()
+            if isinstance(v, float)))
+        for name in ('psnr', 'ssim', 'miou'):
+          writer.add_scalar(f'eval/{name}', eval_metrics[name], step)
+    checkpoints.save(manager, step, state, force=step == num_steps)
+    tick = time.perf_counter()
+  bar.close()
+  manager.wait_until_finished()
+  if writer:
+    writer.close()
+  return state
+
+
+def next_batch_size(config):
+  """Frames per global step."""
+  return config.data.frames_per_device * jax.device_count()

@@ -1,0 +1,33 @@
+"""The tiny TFDS dataset, built once per test session (shared by modules).
+
+    from data_fixtures import tiny_data  # in a test module, then
+    def test_x(tiny_data): config, builder = tiny_data
+"""
+import pytest
+import tensorflow_datasets as tfds
+
+from configs import tiny
+from ssp_nerf_jax import data
+
+_BUILT = {}
+
+
+def tiny_config(data_dir):
+  """configs/tiny.py (32 px, 2 s, 50 frames) rooted in `data_dir`."""
+  config = tiny.get_config()
+  config.data.data_dir = str(data_dir)
+  return config
+
+
+def build_tiny(tmp_path_factory):
+  """(config, builder) of the tiny dataset; built on the first call only."""
+  if 'tiny' not in _BUILT:
+    tfds.disable_progress_bar()
+    config = tiny_config(tmp_path_factory.mktemp('tfds_tiny'))
+    _BUILT['tiny'] = config, data.build_dataset(config)
+  return _BUILT['tiny']
+
+
+@pytest.fixture(scope='session')
+def tiny_data(tmp_path_factory):
+  return build_tiny(tmp_path_factory)
