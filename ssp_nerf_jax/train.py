@@ -46,6 +46,33 @@ class TrainState:
   opt_state: optax.OptState
 
 
+def validate_config(config):
+  """Raises UserError naming the first invalid training setting."""
+  checks = [
+      (config.sampling.strategy in ray_sampling.STRATEGIES,
+       f'config.sampling.strategy={config.sampling.strategy!r} is not one of '
+       f'{ray_sampling.STRATEGIES}'),
+      (0.0 <= config.sampling.face_rect_fraction <= 1.0,
+       'config.sampling.face_rect_fraction must be in [0, 1], got '
+       f'{config.sampling.face_rect_fraction}'),
+      (config.model.dtype in ('float32', 'bfloat16'),
+       f"config.model.dtype={config.model.dtype!r} is not 'float32' or "
+       "'bfloat16'"),
+  ]
+  for name in ('train.num_steps', 'train.rays_per_frame', 'train.log_every',
+               'train.eval_every', 'train.checkpoint_every',
+               'train.keep_checkpoints', 'data.frames_per_device',
+               'render.num_coarse', 'render.chunk', 'model.depth',
+               'model.width'):
+    section, field = name.split('.')
+    value = config[section][field]
+    checks.append((isinstance(value, int) and value > 0,
+                   f'config.{name} must be a positive integer, got {value!r}'))
+  for ok, message in checks:
+    if not ok:
+      raise errors.UserError(message)
+
+
 def make_optimizer(train_config) -> optax.GradientTransformation:
   """Adam with AD-NeRF's decay: lr * rate ** (step / decay_steps)."""
   schedule = optax.exponential_decay(
@@ -235,7 +262,11 @@ def train_and_evaluate(config, workdir):
 
   Returns the final train state (replicated on the mesh).
   """
-  os.makedirs(workdir, exist_ok=True)
+  validate_config(config)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise errors.UserError(f'cannot create --workdir {workdir}: {e}') from e
   is_main = jax.process_index() == 0
   builder = data.build_dataset(config)
   scene = input_pipeline.load_scene_info(builder)

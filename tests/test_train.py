@@ -11,6 +11,7 @@ import pytest
 
 from configs import tiny
 from data_fixtures import tiny_data  # pylint: disable=unused-import
+from ssp_nerf_jax import errors
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import train
 from ssp_nerf_jax.benchmarks import fake_data
@@ -124,3 +125,15 @@ def test_non_finite_loss_stops_with_clear_message(data_dir, tmp_path):
   config = tiny_config(data_dir, lr=float('nan'), num_steps=2)
   with pytest.raises(train.NonFiniteLossError, match='step 2'):
     train.train_and_evaluate(config, str(tmp_path / 'nan'))
+
+
+@pytest.mark.parametrize('section, field, value, message', [
+    ('sampling', 'strategy', 'nope', "'nope' is not one of"),
+    ('train', 'rays_per_frame', 0, 'rays_per_frame must be a positive'),
+    ('model', 'dtype', 'float16', "'float16' is not"),
+])
+def test_invalid_config_is_one_clear_error(section, field, value, message):
+  config = tiny.get_config()
+  config[section][field] = value
+  with pytest.raises(errors.UserError, match=message):
+    train.validate_config(config)

@@ -1,0 +1,37 @@
+"""The throughput benchmark's analytic FLOP count matches the real model."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import default
+from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax.benchmarks import throughput
+from ssp_nerf_jax.models import portrait
+
+
+def test_macs_per_point_equal_kernel_sizes_minus_per_frame_and_per_ray_rows():
+  config = default.get_config()
+  num_classes = 11
+  model = portrait.PortraitNeRF.from_config(config, num_classes, 0.5, 1.2)
+  rays = rays_lib.Rays(*(jnp.ones((1, 1, 3)),) * 3)
+  audio = jnp.zeros((1, 8, 16, config.data.audio_dim))
+  shapes = jax.eval_shape(functools.partial(model.init, smooth_audio=True),
+                          jax.random.PRNGKey(0), rays, audio)
+  kernels = jax.tree_util.tree_leaves_with_path(shapes['params']['coarse'])
+  kernel_macs = sum(np.prod(x.shape) for path, x in kernels
+                    if 'kernel' in jax.tree_util.keystr(path))
+  m = config.model
+  code_rows = 2 * m.audio_code_dim * m.width  # trunk_0 and the skip layer
+  dir_rows = (3 + 6 * m.dir_freqs) * m.view_width  # PE(d) in view_0
+  assert throughput.mlp_macs_per_point(m, num_classes) == (
+      kernel_macs - code_rows - dir_rows)
+
+
+def test_gflop_per_step_scales_with_rays_and_samples():
+  config = default.get_config()
+  one = throughput.model_gflop_per_step(config, 11, num_frames=1)
+  assert throughput.model_gflop_per_step(config, 11, num_frames=2) == 2 * one
+  # AD-NeRF's step: 2048 rays x (64 coarse + 192 fine) points, ~0.6 MMAC each.
+  assert 1500 < one < 2500
