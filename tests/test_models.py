@@ -163,7 +163,7 @@ def tiny_setup():
     # Positive density on average, so that renders are not all background.
     sigma = variables['params'][level]['sigma']
     sigma['bias'] = sigma['bias'] + 2.0
-  return dict(model=model, params=variables['params'], frame_rays=frame_rays,
+  return dict(model=model, params=variables['params'],
               rays=batch_rays, audio=audio)
 
 
@@ -191,7 +191,7 @@ def test_portrait_train_forward_with_key(tiny_setup):
   assert set(s['params']) == {'audio_net', 'audio_att', 'coarse', 'fine'}
 
 
-def test_portrait_eval_forward_smoothing_switch_and_chunked_frame(tiny_setup):
+def test_portrait_eval_forward_and_smoothing_switch(tiny_setup):
   s = tiny_setup
   apply = jax.jit(s['model'].apply)
   variables = {'params': s['params']}
@@ -205,16 +205,6 @@ def test_portrait_eval_forward_smoothing_switch_and_chunked_frame(tiny_setup):
   assert 0.05 < np.mean(plain['fine']['acc']) < 0.999
   assert not np.allclose(plain['fine']['rgb'], smooth['fine']['rgb'])
 
-  second_frame = jax.tree.map(lambda x: x[1], s['frame_rays'])  # [H, W]
-  image = portrait.render_frame_chunked(s['model'].apply, s['params'],
-                                        second_frame, s['audio'][1],
-                                        chunk=4)  # 15 rays -> padded to 16
-  for level in ('coarse', 'fine'):
-    assert set(image[level]) == set(portrait.IMAGE_KEYS)
-    for k in portrait.IMAGE_KEYS:
-      expected = smooth[level][k][1].reshape(image[level][k].shape)
-      np.testing.assert_allclose(image[level][k], expected, atol=1e-5)
-  assert image['fine']['rgb'].shape == (HEIGHT, WIDTH, 3)
 
 
 def test_portrait_audio_code_is_centre_frame_without_smoothing(tiny_setup):

@@ -21,10 +21,6 @@ from ssp_nerf_jax import render
 from ssp_nerf_jax.models import audio as audio_lib
 from ssp_nerf_jax.models import nerf
 
-# Keys of each level's output that `render_frame_chunked` keeps.
-IMAGE_KEYS = ('rgb', 'acc', 'depth', 'semantics')
-
-
 class PortraitNeRF(nn.Module):
   """Audio-driven portrait NeRF with a parsing branch.
 
@@ -218,64 +214,3 @@ class PortraitNeRF(nn.Module):
                                            keys[3])
     return outputs
 
-
-def _pad_to_multiple(x, multiple: int):
-  """Pads axis 0 to a multiple by repeating the last row (valid rays)."""
-  pad = -x.shape[0] % multiple
-  if pad == 0:
-    return x
-  return jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)
-
-
-@functools.partial(jax.jit, static_argnames=('apply_fn', 'chunk'))
-def render_frame_chunked(apply_fn,
-                         params,
-                         rays: rays_lib.Rays,
-                         audio,
-                         chunk: int,
-                         smooth_audio=True,
-                         near=None,
-                         far=None):
-  """Renders a whole frame deterministically, `chunk` rays at a time.
-
-  One jitted program whose body (`lax.map` over chunks) is compiled once per
-  (frame size, chunk, apply_fn); only the image outputs are kept, so memory
-  is O(chunk * samples) plus the images.
-
-  Args:
-    apply_fn: `PortraitNeRF(...).apply` (static: reuse the same object to hit
-      the compilation cache).
-    params: the model's 'params' collection.
-    rays: `Rays` of shape [H, W] (e.g. from `rays.frame_rays`).
-    audio: [N, T, C] audio windows of this frame.
-    chunk: rays per chunk.
-    smooth_audio: bool scalar.
-    near: optional near depth (scalar).
-    far: optional far depth (scalar).
-
-  Returns:
-    {'coarse': ..., 'fine': ...} with rgb [H, W, 3], acc [H, W],
-    depth [H, W], semantics [H, W, K] (float32, rgb not composited).
-  """
-  image_shape = rays.origins.shape[:-1]
-  num_rays = image_shape[0] * image_shape[1]
-  flat = jax.tree_util.tree_map(
-      lambda x: _pad_to_multiple(x.reshape(num_rays, -1), chunk), rays)
-  chunks = jax.tree_util.tree_map(
-      lambda x: x.reshape(-1, 1, chunk, x.shape[-1]), flat)
-
-  def render_chunk(chunk_rays):
-    out = apply_fn({'params': params}, chunk_rays, audio[None], smooth_audio,
-                   None, near, far)
-    return {
-        level: {k: v[0] for k, v in level_out.items() if k in IMAGE_KEYS}
-        for level, level_out in out.items()
-    }
-
-  out = jax.lax.map(render_chunk, chunks)  # leaves [num_chunks, chunk, ...]
-
-  def unflatten(x):
-    x = x.reshape((-1,) + x.shape[2:])[:num_rays]
-    return x.reshape(image_shape + x.shape[1:])
-
-  return jax.tree_util.tree_map(unflatten, out)
