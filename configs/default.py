@@ -54,6 +54,9 @@ def get_config():
   config.train = ml_collections.ConfigDict()
   config.train.num_steps = 400_000
   config.train.rays_per_frame = 2048
+  # Rays per frame rendered at once inside a step (a scan accumulates the
+  # gradients of the chunks); bounds activation memory.
+  config.train.ray_chunk = 64
   config.train.lr = 5e-4
   config.train.lr_decay_steps = 250_000  # lr * lr_decay_rate**(step/steps)
   config.train.lr_decay_rate = 0.1

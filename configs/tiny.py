@@ -22,6 +22,7 @@ def get_config():
 
   config.train.num_steps = 6
   config.train.rays_per_frame = 64
+  config.train.ray_chunk = 32  # two chunks: exercises gradient accumulation
   config.train.lr_decay_steps = 100
   config.train.audio_smoothing_start = 3
   config.train.log_every = 2

@@ -59,7 +59,8 @@ def validate_config(config):
        f"config.model.dtype={config.model.dtype!r} is not 'float32' or "
        "'bfloat16'"),
   ]
-  for name in ('train.num_steps', 'train.rays_per_frame', 'train.log_every',
+  for name in ('train.num_steps', 'train.rays_per_frame', 'train.ray_chunk',
+               'train.log_every',
                'train.eval_every', 'train.checkpoint_every',
                'train.keep_checkpoints', 'data.frames_per_device',
                'render.num_coarse', 'render.chunk', 'model.depth',
@@ -176,14 +177,47 @@ def class_sums(values, class_id, num_classes):
   return values.reshape(-1) @ one_hot, jnp.sum(one_hot, axis=0)
 
 
+def split_rays(tree, num_chunks):
+  """[F, R, ...] leaves -> [num_chunks, F, R / num_chunks, ...]."""
+  def split(x):
+    f, r = x.shape[:2]
+    return jnp.swapaxes(x.reshape(f, num_chunks, r // num_chunks,
+                                  *x.shape[2:]), 0, 1)
+  return jax.tree.map(split, tree)
+
+
+def merge_rays(tree):
+  """Inverse of `split_rays`: [num_chunks, F, r, ...] -> [F, num_chunks*r, ...]."""
+  def merge(x):
+    x = jnp.swapaxes(x, 0, 1)
+    return x.reshape(x.shape[0], -1, *x.shape[3:])
+  return jax.tree.map(merge, tree)
+
+
+def num_ray_chunks(train_config):
+  """How many sequential chunks the step's rays are processed in."""
+  chunk = min(train_config.ray_chunk, train_config.rays_per_frame)
+  if train_config.rays_per_frame % chunk:
+    raise errors.UserError(
+        f'config.train.rays_per_frame={train_config.rays_per_frame} is not a '
+        f'multiple of config.train.ray_chunk={train_config.ray_chunk}')
+  return train_config.rays_per_frame // chunk
+
+
 def make_train_step(config, model, tx, scene, mesh):
   """Returns jitted `train_step(state, batch, scene_arrays, key)`.
 
   `batch` holds global arrays sharded along 'data'; `state`, `scene_arrays`
   and `key` are replicated.  Returns (new state, metrics dict of replicated
   scalars / [K] per-class arrays).
+
+  Each device renders its rays in `num_ray_chunks` sequential chunks (a
+  scan accumulating gradients): the activations of a chunk stay small
+  enough to be cache- and memory-friendly, which on CPU doubles throughput
+  against one big batch, and bounds memory on accelerators.
   """
   num_classes = scene.num_classes
+  num_chunks = num_ray_chunks(config.train)
   draw = functools.partial(draw_rays, config=config, scene=scene)
 
   def per_device(state, batch, scene_arrays, key):
@@ -205,23 +239,40 @@ def make_train_step(config, model, tx, scene, mesh):
                             audio[None], smooth_audio=smooth, key=key)
       return jax.tree.map(lambda x: x[0], outputs)
 
-    def loss_fn(params):
+    def chunk_loss(params, chunk):
+      chunk_rays, chunk_targets, chunk_index = chunk
+      keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(
+          render_keys[:, 0], chunk_index)
       outputs = jax.vmap(render_frame, in_axes=(None, 0, 0, 0))(
-          params, rays, batch['audio'], render_keys[:, 0])
-      loss, terms = render_losses(outputs, targets, num_classes,
-                                  config.train.semantic_weight)
-      # Gradient of the device-mean loss: with shard_map's replication
-      # checking this is already the all-device average (no pmean on grads).
-      return lax.pmean(loss, parallel.DATA_AXIS), terms
+          params, chunk_rays, batch['audio'], keys)
+      return render_losses(outputs, chunk_targets, num_classes,
+                           config.train.semantic_weight)
 
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+    # Gradients of this device's own loss (parameters made device-varying),
+    # summed over chunks, then averaged over devices once.
+    local_params = lax.pcast(state.params, parallel.DATA_AXIS, to='varying')
+    grad_fn = jax.value_and_grad(chunk_loss, has_aux=True)
+
+    def accumulate(grads, chunk):
+      (loss, terms), chunk_grads = grad_fn(local_params, chunk)
+      return jax.tree.map(jnp.add, grads, chunk_grads), (loss, terms)
+
+    zeros = jax.tree.map(jnp.zeros_like, local_params)
+    grads, (losses, terms) = lax.scan(
+        accumulate, zeros,
+        (split_rays(rays, num_chunks), split_rays(targets, num_chunks),
+         jnp.arange(num_chunks)))
+    grads = lax.pmean(jax.tree.map(lambda g: g / num_chunks, grads),
+                      parallel.DATA_AXIS)
+    loss = lax.pmean(jnp.mean(losses), parallel.DATA_AXIS)
+    sq_err_fine = merge_rays(terms.pop('sq_err_fine'))
+    terms = jax.tree.map(jnp.mean, terms)
+
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = TrainState(step=state.step + 1,
                            params=optax.apply_updates(state.params, updates),
                            opt_state=opt_state)
-    err_sum, counts = class_sums(terms.pop('sq_err_fine'),
-                                 targets['class_id'], num_classes)
+    err_sum, counts = class_sums(sq_err_fine, targets['class_id'], num_classes)
     err_sum, counts = lax.psum((err_sum, counts), parallel.DATA_AXIS)
     metrics = {k: lax.pmean(v, parallel.DATA_AXIS) for k, v in terms.items()}
     metrics['loss'] = loss
