@@ -12,6 +12,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,6 +27,10 @@ flags.DEFINE_string('workdir', os.path.join(HERE, 'workdirs', 'synthetic'),
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    # The progress bar and eval lines are the report; library INFO logs
+    # (orbax, TFDS) would bury them.  --verbosity=0 brings them back.
+    logging.set_verbosity(logging.WARNING)
   from ssp_nerf_jax import errors  # after flag parsing: jax reads XLA_FLAGS
   from ssp_nerf_jax import train
   try:

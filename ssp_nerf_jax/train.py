@@ -7,11 +7,9 @@ not depend on how frames are spread over devices), renders them, and the
 gradient of the device-averaged loss updates replicated parameters.
 """
 import functools
-import json
 import os
 import time
 
-from absl import logging
 import flax
 import jax
 from jax import lax
@@ -330,7 +328,9 @@ def train_and_evaluate(config, workdir):
   start_step, restored = checkpoints.restore_latest(manager, state)
   if restored is not None:
     state = restored
-    logging.info('Resumed from checkpoint at step %d', start_step)
+    if is_main:
+      tqdm.tqdm.write(f'Resuming from the checkpoint at step {start_step} in '
+                      f'{workdir}')
   if is_main:
     checkpoints.write_config(workdir, config)
   state = parallel.replicate(state, mesh)

@@ -25,3 +25,6 @@ import jax  # pylint: disable=g-import-not-at-top
 jax.config.update('jax_compilation_cache_dir',
                   tempfile.mkdtemp(prefix='ssp_nerf_jax_xla_cache_'))
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+# Session fixtures shared by the test modules (the tiny TFDS dataset).
+from data_fixtures import tiny_data  # pylint: disable=g-import-not-at-top,unused-import

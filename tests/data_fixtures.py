@@ -1,6 +1,7 @@
 """The tiny TFDS dataset, built once per test session (shared by modules).
 
-    from data_fixtures import tiny_data  # in a test module, then
+conftest.py exposes the `tiny_data` fixture to every test module:
+
     def test_x(tiny_data): config, builder = tiny_data
 """
 import pytest

@@ -4,7 +4,6 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
 
-from data_fixtures import tiny_data  # pylint: disable=unused-import
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import portrait_dataset
 

@@ -10,7 +10,6 @@ import pytest
 
 from configs import tiny
 from data_fixtures import tiny_config
-from data_fixtures import tiny_data  # pylint: disable=unused-import
 from ssp_nerf_jax import audio_features
 from ssp_nerf_jax import data
 from ssp_nerf_jax import input_pipeline

@@ -3,14 +3,12 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
 
 from configs import tiny
-from data_fixtures import tiny_data  # pylint: disable=unused-import
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import train
