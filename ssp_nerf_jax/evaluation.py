@@ -17,6 +17,7 @@ from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax import render
 from ssp_nerf_jax import synthetic
 
 P = jax.sharding.PartitionSpec
@@ -85,13 +86,14 @@ class FrameRenderer:
     for i in range(self.num_chunks):
       chunk = jax.tree.map(
           lambda x: x[None, i * self.chunk:(i + 1) * self.chunk], flat)
-      pieces.append(jax.device_get(
-          self._render_chunk(params, chunk, audio, smooth)))
+      pieces.append(self._render_chunk(params, chunk, audio, smooth))
+    pieces = jax.device_get(pieces)  # one wait, after every chunk is queued
     out = {k: np.concatenate([p[k][0] for p in pieces])[:self.num_rays]
            for k in pieces[0]}
     out = {k: v.reshape(scene.height, scene.width, *v.shape[1:])
            for k, v in out.items()}
-    out['rgb'] = out['rgb'] + (1 - out['acc'][..., None]) * scene.background
+    out['rgb'] = np.asarray(render.composite(out['rgb'], out['acc'],
+                                             scene.background))
     out['class_id'] = np.argmax(out['semantics'], axis=-1)
     return out
 

@@ -28,6 +28,7 @@ from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax import render
 from ssp_nerf_jax.models import portrait
 
 P = jax.sharding.PartitionSpec
@@ -142,7 +143,7 @@ def draw_rays(frame_keys, batch, scene_arrays, *, config, scene):
   return jax.vmap(one_frame)(frame_keys, frames)
 
 
-def render_losses(outputs, targets, num_classes, semantic_weight):
+def render_losses(outputs, targets, semantic_weight):
   """Photometric + parsing losses of one level-pair (coarse and fine).
 
   Args:
@@ -155,7 +156,7 @@ def render_losses(outputs, targets, num_classes, semantic_weight):
   terms = {}
   for level in ('coarse', 'fine'):
     out = outputs[level]
-    rgb = out['rgb'] + (1.0 - out['acc'][..., None]) * targets['background']
+    rgb = render.composite(out['rgb'], out['acc'], targets['background'])
     sq_err = jnp.mean((rgb - targets['rgb'])**2, axis=-1)
     log_probs = jnp.log(jnp.clip(out['semantics'], 1e-6, 1.0))
     cross_ent = -jnp.take_along_axis(
@@ -243,7 +244,7 @@ def make_train_step(config, model, tx, scene, mesh):
           render_keys[:, 0], chunk_index)
       outputs = jax.vmap(render_frame, in_axes=(None, 0, 0, 0))(
           params, chunk_rays, batch['audio'], keys)
-      return render_losses(outputs, chunk_targets, num_classes,
+      return render_losses(outputs, chunk_targets,
                            config.train.semantic_weight)
 
     # Gradients of this device's own loss (parameters made device-varying),
@@ -342,43 +343,52 @@ def train_and_evaluate(config, workdir):
   evaluator = evaluation.Evaluator(config, model, scene, builder, mesh)
   batches = input_pipeline.create_train_iterator(config, builder, mesh,
                                                  start_step=start_step)
-  writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tb')) if is_main else None
+  writer = (tensorboardX.SummaryWriter(os.path.join(workdir, 'tb'))
+            if is_main else None)
   num_steps = config.train.num_steps
-  global_rays = config.train.rays_per_frame * next_batch_size(config)
+  global_rays = config.train.rays_per_frame * global_batch_size(config)
   bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not is_main,
                   dynamic_ncols=True, desc='train')
-  tick = time.perf_counter()
-  for step in range(start_step + 1, num_steps + 1):
-    state, metrics = train_step(state, next(batches), scene_arrays, key)
-    # Reading the loss every step blocks on it: it catches divergence before
-    # a bad state is saved, and keeps simulated-device collectives in step.
-    loss = check_finite(step, metrics)
-    bar.update(1)
-    if step % config.train.log_every == 0 or step == num_steps:
-      rays_per_s = global_rays / max(time.perf_counter() - tick, 1e-9)
-      metrics = jax.device_get(metrics)
-      bar.set_postfix(loss=f'{loss:.4f}', psnr=f'{float(metrics["psnr"]):.2f}',
-                      rays_s=f'{rays_per_s:.0f}')
-      if writer:
-        write_summaries(writer, step, metrics, scene.class_names)
-        writer.add_scalar('train/rays_per_s', rays_per_s, step)
-    if step % config.train.eval_every == 0 or step == num_steps:
-      eval_metrics = evaluator.evaluate(state.params, step, workdir)
-      if is_main:
-        bar.write(f'step {step}: val ' + ', '.join(
-            f'{k}={v:.4f}' for k, v in eval_metrics.items()
-            if isinstance(v, float)))
-        for name in ('psnr', 'ssim', 'miou'):
-          writer.add_scalar(f'eval/{name}', eval_metrics[name], step)
-    checkpoints.save(manager, step, state, force=step == num_steps)
-    tick = time.perf_counter()
-  bar.close()
-  manager.wait_until_finished()
-  if writer:
-    writer.close()
+  window_steps, window_time = 0, 0.0  # train-step time since the last log
+  try:
+    for step in range(start_step + 1, num_steps + 1):
+      tick = time.perf_counter()
+      state, metrics = train_step(state, next(batches), scene_arrays, key)
+      # Reading the loss every step blocks on it: it catches divergence
+      # before a bad state is saved, and keeps simulated-device collectives
+      # in step.
+      loss = check_finite(step, metrics)
+      window_time += time.perf_counter() - tick
+      window_steps += 1
+      bar.update(1)
+      if step % config.train.log_every == 0 or step == num_steps:
+        rays_per_s = global_rays * window_steps / max(window_time, 1e-9)
+        window_steps, window_time = 0, 0.0
+        metrics = jax.device_get(metrics)
+        bar.set_postfix(loss=f'{loss:.4f}',
+                        psnr=f'{float(metrics["psnr"]):.2f}',
+                        rays_s=f'{rays_per_s:.0f}')
+        if writer:
+          write_summaries(writer, step, metrics, scene.class_names)
+          writer.add_scalar('train/rays_per_s', rays_per_s, step)
+      if step % config.train.eval_every == 0 or step == num_steps:
+        eval_metrics = evaluator.evaluate(state.params, step, workdir)
+        if writer:
+          bar.write(f'step {step}: val psnr={eval_metrics["psnr"]:.2f} '
+                    f'ssim={eval_metrics["ssim"]:.4f} '
+                    f'miou={eval_metrics["miou"]:.4f}')
+          for name in ('psnr', 'ssim', 'miou'):
+            writer.add_scalar(f'eval/{name}', eval_metrics[name], step)
+      checkpoints.save(manager, step, state, force=step == num_steps)
+  finally:
+    bar.close()
+    batches.close()
+    manager.wait_until_finished()
+    if writer:
+      writer.close()
   return state
 
 
-def next_batch_size(config):
+def global_batch_size(config):
   """Frames per global step."""
   return config.data.frames_per_device * jax.device_count()

@@ -71,7 +71,7 @@ def test_render_losses_against_hand_computation():
   targets = {'rgb': rng.uniform(size=(1, 2, 3)).astype(np.float32),
              'background': rng.uniform(size=(1, 2, 3)).astype(np.float32),
              'class_id': np.array([[0, 2]])}
-  loss, terms = train.render_losses(outputs, targets, k, 0.5)
+  loss, terms = train.render_losses(outputs, targets, 0.5)
   expected = 0.0
   for name in ('coarse', 'fine'):
     out = outputs[name]
