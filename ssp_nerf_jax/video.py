@@ -118,8 +118,10 @@ def probe(path: str) -> tuple[int, float]:
   player gets, not container metadata.
   """
   num_frames, _ = imageio_ffmpeg.count_frames_and_secs(path)
+  if not has_audio_stream(path):
+    return int(num_frames), 0.0
   cmd = [imageio_ffmpeg.get_ffmpeg_exe(), '-loglevel', 'error', '-i', path,
-         '-map', '0:a:0?', '-f', 's16le', '-ac', '1', '-ar',
+         '-map', '0:a:0', '-f', 's16le', '-ac', '1', '-ar',
          str(_PROBE_RATE), '-']
   result = subprocess.run(cmd, capture_output=True, check=False)
   if result.returncode != 0:

@@ -1,0 +1,178 @@
+"""Inputs of an offline render: audio files and camera pose tracks.
+
+Everything is read and validated before the first (slow) render, and every
+problem is a one-line `UserError` naming the file or value.  `trained` is
+`rendering.load_trained`'s result (config, builder, scene, ...).
+"""
+import json
+import os
+import warnings
+
+import numpy as np
+
+from ssp_nerf_jax import audio_features
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import input_pipeline
+
+_RIGID_ATOL = 1e-3
+_SILENCE = 1e-4  # Peak amplitude below which audio counts as silent.
+
+
+# ------------------------------------------------------------------ audio --
+
+
+def load_waveform_file(path: str) -> np.ndarray:
+  """16 kHz mono float32 [T] of an audio file, or a one-line UserError."""
+  if not os.path.isfile(path):
+    raise errors.UserError(f'audio file {path} not found')
+  try:
+    with warnings.catch_warnings():  # librosa's soundfile -> audioread notes
+      warnings.simplefilter('ignore')
+      waveform = audio_features.load_audio(path)
+  except Exception as e:  # pylint: disable=broad-except
+    # librosa raises soundfile/audioread/ValueError types alike.
+    raise errors.UserError(f'cannot read audio {path}: '
+                           f'{type(e).__name__}: {e}') from None
+  if not np.all(np.isfinite(waveform)):
+    raise errors.UserError(f'audio {path} contains non-finite samples')
+  return waveform
+
+
+def check_audio_length(path: str, waveform: np.ndarray, fps: float) -> int:
+  """Frames the audio covers; UserError if fewer than one or silent."""
+  num_frames = audio_features.num_video_frames(len(waveform), fps)
+  seconds = len(waveform) / audio_features.SAMPLE_RATE
+  if num_frames < 1:
+    raise errors.UserError(f'audio {path} is {seconds:.3f} s long, shorter '
+                           f'than one video frame (1/{fps:g} s)')
+  if np.max(np.abs(waveform)) < _SILENCE:
+    raise errors.UserError(f'audio {path} is silent (peak amplitude below '
+                           f'{_SILENCE:g})')
+  return num_frames
+
+
+def load_feature_file(path: str, scene) -> np.ndarray:
+  """Precomputed features float32 [N, 16, C] from a `.npy` file."""
+  try:
+    features = np.load(path)
+  except (OSError, ValueError) as e:
+    raise errors.UserError(f'cannot read features {path}: {e}') from None
+  want = (audio_features.WINDOW_STEPS, scene.audio_dim)
+  if features.ndim != 3 or features.shape[1:] != want or not len(features):
+    raise errors.UserError(f'features {path} have shape {features.shape}, '
+                           f'expected [N>0, {want[0]}, {want[1]}]')
+  if not np.all(np.isfinite(features)):
+    raise errors.UserError(f'features {path} contain non-finite values')
+  return features.astype(np.float32)
+
+
+def audio_windows(path: str, trained):
+  """Per-frame model audio inputs of a wav/`.npy` file, and its waveform.
+
+  Returns:
+    (float32 [N, A, 16, C] context windows, float32 [T] 16 kHz waveform or
+    None for a feature file).
+  """
+  scene = trained.scene
+  if path.endswith('.npy'):
+    features, waveform = load_feature_file(path, scene), None
+  else:
+    waveform = load_waveform_file(path)
+    num_frames = check_audio_length(path, waveform, scene.fps)
+    features = audio_features.compute_features(
+        waveform, audio_features.SAMPLE_RATE,
+        feature=trained.config.data.audio_feature,
+        dim=trained.config.data.audio_dim, num_frames=num_frames,
+        fps=scene.fps)
+  windows = audio_features.context_windows(features,
+                                           trained.config.data.audio_context)
+  return windows, waveform
+
+
+# ------------------------------------------------------------------ poses --
+
+
+def pose_track_pingpong(num_poses: int, num_frames: int) -> np.ndarray:
+  """Indices 0, 1, .., n-1, n-2, .., 1, 0, 1, ... of length `num_frames`.
+
+  Returns:
+    int64 [num_frames] indices into a track of `num_poses` poses.
+  """
+  if num_poses < 1:
+    raise ValueError(f'num_poses must be >= 1, got {num_poses}')
+  if num_poses == 1:
+    return np.zeros(num_frames, np.int64)
+  period = 2 * (num_poses - 1)
+  phase = np.arange(num_frames) % period
+  return np.where(phase < num_poses, phase, period - phase)
+
+
+def check_rigid(c2w: np.ndarray, source: str) -> None:
+  """UserError unless every [4, 4] matrix is finite and rigid."""
+  if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or not len(c2w):
+    raise errors.UserError(f'{source}: expected 4x4 matrices, got shape '
+                           f'{c2w.shape}')
+  bad = np.flatnonzero(~np.all(np.isfinite(c2w), axis=(1, 2)))
+  if bad.size:
+    raise errors.UserError(f'{source}: frame {bad[0]} has a non-finite '
+                           f'value (e.g. {c2w[bad[0]][~np.isfinite(c2w[bad[0]])][0]})')
+  rot = c2w[:, :3, :3]
+  orthogonal = np.abs(rot @ np.swapaxes(rot, 1, 2) - np.eye(3)).max((1, 2))
+  ok = ((orthogonal < _RIGID_ATOL) &
+        (np.abs(np.linalg.det(rot) - 1) < _RIGID_ATOL) &
+        np.all(np.abs(c2w[:, 3] - [0, 0, 0, 1]) < _RIGID_ATOL, axis=1))
+  if not ok.all():
+    i = int(np.flatnonzero(~ok)[0])
+    raise errors.UserError(f'{source}: frame {i} is not a rigid transform '
+                           '(rotation not orthonormal or last row not 0 0 0 1)')
+
+
+def load_transforms(path: str) -> np.ndarray:
+  """float32 [N, 4, 4] from a transforms.json's frames[].transform_matrix."""
+  try:
+    with open(path) as f:
+      # NaN/Infinity literals are accepted so that they are reported below.
+      frames = json.load(f)['frames']
+    c2w = np.asarray([fr['transform_matrix'] for fr in frames], np.float32)
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise errors.UserError(f'cannot read poses {path}: {type(e).__name__}: '
+                           f'{e}') from None
+  check_rigid(c2w, f'poses {path}')
+  return c2w
+
+
+def train_poses(trained) -> np.ndarray:
+  """The training split's camera track, float32 [N, 4, 4]."""
+  frames = input_pipeline.load_split(trained.config, trained.builder, 'train')
+  return frames['c2w']
+
+
+def load_track(spec: str, trained) -> np.ndarray:
+  """The pose track float32 [M, 4, 4] that `spec` names.
+
+  Args:
+    spec: 'train' (training split's track), 'static' (its first pose), or a
+      transforms.json path.
+    trained: from `load_trained`.
+  """
+  if spec == 'static':
+    return train_poses(trained)[:1]
+  if spec == 'train':
+    return train_poses(trained)
+  if not os.path.isfile(spec):
+    raise errors.UserError(f'--poses {spec} is not a file (nor "train" or '
+                           '"static")')
+  return load_transforms(spec)
+
+
+def pose_track(spec, trained, num_frames: int) -> np.ndarray:
+  """Camera poses float32 [num_frames, 4, 4] for a render.
+
+  Args:
+    spec: a `load_track` spec, or an already loaded track [M, 4, 4]; a
+      track shorter than `num_frames` plays forward then backward.
+    trained: from `load_trained`.
+    num_frames: frames to render.
+  """
+  track = load_track(spec, trained) if isinstance(spec, str) else spec
+  return track[pose_track_pingpong(len(track), num_frames)]

@@ -1,0 +1,213 @@
+"""Offline rendering: val scoring, audio -> mp4 with sound, poses, bad input."""
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+from configs import tiny
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import render_inputs
+from ssp_nerf_jax import rendering
+from ssp_nerf_jax import train
+from ssp_nerf_jax import video
+
+
+@pytest.fixture(scope='module')
+def workdir(tiny_data, tmp_path_factory):
+  """The workdir of a 2-step tiny training run."""
+  data_config, _ = tiny_data
+  config = tiny.get_config()
+  config.data.data_dir = data_config.data.data_dir
+  config.train.num_steps = 2
+  config.train.eval_every = 2
+  config.train.checkpoint_every = 2
+  workdir = str(tmp_path_factory.mktemp('render_workdir'))
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def trained(workdir):
+  return rendering.load_trained(workdir)
+
+
+def write_sine(path, seconds, rate=44_100):
+  """A stereo 440 Hz sine, [T, 2] as soundfile writes it."""
+  t = np.arange(int(seconds * rate)) / rate
+  tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+  soundfile.write(path, np.stack([tone, tone], axis=1), rate)
+  return str(path)
+
+
+def test_val_split_writes_images_video_and_finite_metrics(trained, tmp_path):
+  assert trained.step == 2
+  result = rendering.render_val(trained, str(tmp_path))
+  metrics = json.load(open(tmp_path / 'metrics.json'))
+  assert metrics == result
+  for name in ('psnr', 'ssim', 'miou'):
+    assert np.isfinite(metrics[name]), name
+  sync = metrics['mouth_sync']
+  assert sync is None or -1 <= sync <= 1
+  num_val = trained.scene.num_val
+  pngs = [n for n in os.listdir(tmp_path) if n.endswith('.png')]
+  assert len(pngs) == 2 * num_val
+  assert sum(n.startswith('parsing_') for n in pngs) == num_val
+  frames, audio_s = video.probe(str(tmp_path / 'val.mp4'))
+  assert frames == num_val
+  assert audio_s == pytest.approx(num_val / trained.scene.fps, abs=0.05)
+
+
+def test_wav_renders_mp4_with_sound(trained, tmp_path):
+  wav = write_sine(tmp_path / 'tone.wav', 1.0)
+  out = tmp_path / 'out'
+  rendering.check_out_dir(str(out))
+  mp4 = rendering.render_audio(trained, wav, str(out), poses='train')
+  assert mp4 == str(out / 'tone.mp4')
+  assert os.listdir(out) == ['tone.mp4']  # no .partial.mp4 left over
+  frames, audio_s = video.probe(mp4)
+  assert frames == 25
+  assert audio_s == pytest.approx(1.0, abs=0.05)
+
+
+def test_pingpong_indices():
+  np.testing.assert_array_equal(render_inputs.pose_track_pingpong(3, 9),
+                                [0, 1, 2, 1, 0, 1, 2, 1, 0])
+  np.testing.assert_array_equal(render_inputs.pose_track_pingpong(4, 3), [0, 1, 2])
+  np.testing.assert_array_equal(render_inputs.pose_track_pingpong(1, 3), [0, 0, 0])
+
+
+def test_mouth_sync_is_pearson_of_mouth_area():
+  truth = np.zeros((3, 4, 4), np.uint8)
+  truth[1, 0, :2] = 7
+  truth[2, :2, :2] = 6
+  np.testing.assert_array_equal(rendering.mouth_area(truth), [0, 2, 4])
+  assert rendering.pearson([0, 2, 4], [1, 2, 3]) == pytest.approx(1.0)
+  assert np.isnan(rendering.pearson([1, 1, 1], [1, 2, 3]))
+
+
+def test_missing_or_empty_workdir(tmp_path):
+  with pytest.raises(errors.UserError, match='nope does not exist'):
+    rendering.load_trained(str(tmp_path / 'nope'))
+  with pytest.raises(errors.UserError, match='is empty'):
+    rendering.load_trained(str(tmp_path))
+
+
+def test_workdir_without_checkpoint(trained, tmp_path):
+  del trained  # only its config.json layout matters
+  (tmp_path / 'config.json').write_text(
+      tiny.get_config().to_json_best_effort())
+  with pytest.raises(errors.UserError, match='no checkpoint in .*checkpoints'):
+    rendering.load_trained(str(tmp_path))
+
+
+def test_audio_shorter_than_one_frame(trained, tmp_path):
+  wav = write_sine(tmp_path / 'blip.wav', 0.02)
+  with pytest.raises(errors.UserError,
+                     match='blip.wav is 0.020 s long, shorter than one'):
+    render_inputs.audio_windows(wav, trained)
+
+
+def test_unreadable_audio(trained, tmp_path):
+  bad = tmp_path / 'bad.wav'
+  bad.write_bytes(b'not audio at all')
+  with pytest.raises(errors.UserError, match='cannot read audio .*bad.wav'):
+    render_inputs.audio_windows(str(bad), trained)
+
+
+def test_poses_with_nan(trained, tmp_path):
+  matrix = np.eye(4).tolist()
+  matrix[0][3] = float('nan')
+  path = tmp_path / 'transforms.json'
+  path.write_text(json.dumps({'frames': [{'transform_matrix': np.eye(
+      4).tolist()}, {'transform_matrix': matrix}]}))
+  with pytest.raises(errors.UserError,
+                     match='transforms.json: frame 1 has a non-finite value'):
+    render_inputs.pose_track(str(path), trained, 5)
+
+
+def test_train_track_is_rigid_and_static_is_still(trained):
+  track = render_inputs.pose_track('train', trained, 3)
+  render_inputs.check_rigid(track, 'train track')
+  still = render_inputs.pose_track('static', trained, 3)
+  np.testing.assert_array_equal(still[0], still[2])
+
+
+def test_non_rigid_poses_are_rejected(trained, tmp_path):
+  del trained
+  scaled = (2 * np.eye(4)).tolist()
+  scaled[3][3] = 1.0
+  path = tmp_path / 'scaled.json'
+  path.write_text(json.dumps({'frames': [{'transform_matrix': scaled}]}))
+  with pytest.raises(errors.UserError, match='scaled.json: frame 0 is not a '
+                     'rigid transform'):
+    render_inputs.load_transforms(str(path))
+
+
+def test_four_devices_render_like_one(trained):
+  import jax  # pylint: disable=g-import-not-at-top
+  from ssp_nerf_jax import parallel  # pylint: disable=g-import-not-at-top
+  frames = rendering.input_pipeline.load_split(
+      trained.config, trained.builder, 'val', [0, 1])
+  images = [rendering.render_frames(
+      trained, frames['c2w'], frames['audio'],
+      mesh=parallel.make_data_mesh(devices), keep_float=True)['rgb_float']
+            for devices in (jax.devices()[:4], jax.devices()[:1])]
+  np.testing.assert_allclose(images[0], images[1], atol=1e-5)
+
+
+def test_background_of_other_size_is_resized(trained, tmp_path):
+  path = str(tmp_path / 'plate.png')
+  rendering.write_png(path, np.full((7, 9, 3), 255, np.uint8))
+  swapped = rendering.with_background(trained, path)
+  scene = trained.scene
+  assert swapped.scene.background.shape == (scene.height, scene.width, 3)
+  np.testing.assert_allclose(swapped.scene.background, 1.0, atol=1e-6)
+
+
+def test_cli_renders_several_files_and_fails_in_one_line(workdir, trained,
+                                                         tmp_path):
+  import render_main  # pylint: disable=g-import-not-at-top
+  wav = write_sine(tmp_path / 'short.wav', 0.2, rate=8000)
+  np.save(tmp_path / 'feats.npy', np.zeros(
+      (3, 16, trained.config.data.audio_dim), np.float32))
+  out = tmp_path / 'out'
+  argv = ['render_main', f'--workdir={workdir}',
+          f'--audio={wav}', f'--audio={tmp_path / "feats.npy"}',
+          f'--out={out}', '--poses=static']
+  render_main.FLAGS.unparse_flags()
+  render_main.FLAGS(argv)
+  render_main.run()
+  assert sorted(os.listdir(out)) == ['feats.mp4', 'short.mp4']
+  assert video.probe(str(out / 'feats.mp4')) == (3, 0.0)
+  render_main.FLAGS.unparse_flags()
+  render_main.FLAGS(argv[:1] + [f'--workdir={tmp_path / "none"}',
+                                f'--audio={wav}', f'--out={out}'])
+  with pytest.raises(SystemExit, match=r'^error: --workdir .*none does not '
+                     'exist$'):
+    render_main.main(['render_main'])
+  render_main.FLAGS.unparse_flags()
+
+
+def test_silent_audio(trained, tmp_path):
+  path = str(tmp_path / 'quiet.wav')
+  soundfile.write(path, np.zeros(16_000, np.float32), 16_000)
+  with pytest.raises(errors.UserError, match='quiet.wav is silent'):
+    render_inputs.audio_windows(path, trained)
+
+
+def test_unwritable_out_dir(tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  with pytest.raises(errors.UserError, match='a_file/out is not writable'):
+    rendering.check_out_dir(str(blocker / 'out'))
+
+
+def test_failed_mp4_write_leaves_no_file(tmp_path):
+  path = tmp_path / 'clip.mp4'
+  frames = np.zeros((2, 4, 4, 3), np.uint8)
+  # ffmpeg rejects a frame rate of 0: write_mp4 must clean up after it.
+  with pytest.raises(errors.UserError, match='clip.mp4'):
+    video.write_mp4(str(path), frames, fps=0.0)
+  assert not os.listdir(tmp_path)
