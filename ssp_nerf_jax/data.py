@@ -14,7 +14,6 @@ calls it on first use); `resolve_data_dir(config)` says where builds live.
 """
 import os
 import sys
-import tempfile
 from typing import Optional
 
 from absl import app
@@ -42,19 +41,6 @@ def resolve_data_dir(config) -> str:
   data_dir = (config.data.get('data_dir') or os.environ.get(DATA_DIR_ENV) or
               DEFAULT_DATA_DIR)
   return os.path.abspath(os.path.expanduser(data_dir))
-
-
-def _check_writable(data_dir: str) -> None:
-  """Raises DatasetError unless a build can write into `data_dir`."""
-  try:
-    os.makedirs(data_dir, exist_ok=True)
-    # A real write, not os.access: root passes access checks even on a
-    # read-only mount.
-    with tempfile.TemporaryFile(dir=data_dir):
-      pass
-  except OSError as e:
-    raise portrait_dataset.DatasetError(
-        f'data_dir {data_dir} is not writable: {e.strerror or e}') from None
 
 
 def build_dataset(config, data_dir: Optional[str] = None):
@@ -93,7 +79,8 @@ def _prepare(builder_config, data_dir):
   builder = portrait_dataset.make_builder(builder_config, data_dir)
   if portrait_dataset.is_prepared(builder):
     return builder
-  _check_writable(data_dir)
+  errors.ensure_writable_dir(data_dir, 'data_dir',
+                             portrait_dataset.DatasetError)
   for path in portrait_dataset.remove_stale_incomplete_dirs(builder):
     logging.info('Removed the leftover of an interrupted build: %s', path)
   logging.info('Building %s into %s', builder_config.key(), builder.data_dir)

@@ -147,11 +147,15 @@ class Evaluator:
 
   def side_by_side(self, out, i):
     """uint8 [H, 4W, 3]: truth | render | rendered parsing | true parsing."""
-    to_u8 = lambda x: (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
     return np.concatenate([
-        self.frames['image'][i], to_u8(out['rgb']),
+        self.frames['image'][i], to_uint8(out['rgb']),
         self.palette[out['class_id']],
         self.palette[self.frames['parsing'][i]]], axis=1)
+
+
+def to_uint8(image):
+  """float [..., 3] in [0, 1] -> uint8, rounded."""
+  return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def write_json_atomic(path, payload):

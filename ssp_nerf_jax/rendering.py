@@ -12,7 +12,6 @@ Library behind `render_main.py`:
 import collections
 import json
 import os
-import tempfile
 import time
 
 from typing import Optional
@@ -193,7 +192,7 @@ def render_frames(trained: Trained, c2w: np.ndarray, audio: np.ndarray,
   for i in bar:
     out = bound.renderer.render(bound.params, c2w[i], audio[i], bound.smooth)
     rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
-    rgbs.append(to_uint8(rgb))
+    rgbs.append(evaluation.to_uint8(rgb))
     classes.append(out['class_id'].astype(np.uint8))
     if keep_float:
       floats.append(rgb)
@@ -204,19 +203,9 @@ def render_frames(trained: Trained, c2w: np.ndarray, audio: np.ndarray,
   return result
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-  return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 def check_out_dir(out_dir: str) -> None:
   """Creates `out_dir`; UserError unless a file can really be written."""
-  try:
-    os.makedirs(out_dir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=out_dir):
-      pass
-  except OSError as e:
-    raise errors.UserError(f'--out {out_dir} is not writable: '
-                           f'{e.strerror or e}') from None
+  errors.ensure_writable_dir(out_dir, '--out')
 
 
 def write_png(path: str, image: np.ndarray) -> None:
