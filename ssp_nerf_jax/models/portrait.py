@@ -21,6 +21,12 @@ from ssp_nerf_jax import render
 from ssp_nerf_jax.models import audio as audio_lib
 from ssp_nerf_jax.models import nerf
 
+# PortraitNeRF fields handed to each NeRFMLP unchanged (same names in
+# config.model; the last two are optional there).
+_MLP_FIELDS = ('xyz_freqs', 'dir_freqs', 'depth', 'width', 'skip_layer',
+               'view_width', 'num_view_layers', 'feature_layer')
+
+
 class PortraitNeRF(nn.Module):
   """Audio-driven portrait NeRF with a parsing branch.
 
@@ -84,14 +90,7 @@ class PortraitNeRF(nn.Module):
       far = float(r.far)
     kwargs = dict(
         num_classes=int(num_classes),
-        xyz_freqs=m.xyz_freqs,
-        dir_freqs=m.dir_freqs,
-        depth=m.depth,
-        width=m.width,
-        skip_layer=m.skip_layer,
-        view_width=m.view_width,
-        num_view_layers=m.get('num_view_layers', None),
-        feature_layer=bool(m.get('feature_layer', False)),
+        **{name: m[name] for name in _MLP_FIELDS if name in m},
         audio_code_dim=m.audio_code_dim,
         share_coarse_fine=bool(m.share_coarse_fine),
         dtype=str(m.dtype),
@@ -106,17 +105,8 @@ class PortraitNeRF(nn.Module):
     self.audio_net = audio_lib.AudioNet(code_dim=self.audio_code_dim)
     self.audio_att = audio_lib.AudioAttNet()
     mlp = functools.partial(
-        nerf.NeRFMLP,
-        num_classes=self.num_classes,
-        xyz_freqs=self.xyz_freqs,
-        dir_freqs=self.dir_freqs,
-        depth=self.depth,
-        width=self.width,
-        skip_layer=self.skip_layer,
-        view_width=self.view_width,
-        num_view_layers=self.num_view_layers,
-        feature_layer=self.feature_layer,
-        dtype=self.dtype)
+        nerf.NeRFMLP, num_classes=self.num_classes, dtype=self.dtype,
+        **{name: getattr(self, name) for name in _MLP_FIELDS})
     if self.share_coarse_fine:
       self.nerf = mlp()
       self.coarse = self.fine = self.nerf
