@@ -3,7 +3,6 @@
 Saves are atomic (orbax writes a tmp dir and renames it when complete), so a
 run killed mid-save resumes from the last complete step.
 """
-import json
 import os
 
 from etils import epath
@@ -18,8 +17,19 @@ def create_manager(workdir, config) -> ocp.CheckpointManager:
       preservation_policy=ocp.checkpoint_managers.LatestN(
           config.train.keep_checkpoints),
       cleanup_tmp_directories=True)
-  directory = epath.Path(os.path.abspath(workdir)) / 'checkpoints'
-  return ocp.CheckpointManager(directory, options=options)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def checkpoint_dir(workdir) -> epath.Path:
+  """Where a workdir's checkpoints live."""
+  return epath.Path(os.path.abspath(workdir)) / 'checkpoints'
+
+
+def open_read_only(workdir) -> ocp.CheckpointManager:
+  """A manager that reads a workdir's checkpoints and never writes there."""
+  return ocp.CheckpointManager(
+      checkpoint_dir(workdir),
+      options=ocp.CheckpointManagerOptions(read_only=True))
 
 
 def save(manager, step, state, force=False):
@@ -43,9 +53,3 @@ def write_config(workdir, config):
   with open(tmp, 'w') as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   os.replace(tmp, path)
-
-
-def read_config_json(workdir):
-  """The config dict a workdir was trained with."""
-  with open(os.path.join(workdir, 'config.json')) as f:
-    return json.load(f)

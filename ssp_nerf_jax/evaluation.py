@@ -121,7 +121,7 @@ class Evaluator:
     Returns a dict with 'step', 'psnr', 'ssim', 'miou' (means over frames).
     """
     smooth = step >= self.config.train.audio_smoothing_start
-    psnrs, ssims, preds, trues = [], [], [], []
+    rgbs, preds = [], []
     image_dir = os.path.join(workdir, 'eval', f'step_{step:07d}')
     is_main = jax.process_index() == 0
     if is_main:
@@ -129,18 +129,15 @@ class Evaluator:
     for i, frame_id in enumerate(self.frames['frame_id']):
       out = self.renderer.render(params, self.frames['c2w'][i],
                                  self.frames['audio'][i], smooth)
-      truth = self.frames['image'][i].astype(np.float32) / 255
-      psnrs.append(float(metrics_lib.psnr(out['rgb'], truth)))
-      ssims.append(float(metrics_lib.ssim(out['rgb'], truth)))
+      rgbs.append(np.clip(out['rgb'], 0, 1))
       preds.append(out['class_id'])
-      trues.append(self.frames['parsing'][i])
       if is_main:
         iio.imwrite(os.path.join(image_dir, f'frame_{int(frame_id):05d}.png'),
                     self.side_by_side(out, i))
-    result = {'step': int(step), 'psnr': float(np.mean(psnrs)),
-              'ssim': float(np.mean(ssims)),
-              'miou': metrics_lib.mean_iou(np.stack(preds), np.stack(trues),
-                                           self.scene.num_classes)}
+    result = {'step': int(step),
+              **frame_scores(np.stack(rgbs), self.frames['image'],
+                             np.stack(preds), self.frames['parsing'],
+                             self.scene.num_classes)}
     if is_main:
       write_json_atomic(os.path.join(workdir, 'eval_metrics.json'), result)
     return result
@@ -151,6 +148,27 @@ class Evaluator:
         self.frames['image'][i], to_uint8(out['rgb']),
         self.palette[out['class_id']],
         self.palette[self.frames['parsing'][i]]], axis=1)
+
+
+def frame_scores(rgb, images, pred_ids, true_ids, num_classes):
+  """Mean PSNR and SSIM over frames, and parsing mIoU.
+
+  Args:
+    rgb: float [N, H, W, 3] renders in [0, 1].
+    images: uint8 [N, H, W, 3] ground truth.
+    pred_ids, true_ids: int [N, H, W] rendered / true class ids.
+    num_classes: K.
+  Returns:
+    {'psnr': dB, 'ssim': x, 'miou': x} as floats.
+  """
+  truth = images.astype(np.float32) / 255
+  return {
+      'psnr': float(np.mean([metrics_lib.psnr(r, t)
+                             for r, t in zip(rgb, truth)])),
+      'ssim': float(np.mean([metrics_lib.ssim(r, t)
+                             for r, t in zip(rgb, truth)])),
+      'miou': metrics_lib.mean_iou(pred_ids, true_ids, num_classes),
+  }
 
 
 def to_uint8(image):

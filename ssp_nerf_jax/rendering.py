@@ -25,11 +25,11 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from ssp_nerf_jax import audio_features
+from ssp_nerf_jax import checkpoints
 from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import render_inputs
 from ssp_nerf_jax import train
@@ -63,16 +63,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 def checkpoint_steps(workdir: str) -> list[int]:
   """Steps of the complete checkpoints in `<workdir>/checkpoints`."""
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  if not os.path.isdir(directory):
+  if not checkpoints.checkpoint_dir(workdir).is_dir():
     return []
-  manager = _read_only_manager(directory)
-  return sorted(manager.all_steps())
-
-
-def _read_only_manager(directory):
-  return ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(read_only=True))
+  return sorted(checkpoints.open_read_only(workdir).all_steps())
 
 
 def pick_step(workdir: str, checkpoint_step: Optional[int]) -> int:
@@ -80,7 +73,7 @@ def pick_step(workdir: str, checkpoint_step: Optional[int]) -> int:
   steps = checkpoint_steps(workdir)
   if not steps:
     raise errors.UserError(
-        f'no checkpoint in {os.path.join(workdir, "checkpoints")}')
+        f'no checkpoint in {checkpoints.checkpoint_dir(workdir)}')
   if checkpoint_step is None:
     return steps[-1]
   if checkpoint_step not in steps:
@@ -109,8 +102,7 @@ def load_trained(workdir: str,
   model = train.make_model(config, scene)
   target = train.init_state(config, model, scene,
                             train.make_optimizer(config.train))
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  state = _read_only_manager(directory).restore(
+  state = checkpoints.open_read_only(workdir).restore(
       step, args=ocp.args.StandardRestore(target))
   return Trained(config, builder, scene, model, state.params, int(step))
 
@@ -299,19 +291,17 @@ def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
 
 def score_val(trained: Trained, frames, rendered) -> dict:
   """metrics.json payload: psnr, ssim, region_psnr, miou, mouth_sync."""
-  truth = frames['image'].astype(np.float32) / 255
   rgb = rendered['rgb_float']
-  psnrs = [float(metrics_lib.psnr(r, t)) for r, t in zip(rgb, truth)]
-  ssims = [float(metrics_lib.ssim(r, t)) for r, t in zip(rgb, truth)]
+  scores = evaluation.frame_scores(rgb, frames['image'], rendered['class_id'],
+                                   frames['parsing'], trained.scene.num_classes)
   sync = pearson(mouth_area(rendered['class_id']),
                  mouth_area(frames['parsing']))
   return {
       'step': trained.step, 'num_frames': int(len(rgb)),
-      'psnr': float(np.mean(psnrs)), 'ssim': float(np.mean(ssims)),
-      'region_psnr': region_psnr(rgb, truth, frames['parsing'],
-                                 trained.scene.class_names),
-      'miou': metrics_lib.mean_iou(rendered['class_id'], frames['parsing'],
-                                   trained.scene.num_classes),
+      'psnr': scores['psnr'], 'ssim': scores['ssim'],
+      'region_psnr': region_psnr(rgb, frames['image'].astype(np.float32) / 255,
+                                 frames['parsing'], trained.scene.class_names),
+      'miou': scores['miou'],
       # None (null) when a mouth area is constant over the frames.
       'mouth_sync': None if np.isnan(sync) else sync,
   }
