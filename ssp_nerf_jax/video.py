@@ -24,8 +24,7 @@ def pad_to_even(frames: np.ndarray) -> np.ndarray:
 
   yuv420p (what players expect of H.264) needs even sizes.
   """
-  n, height, width = frames.shape[:3]
-  del n
+  height, width = frames.shape[1:3]
   pad = ((0, 0), (0, height % 2), (0, width % 2), (0, 0))
   if not any(p[1] for p in pad):
     return frames
