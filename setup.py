@@ -24,6 +24,7 @@ setuptools.setup(
         'imageio-ffmpeg>=0.5',
         'jax>=0.6',
         'librosa>=0.10',
+        'matplotlib>=3.8',  # benchmark plots
         'ml-collections>=0.1.1',
         'numpy>=1.26',
         'optax>=0.2.4',
@@ -33,5 +34,5 @@ setuptools.setup(
         'tensorflow-datasets>=4.9.7',
         'tqdm>=4.66',
     ],
-    extras_require={'test': ['pytest>=8', 'matplotlib>=3.8']},
+    extras_require={'test': ['pytest>=8']},
 )

@@ -37,6 +37,12 @@ def get_config():
   config.model.audio_code_dim = 64
   config.model.share_coarse_fine = False
   config.model.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16'
+  # Torso warping (SSP-NeRF): one field for head and torso; samples are
+  # blended between the head frame and the body frame (models/torso_warp.py).
+  config.model.torso_warp = False
+  config.model.warp_freqs = 6
+  config.model.warp_width = 64
+  config.model.warp_max_offset = 0.02  # head-space units
 
   config.render = ml_collections.ConfigDict()
   config.render.num_coarse = 64
@@ -63,6 +69,9 @@ def get_config():
   config.train.lr_decay_steps = 250_000  # lr * lr_decay_rate**(step/steps)
   config.train.lr_decay_rate = 0.1
   config.train.semantic_weight = 0.1  # lambda on the parsing cross-entropy
+  # Torso warp regularisers: parsing supervision of the blend, residual L2.
+  config.train.warp_blend_weight = 0.1
+  config.train.warp_offset_weight = 1.0
   config.train.audio_smoothing_start = 200_000
   config.train.log_every = 100
   config.train.eval_every = 10_000

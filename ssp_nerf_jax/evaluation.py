@@ -53,11 +53,13 @@ class FrameRenderer:
     self._render_chunk = jax.jit(
         functools.partial(self._apply, model),
         in_shardings=(parallel.replicated(mesh), rays_sharding,
-                      parallel.replicated(mesh), parallel.replicated(mesh)),
+                      parallel.replicated(mesh), parallel.replicated(mesh),
+                      parallel.replicated(mesh)),
         out_shardings=rays_sharding)
 
-  def _apply(self, model, params, rays, audio, smooth):
-    out = model.apply(params, rays, audio, smooth_audio=smooth)['fine']
+  def _apply(self, model, params, rays, audio, c2w, smooth):
+    out = model.apply(params, rays, audio, smooth_audio=smooth,
+                      c2w=c2w)['fine']
     return {'rgb': out['rgb'], 'acc': out['acc'], 'depth': out['depth'],
             'semantics': out['semantics']}
 
@@ -81,12 +83,13 @@ class FrameRenderer:
         lambda x: jnp.pad(x.reshape(-1, 3), ((0, padded - self.num_rays),
                                              (0, 0)), mode='edge'), rays)
     audio = jnp.asarray(audio)[None]
+    c2w = jnp.asarray(c2w, jnp.float32)[None]
     smooth = jnp.asarray(smooth)
     pieces = []
     for i in range(self.num_chunks):
       chunk = jax.tree.map(
           lambda x: x[None, i * self.chunk:(i + 1) * self.chunk], flat)
-      pieces.append(self._render_chunk(params, chunk, audio, smooth))
+      pieces.append(self._render_chunk(params, chunk, audio, c2w, smooth))
     pieces = jax.device_get(pieces)  # one wait, after every chunk is queued
     out = {k: np.concatenate([p[k][0] for p in pieces])[:self.num_rays]
            for k in pieces[0]}
@@ -96,6 +99,12 @@ class FrameRenderer:
                                              scene.background))
     out['class_id'] = np.argmax(out['semantics'], axis=-1)
     return out
+
+
+def read_history(workdir):
+  """The records of every evaluation of a run (`eval_history.jsonl`)."""
+  with open(os.path.join(workdir, 'eval_history.jsonl')) as f:
+    return [json.loads(line) for line in f if line.strip()]
 
 
 def evenly_spaced(count, total):
@@ -115,10 +124,20 @@ class Evaluator:
     self.frames = input_pipeline.load_split(config, builder, 'val', picks)
     self.palette = parsing_palette(scene.num_classes)
 
-  def evaluate(self, params, step, workdir):
-    """Scores the eval frames at `step`; writes PNGs and eval_metrics.json.
+  def evaluate(self, params, step, workdir, extra=None):
+    """Scores the eval frames at `step`; writes PNGs and the metrics.
 
-    Returns a dict with 'step', 'psnr', 'ssim', 'miou' (means over frames).
+    Writes `eval_metrics.json` (this evaluation) and appends the same record
+    to `eval_history.jsonl` (one JSON object per line and evaluation).
+
+    Args:
+      params: replicated parameters.
+      step: training step (names the image folder).
+      workdir: the run's workdir.
+      extra: more fields for the record (e.g. the train step time).
+    Returns:
+      The record: 'step', 'psnr', 'ssim', 'region_psnr', 'miou' (over the
+      eval frames) and `extra`.
     """
     smooth = step >= self.config.train.audio_smoothing_start
     rgbs, preds = [], []
@@ -137,9 +156,12 @@ class Evaluator:
     result = {'step': int(step),
               **frame_scores(np.stack(rgbs), self.frames['image'],
                              np.stack(preds), self.frames['parsing'],
-                             self.scene.num_classes)}
+                             self.scene.class_names),
+              **(extra or {})}
     if is_main:
       write_json_atomic(os.path.join(workdir, 'eval_metrics.json'), result)
+      with open(os.path.join(workdir, 'eval_history.jsonl'), 'a') as f:
+        f.write(json.dumps(result) + '\n')
     return result
 
   def side_by_side(self, out, i):
@@ -150,16 +172,17 @@ class Evaluator:
         self.palette[self.frames['parsing'][i]]], axis=1)
 
 
-def frame_scores(rgb, images, pred_ids, true_ids, num_classes):
-  """Mean PSNR and SSIM over frames, and parsing mIoU.
+def frame_scores(rgb, images, pred_ids, true_ids, class_names):
+  """Mean PSNR and SSIM over frames, PSNR per region, parsing mIoU.
 
   Args:
     rgb: float [N, H, W, 3] renders in [0, 1].
     images: uint8 [N, H, W, 3] ground truth.
     pred_ids, true_ids: int [N, H, W] rendered / true class ids.
-    num_classes: K.
+    class_names: the K class names.
   Returns:
-    {'psnr': dB, 'ssim': x, 'miou': x} as floats.
+    {'psnr': dB, 'ssim': x, 'region_psnr': {region: dB or None},
+     'miou': x}.
   """
   truth = images.astype(np.float32) / 255
   return {
@@ -167,7 +190,9 @@ def frame_scores(rgb, images, pred_ids, true_ids, num_classes):
                              for r, t in zip(rgb, truth)])),
       'ssim': float(np.mean([metrics_lib.ssim(r, t)
                              for r, t in zip(rgb, truth)])),
-      'miou': metrics_lib.mean_iou(pred_ids, true_ids, num_classes),
+      'region_psnr': metrics_lib.region_psnr(rgb, truth, true_ids,
+                                             class_names),
+      'miou': metrics_lib.mean_iou(pred_ids, true_ids, len(class_names)),
   }
 
 

@@ -24,8 +24,10 @@ import grain
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
+import tensorflow_datasets as tfds
 
 from ssp_nerf_jax import portrait_dataset
+from ssp_nerf_jax.models import torso_warp
 
 DATA_AXIS = 'data'
 # Per-frame features and their dtypes (scalars decode as Python numbers).
@@ -66,6 +68,10 @@ class SceneInfo:
   # Frame offsets of the context windows: frame i sees i-4 .. i+3.
   audio_context_offsets: tuple[int, ...] = flax.struct.field(
       pytree_node=False, default=(-4, -3, -2, -1, 0, 1, 2, 3))
+  # The torso warp's reference pose: the mean training pose as 16 floats
+  # (row-major 4x4); None for hand-built scenes without poses.
+  reference_c2w: tuple[float, ...] | None = flax.struct.field(
+      pytree_node=False, default=None)
 
 
 def load_scene_info(builder) -> SceneInfo:
@@ -83,7 +89,22 @@ def load_scene_info(builder) -> SceneInfo:
       num_train=int(meta['num_train']), num_val=int(meta['num_val']),
       audio_feature=str(audio['feature']), audio_dim=int(audio['dim']),
       audio_context=int(audio['context']),
-      audio_context_offsets=tuple(int(o) for o in audio['context_offsets']))
+      audio_context_offsets=tuple(int(o) for o in audio['context_offsets']),
+      reference_c2w=tuple(torso_warp.mean_pose(load_poses(builder, 'train'))
+                          .reshape(-1).tolist()))
+
+
+def load_poses(builder, split: str) -> np.ndarray:
+  """float32 [N, 4, 4] camera-to-head poses of a split, in frame order.
+
+  Images and parsing maps are skipped, not decoded: a fraction of a second
+  even for paper-scale splits.
+  """
+  skip = tfds.decode.SkipDecoding()
+  source = builder.as_data_source(split, decoders={'image': skip,
+                                                   'parsing': skip})
+  return np.asarray([source[i]['c2w'] for i in range(len(source))],
+                    np.float32).reshape(-1, 4, 4)
 
 
 def load_waveform(builder) -> np.ndarray:

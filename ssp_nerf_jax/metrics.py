@@ -39,3 +39,56 @@ def mean_iou(pred_ids, true_ids, num_classes):
     if union:
       ious.append(np.count_nonzero(pred_k & true_k) / union)
   return float(np.mean(ious)) if ious else float('nan')
+
+
+# Image regions scored by the benchmarks and val rendering, as groups of
+# parsing class names (SSP-NeRF's 11 classes).  'full' is every pixel.
+REGIONS = {
+    'full': None,
+    'mouth': ('lips', 'mouth'),
+    'eyes': ('eyes', 'brows'),
+    'face': ('skin', 'nose', 'ears'),
+    'hair': ('hair',),
+    'neck_torso': ('neck', 'torso'),
+    'background': ('background',),
+}
+
+
+def region_masks(parsing, class_names):
+  """{region: bool mask [..., H, W] or None} on ground-truth class ids.
+
+  A region whose classes the dataset does not have (e.g. 'mouth' in
+  4-class AD-NeRF parsing) maps to None.
+  """
+  masks = {}
+  for region, names in REGIONS.items():
+    if names is None:
+      masks[region] = np.ones(np.shape(parsing), bool)
+      continue
+    ids = [class_names.index(n) for n in names if n in class_names]
+    masks[region] = np.isin(parsing, ids) if ids else None
+  return masks
+
+
+def region_psnr(rgb, truth, parsing, class_names):
+  """PSNR over the pixels of each region of `REGIONS`.
+
+  The squared error is pooled over all pixels of a region in all frames,
+  so small regions (the mouth) are scored on every frame they appear in.
+
+  Args:
+    rgb, truth: float [N, H, W, 3] in [0, 1].
+    parsing: int [N, H, W] ground-truth class ids.
+    class_names: the K class names of the dataset.
+  Returns:
+    {region: dB, or None where the region has no pixels}.
+  """
+  sq_err = np.mean((np.asarray(rgb, np.float64) -
+                    np.asarray(truth, np.float64))**2, axis=-1)
+  result = {}
+  for region, mask in region_masks(parsing, tuple(class_names)).items():
+    if mask is None or not mask.any():
+      result[region] = None
+    else:
+      result[region] = float(-10 * np.log10(max(sq_err[mask].mean(), 1e-10)))
+  return result

@@ -30,12 +30,11 @@ from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import metrics
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import render_inputs
 from ssp_nerf_jax import train
 from ssp_nerf_jax import video
-
-MOUTH_CLASSES = (6, 7)  # mouth interior, lips
 
 Trained = collections.namedtuple(
     'Trained', ['config', 'builder', 'scene', 'model', 'params', 'step'])
@@ -247,9 +246,17 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
 # -------------------------------------------------------------------- val --
 
 
-def mouth_area(class_ids: np.ndarray) -> np.ndarray:
-  """Pixels of lips + mouth interior per frame: [N, H, W] -> float [N]."""
-  return np.isin(class_ids, MOUTH_CLASSES).sum(axis=(1, 2)).astype(np.float64)
+def mouth_area(class_ids: np.ndarray, class_names) -> Optional[np.ndarray]:
+  """Pixels of the 'mouth' region (lips + mouth interior) per frame.
+
+  Args:
+    class_ids: int [N, H, W] parsing.
+    class_names: the dataset's class names.
+  Returns:
+    float [N], or None if the parsing has no mouth classes (4-class data).
+  """
+  mask = metrics.region_masks(class_ids, tuple(class_names))['mouth']
+  return None if mask is None else mask.sum(axis=(1, 2)).astype(np.float64)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -258,26 +265,6 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
   if len(a) < 2 or a.std() == 0 or b.std() == 0:
     return float('nan')
   return float(np.corrcoef(a, b)[0, 1])
-
-
-def region_psnr(rgb: np.ndarray, truth: np.ndarray, parsing: np.ndarray,
-                class_names) -> dict[str, Optional[float]]:
-  """PSNR over the pixels of each ground-truth parsing class.
-
-  Args:
-    rgb, truth: float [N, H, W, 3] in [0, 1].
-    parsing: int [N, H, W] ground-truth class ids.
-    class_names: K names.
-  Returns:
-    {class name: PSNR in dB, or None where the class has no pixels}.
-  """
-  sq_err = np.mean((rgb - truth)**2, axis=-1)
-  result = {}
-  for k, name in enumerate(class_names):
-    mask = parsing == k
-    result[name] = (float(-10 * np.log10(max(sq_err[mask].mean(), 1e-10)))
-                    if mask.any() else None)
-  return result
 
 
 def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
@@ -292,17 +279,19 @@ def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
 def score_val(trained: Trained, frames, rendered) -> dict:
   """metrics.json payload: psnr, ssim, region_psnr, miou, mouth_sync."""
   rgb = rendered['rgb_float']
+  class_names = trained.scene.class_names
   scores = evaluation.frame_scores(rgb, frames['image'], rendered['class_id'],
-                                   frames['parsing'], trained.scene.num_classes)
-  sync = pearson(mouth_area(rendered['class_id']),
-                 mouth_area(frames['parsing']))
+                                   frames['parsing'], class_names)
+  rendered_area = mouth_area(rendered['class_id'], class_names)
+  sync = (float('nan') if rendered_area is None else
+          pearson(rendered_area, mouth_area(frames['parsing'], class_names)))
   return {
       'step': trained.step, 'num_frames': int(len(rgb)),
       'psnr': scores['psnr'], 'ssim': scores['ssim'],
-      'region_psnr': region_psnr(rgb, frames['image'].astype(np.float32) / 255,
-                                 frames['parsing'], trained.scene.class_names),
+      'region_psnr': scores['region_psnr'],
       'miou': scores['miou'],
-      # None (null) when a mouth area is constant over the frames.
+      # None (null) when a mouth area is constant over the frames or the
+      # parsing has no mouth classes.
       'mouth_sync': None if np.isnan(sync) else sync,
   }
 

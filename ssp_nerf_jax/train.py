@@ -30,6 +30,7 @@ from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import render
 from ssp_nerf_jax.models import portrait
+from ssp_nerf_jax.models import torso_warp
 
 P = jax.sharding.PartitionSpec
 
@@ -84,8 +85,10 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
 
 def make_model(config, scene) -> portrait.PortraitNeRF:
   near, far = ray_bounds(config, scene)
-  return portrait.PortraitNeRF.from_config(config, scene.num_classes, near,
-                                           far)
+  return portrait.PortraitNeRF.from_config(
+      config, scene.num_classes, near, far,
+      reference_c2w=(None if scene.reference_c2w is None else
+                     np.reshape(scene.reference_c2w, (4, 4))))
 
 
 def ray_bounds(config, scene):
@@ -103,7 +106,8 @@ def init_state(config, model, scene, tx) -> TrainState:
   dummy_audio = jnp.zeros((1, config.data.audio_context, 16,
                            config.data.audio_dim))
   params = jax.jit(functools.partial(model.init, smooth_audio=True))(
-      jax.random.PRNGKey(config.seed), dummy_rays, dummy_audio)
+      jax.random.PRNGKey(config.seed), dummy_rays, dummy_audio,
+      c2w=jnp.eye(4)[None])
   return TrainState(step=jnp.array(0, jnp.int32), params=params,
                     opt_state=tx.init(params))
 
@@ -170,6 +174,33 @@ def render_losses(outputs, targets, semantic_weight):
   return loss, terms
 
 
+def warp_losses(outputs, class_id, body_classes):
+  """The torso warp's regularisers (see models/torso_warp.py).
+
+  Args:
+    outputs: model outputs with per-ray 'blend' and 'offset_sq' [F, R].
+    class_id: int [F, R] ground-truth classes of the rays (0: background).
+    body_classes: K bools, True for classes that move with the body.
+  Returns:
+    dict of scalars: blend_{level}, the binary cross-entropy of each
+    ray's blend against "is a body class" (zero for background rays),
+    averaged over all rays, and offset_{level}, the mean squared residual
+    offset.
+  """
+  is_body = jnp.asarray(body_classes, jnp.float32)[class_id]
+  # Background rays carry no target: whatever they pass is not seen.  (A
+  # mean over all rays, not over the counted ones: per-device means of equal
+  # ray counts average to the global mean, whatever the device count.)
+  counted = (class_id != 0).astype(jnp.float32)
+  terms = {}
+  for level in ('coarse', 'fine'):
+    blend = jnp.clip(outputs[level]['blend'], 1e-4, 1 - 1e-4)
+    bce = -(is_body * jnp.log(blend) + (1 - is_body) * jnp.log1p(-blend))
+    terms[f'blend_{level}'] = jnp.mean(bce * counted)
+    terms[f'offset_{level}'] = jnp.mean(outputs[level]['offset_sq'])
+  return terms
+
+
 def class_sums(values, class_id, num_classes):
   """Per-class (sum of values, count) over rays: ([K], [K])."""
   one_hot = jax.nn.one_hot(class_id.reshape(-1), num_classes)
@@ -216,6 +247,7 @@ def make_train_step(config, model, tx, scene, mesh):
   against one big batch, and bounds memory on accelerators.
   """
   num_classes = scene.num_classes
+  body_classes = torso_warp.body_class_mask(scene.class_names)
   num_chunks = num_ray_chunks(config.train)
   draw = functools.partial(draw_rays, config=config, scene=scene)
 
@@ -230,22 +262,32 @@ def make_train_step(config, model, tx, scene, mesh):
     rays, targets = draw(sample_keys[:, 0], batch, scene_arrays)
     smooth = state.step >= config.train.audio_smoothing_start
 
-    def render_frame(params, frame_rays, audio, key):
+    def render_frame(params, frame_rays, audio, c2w, key):
       # One frame at a time (vmapped) so that its randomness depends only on
       # its own key, not on how many frames share the device.
       add_axis = lambda x: x[None]
       outputs = model.apply(params, jax.tree.map(add_axis, frame_rays),
-                            audio[None], smooth_audio=smooth, key=key)
+                            audio[None], smooth_audio=smooth, key=key,
+                            c2w=c2w[None])
       return jax.tree.map(lambda x: x[0], outputs)
 
     def chunk_loss(params, chunk):
       chunk_rays, chunk_targets, chunk_index = chunk
       keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(
           render_keys[:, 0], chunk_index)
-      outputs = jax.vmap(render_frame, in_axes=(None, 0, 0, 0))(
-          params, chunk_rays, batch['audio'], keys)
-      return render_losses(outputs, chunk_targets,
-                           config.train.semantic_weight)
+      outputs = jax.vmap(render_frame, in_axes=(None, 0, 0, 0, 0))(
+          params, chunk_rays, batch['audio'], batch['c2w'], keys)
+      loss, terms = render_losses(outputs, chunk_targets,
+                                  config.train.semantic_weight)
+      if model.torso_warp:
+        warp_terms = warp_losses(outputs, chunk_targets['class_id'],
+                                 body_classes)
+        loss += config.train.warp_blend_weight * (
+            warp_terms['blend_coarse'] + warp_terms['blend_fine'])
+        loss += config.train.warp_offset_weight * (
+            warp_terms['offset_coarse'] + warp_terms['offset_fine'])
+        terms.update(warp_terms)
+      return loss, terms
 
     # Gradients of this device's own loss (parameters made device-varying),
     # summed over chunks, then averaged over devices once.
@@ -350,6 +392,8 @@ def train_and_evaluate(config, workdir):
   bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not is_main,
                   dynamic_ncols=True, desc='train')
   window_steps, window_time = 0, 0.0  # train-step time since the last log
+  # Train-step time of this run without its first (compiling) step.
+  timed_steps, timed_time = 0, 0.0
   try:
     for step in range(start_step + 1, num_steps + 1):
       tick = time.perf_counter()
@@ -358,8 +402,11 @@ def train_and_evaluate(config, workdir):
       # before a bad state is saved, and keeps simulated-device collectives
       # in step.
       loss = check_finite(step, metrics)
-      window_time += time.perf_counter() - tick
+      seconds = time.perf_counter() - tick
+      window_time += seconds
       window_steps += 1
+      if step > start_step + 1:
+        timed_steps, timed_time = timed_steps + 1, timed_time + seconds
       bar.update(1)
       if step % config.train.log_every == 0 or step == num_steps:
         rays_per_s = global_rays * window_steps / max(window_time, 1e-9)
@@ -372,7 +419,9 @@ def train_and_evaluate(config, workdir):
           write_summaries(writer, step, metrics, scene.class_names)
           writer.add_scalar('train/rays_per_s', rays_per_s, step)
       if step % config.train.eval_every == 0 or step == num_steps:
-        eval_metrics = evaluator.evaluate(state.params, step, workdir)
+        step_time = timed_time / timed_steps if timed_steps else None
+        eval_metrics = evaluator.evaluate(state.params, step, workdir,
+                                          extra={'step_time_s': step_time})
         if writer:
           bar.write(f'step {step}: val psnr={eval_metrics["psnr"]:.2f} '
                     f'ssim={eval_metrics["ssim"]:.4f} '

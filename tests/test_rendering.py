@@ -10,6 +10,7 @@ from configs import tiny
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import render_inputs
 from ssp_nerf_jax import rendering
+from ssp_nerf_jax import synthetic
 from ssp_nerf_jax import train
 from ssp_nerf_jax import video
 
@@ -82,7 +83,10 @@ def test_mouth_sync_is_pearson_of_mouth_area():
   truth = np.zeros((3, 4, 4), np.uint8)
   truth[1, 0, :2] = 7
   truth[2, :2, :2] = 6
-  np.testing.assert_array_equal(rendering.mouth_area(truth), [0, 2, 4])
+  names = synthetic.CLASS_NAMES
+  np.testing.assert_array_equal(rendering.mouth_area(truth, names), [0, 2, 4])
+  assert rendering.mouth_area(truth, ('background', 'head', 'neck',
+                                      'torso')) is None
   assert rendering.pearson([0, 2, 4], [1, 2, 3]) == pytest.approx(1.0)
   assert np.isnan(rendering.pearson([1, 1, 1], [1, 2, 3]))
 

@@ -38,10 +38,12 @@ def run_steps(config, scene, batch, devices, tx, num_steps):
   return jax.device_get(state.params), losses, jax.device_get(metrics)
 
 
-def test_one_vs_four_devices_same_loss_and_params():
+@pytest.mark.parametrize('torso_warp', [False, True])
+def test_one_vs_four_devices_same_loss_and_params(torso_warp):
   # Plain SGD: Adam would hide a gradient scaled by the device count.
   config = tiny.get_config()
   config.train.audio_smoothing_start = 1  # exercise the attention path too
+  config.model.torso_warp = torso_warp
   scene = fake_data.random_scene(config)
   batch = fake_data.random_batch(config, scene, num_frames=4)
   tx = optax.sgd(0.5)
@@ -57,6 +59,15 @@ def test_one_vs_four_devices_same_loss_and_params():
   # Per-class metrics cover every ray of the global batch.
   assert metrics['class_rays'].sum() == 4 * config.train.rays_per_frame
   assert np.isfinite(metrics['grad_norm']) and metrics['grad_norm'] > 0
+  if torso_warp:  # the warp learns, from finite gradients
+    model = train.make_model(config, scene)
+    init = train.init_state(config, model, scene, tx).params['params']['warp']
+    for before, after in zip(jax.tree.leaves(init),
+                             jax.tree.leaves(params_1['params']['warp'])):
+      assert np.all(np.isfinite(after))
+    assert any(np.any(before != after) for before, after in zip(
+        jax.tree.leaves(init), jax.tree.leaves(params_1['params']['warp'])))
+    assert np.isfinite(metrics['blend_fine'])
 
 
 def test_render_losses_against_hand_computation():

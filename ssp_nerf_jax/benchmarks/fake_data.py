@@ -6,20 +6,28 @@ dataset (a 450 px paper-scale dataset takes minutes to generate).
 import numpy as np
 
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import synthetic
 
 
 def random_scene(config, num_classes=11) -> input_pipeline.SceneInfo:
   """A SceneInfo of config.data.size with AD-NeRF's Obama-like bounds."""
   size = config.data.size
   rng = np.random.default_rng(0)
+  if num_classes == len(synthetic.CLASS_NAMES):
+    class_names = synthetic.CLASS_NAMES
+  else:
+    class_names = tuple(f'class_{k}' for k in range(num_classes))
+  reference = np.eye(4)
+  reference[2, 3] = 0.87  # the mean pose of `random_batch`'s cameras
   return input_pipeline.SceneInfo(
       background=rng.uniform(size=(size, size, 3)).astype(np.float32),
       height=size, width=size, focal=1100.0 * size / 450, cx=size / 2,
       cy=size / 2, near=0.57, far=1.17, fps=25.0, num_classes=num_classes,
-      class_names=tuple(f'class_{k}' for k in range(num_classes)),
-      num_train=8, num_val=1, audio_feature=config.data.audio_feature,
+      class_names=tuple(class_names), num_train=8, num_val=1,
+      audio_feature=config.data.audio_feature,
       audio_dim=config.data.audio_dim,
-      audio_context=config.data.audio_context)
+      audio_context=config.data.audio_context,
+      reference_c2w=tuple(reference.reshape(-1).tolist()))
 
 
 def random_batch(config, scene, num_frames, seed=1):

@@ -9,6 +9,7 @@ module.  Parameter tree:
   coarse      NeRFMLP of the coarse pass
   fine        NeRFMLP of the fine pass
   (share_coarse_fine=True: a single NeRFMLP named `nerf` instead.)
+  warp        TorsoWarp shared by both passes (only with torso_warp=True)
 """
 import functools
 
@@ -20,6 +21,7 @@ from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import render
 from ssp_nerf_jax.models import audio as audio_lib
 from ssp_nerf_jax.models import nerf
+from ssp_nerf_jax.models import torso_warp as warp_lib
 
 # PortraitNeRF fields handed to each NeRFMLP unchanged (same names in
 # config.model; the last two are optional there).
@@ -48,6 +50,11 @@ class PortraitNeRF(nn.Module):
     near, far: default ray bounds (depths), used when `__call__` gets none.
     sigma_noise_std: raw density noise while training (off by default).
     background_at_far: AD-NeRF background rule, see `render`.
+    torso_warp: warp samples with `TorsoWarp` before querying the field
+      (then `__call__` needs the frames' poses).
+    reference_c2w: the warp's reference pose, 16 floats (the mean training
+      pose, `input_pipeline.SceneInfo.reference_c2w`).
+    warp_freqs, warp_width, warp_max_offset: TorsoWarp settings.
   """
   num_classes: int
   xyz_freqs: int = 10
@@ -67,10 +74,15 @@ class PortraitNeRF(nn.Module):
   far: float | None = None
   sigma_noise_std: float = 0.0
   background_at_far: bool = True
+  torso_warp: bool = False
+  reference_c2w: tuple[float, ...] | None = None
+  warp_freqs: int = 6
+  warp_width: int = 64
+  warp_max_offset: float = 0.02
 
   @classmethod
   def from_config(cls, config, num_classes: int, near=None, far=None,
-                  **overrides):
+                  reference_c2w=None, **overrides):
     """Builds the model from config.model and config.render.
 
     Args:
@@ -78,6 +90,8 @@ class PortraitNeRF(nn.Module):
       num_classes: number of parsing classes of the dataset.
       near: default near bound; None uses config.render.near if >= 0.
       far: default far bound; None uses config.render.far if >= 0.
+      reference_c2w: [4, 4] reference pose of the torso warp (needed when
+        config.model.torso_warp is on).
       **overrides: any other field.
 
     Returns:
@@ -98,6 +112,15 @@ class PortraitNeRF(nn.Module):
         num_fine=r.num_fine,
         near=None if near is None else float(near),
         far=None if far is None else float(far))
+    if m.get('torso_warp', False):
+      if reference_c2w is None:
+        raise ValueError('config.model.torso_warp needs a reference pose')
+      kwargs.update(
+          torso_warp=True,
+          reference_c2w=tuple(float(v) for v in
+                              jnp.asarray(reference_c2w).reshape(-1)),
+          warp_freqs=int(m.warp_freqs), warp_width=int(m.warp_width),
+          warp_max_offset=float(m.warp_max_offset))
     kwargs.update(overrides)
     return cls(**kwargs)
 
@@ -113,6 +136,10 @@ class PortraitNeRF(nn.Module):
     else:
       self.coarse = mlp()
       self.fine = mlp()
+    if self.torso_warp:
+      self.warp = warp_lib.TorsoWarp(
+          reference_c2w=self.reference_c2w, num_freqs=self.warp_freqs,
+          width=self.warp_width, max_offset=self.warp_max_offset)
 
   def audio_code(self, audio, smooth_audio):
     """Audio code of each frame.
@@ -133,10 +160,12 @@ class PortraitNeRF(nn.Module):
     smoothed = self.audio_att(codes)
     return jnp.where(jnp.asarray(smooth_audio, bool), smoothed, centre)
 
-  def _render_level(self, mlp, rays, z, code, key):
+  def _render_level(self, mlp, rays, z, code, key, c2w):
     """Queries `mlp` at depths z [F, R, S] and volume-renders."""
     points = (rays.origins[..., None, :] +
               rays.directions[..., None, :] * z[..., None])
+    if self.torso_warp:
+      points, blend, offset = self.warp(points, c2w)
     raw = mlp(points, rays.viewdirs, code)
     out = render.volume_render(
         raw['rgb'],
@@ -148,6 +177,15 @@ class PortraitNeRF(nn.Module):
         sigma_noise_std=self.sigma_noise_std,
         key=key)
     out['z'] = z
+    if self.torso_warp:
+      # Per ray, weighted by where the ray's colour comes from (weights held
+      # fixed: these feed the warp's regularisers, not the geometry).
+      weights = jax.lax.stop_gradient(out['weights'])
+      weights = weights / jnp.maximum(jnp.sum(weights, -1, keepdims=True),
+                                      1e-6)
+      out['blend'] = jnp.sum(weights * blend, axis=-1)
+      out['offset_sq'] = jnp.sum(weights * jnp.sum(offset**2, axis=-1),
+                                 axis=-1)
     return out
 
   def __call__(self,
@@ -156,7 +194,8 @@ class PortraitNeRF(nn.Module):
                smooth_audio,
                key=None,
                near=None,
-               far=None):
+               far=None,
+               c2w=None):
     """Renders R rays in each of F frames, coarse then fine.
 
     Args:
@@ -167,6 +206,8 @@ class PortraitNeRF(nn.Module):
         noise; None renders deterministically (eval).
       near: near depth, scalar or [F, R] or [F, 1]; None uses `self.near`.
       far: far depth, likewise.
+      c2w: [F, 4, 4] the frames' camera-to-head poses (needed with
+        torso_warp).
 
     Returns:
       {'coarse': level, 'fine': level} ('fine' absent if num_fine == 0),
@@ -180,11 +221,16 @@ class PortraitNeRF(nn.Module):
         weights: [F, R, S] sample weights.
         z: [F, R, S] sample depths (S = num_coarse, or num_coarse + num_fine
           for the fine level).
+        blend, offset_sq: [F, R] (torso_warp only) the warp's blend b and
+          squared residual |r|^2 averaged along each ray with the
+          normalised (and gradient-stopped) weights.
     """
     near = self.near if near is None else near
     far = self.far if far is None else far
     if near is None or far is None:
       raise ValueError('PortraitNeRF needs near/far, as fields or arguments.')
+    if self.torso_warp and c2w is None:
+      raise ValueError('PortraitNeRF with torso_warp needs the poses c2w.')
     ray_shape = rays.origins.shape[:-1]
     near = jnp.broadcast_to(jnp.asarray(near, jnp.float32), ray_shape)
     far = jnp.broadcast_to(jnp.asarray(far, jnp.float32), ray_shape)
@@ -194,13 +240,13 @@ class PortraitNeRF(nn.Module):
     z_coarse = render.stratified_samples(keys[0], near, far, self.num_coarse)
     outputs = {
         'coarse': self._render_level(self.coarse, rays, z_coarse, code,
-                                     keys[1])
+                                     keys[1], c2w)
     }
     if self.num_fine > 0:
       z_fine = render.importance_samples(keys[2], z_coarse,
                                          outputs['coarse']['weights'],
                                          self.num_fine)
       outputs['fine'] = self._render_level(self.fine, rays, z_fine, code,
-                                           keys[3])
+                                           keys[3], c2w)
     return outputs
 

@@ -1,0 +1,166 @@
+"""Shared machinery of the comparison benchmarks (sampling, ablation).
+
+A sweep trains variants of one config (same steps, same seeds), scores each
+run's last evaluation by image region (`metrics.REGIONS`), averages over
+seeds and writes:
+
+  results.json   {variant: {"psnr": {region: dB}, "miou": x,
+                            "step_time_s": t}, ...}
+  results.md     the same as a table
+  psnr_vs_step.png  (optional) region PSNR against step, a line per variant
+
+Each run trains into `<out>/runs/<variant>_seed<k>` from scratch; results
+files are written atomically once every run has finished, so a crashed
+sweep never leaves results that look complete.
+"""
+import os
+import shutil
+
+import numpy as np
+import tqdm
+
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import evaluation
+from ssp_nerf_jax import metrics
+from ssp_nerf_jax import train
+
+
+def with_step_budget(config, num_steps, eval_frames):
+  """A copy of `config` trained for `num_steps`, its schedule scaled to it.
+
+  The lr decays over the whole run, audio smoothing starts half-way, and
+  four evaluations (on `eval_frames` val frames) trace PSNR against step;
+  one checkpoint at the end.
+  """
+  config = config.copy_and_resolve_references()
+  config.train.num_steps = num_steps
+  config.train.lr_decay_steps = num_steps
+  config.train.audio_smoothing_start = num_steps // 2
+  config.train.eval_every = max(1, num_steps // 4)
+  config.train.eval_frames = eval_frames
+  config.train.checkpoint_every = num_steps
+  config.train.log_every = max(1, min(config.train.log_every, num_steps))
+  return config
+
+
+def run_dir(out_dir, variant, seed):
+  return os.path.join(out_dir, 'runs', f'{variant}_seed{seed}')
+
+
+def train_run(config, workdir):
+  """Trains `config` from scratch in `workdir`; returns its eval history.
+
+  Returns:
+    The list of evaluation records (`evaluation.read_history`); the last
+    one is at the final step.
+  """
+  if os.path.exists(workdir):
+    shutil.rmtree(workdir)  # a benchmark run never resumes an old one
+  train.train_and_evaluate(config, workdir)
+  return evaluation.read_history(workdir)
+
+
+def summarize(history):
+  """{'psnr': {region: dB}, 'miou': x, 'step_time_s': t} of a run."""
+  final = history[-1]
+  return {'psnr': final['region_psnr'], 'miou': final['miou'],
+          'step_time_s': final['step_time_s']}
+
+
+def mean_or_none(values):
+  values = list(values)
+  return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def average(summaries):
+  """Mean over seeds of `summarize` dicts (None where a seed has None)."""
+  regions = summaries[0]['psnr']
+  return {
+      'psnr': {r: mean_or_none(s['psnr'][r] for s in summaries)
+               for r in regions},
+      'miou': mean_or_none(s['miou'] for s in summaries),
+      'step_time_s': mean_or_none(s['step_time_s'] for s in summaries),
+  }
+
+
+def run_sweep(variants, seeds, out_dir):
+  """Trains every (variant, seed) and averages over seeds.
+
+  Args:
+    variants: {name: config}; each config is copied per seed.
+    seeds: list of ints (config.seed of each run).
+    out_dir: where runs/ go.
+  Returns:
+    (results {name: averaged summary}, histories {name: [history per seed]}).
+  """
+  errors.ensure_writable_dir(out_dir, '--out')
+  runs = [(name, seed) for name in variants for seed in seeds]
+  results, histories = {}, {name: [] for name in variants}
+  with tqdm.tqdm(total=len(runs), desc='sweep', unit='run', position=1,
+                 dynamic_ncols=True) as bar:
+    for name, seed in runs:
+      bar.set_postfix_str(f'{name} seed {seed}')
+      config = variants[name].copy_and_resolve_references()
+      config.seed = seed
+      histories[name].append(train_run(config, run_dir(out_dir, name, seed)))
+      bar.update(1)
+  for name in variants:
+    results[name] = average([summarize(h) for h in histories[name]])
+  return results, histories
+
+
+def format_db(value):
+  return '-' if value is None else f'{value:.2f}'
+
+
+def markdown_table(results, title):
+  """results.md text: a row per variant, a column per region."""
+  regions = list(metrics.REGIONS)
+  lines = [f'# {title}', '',
+           '| variant | ' + ' | '.join(f'{r} PSNR' for r in regions) +
+           ' | parsing mIoU | step time (s) |',
+           '|---' * (len(regions) + 3) + '|']
+  for name, res in results.items():
+    cells = [format_db(res['psnr'][r]) for r in regions]
+    miou = '-' if res['miou'] is None else f'{res["miou"]:.3f}'
+    step = ('-' if res['step_time_s'] is None else
+            f'{res["step_time_s"]:.3f}')
+    lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {miou} | {step} |')
+  return '\n'.join(lines) + '\n'
+
+
+def write_results(out_dir, results, title, notes=()):
+  """Writes results.json and results.md atomically."""
+  evaluation.write_json_atomic(os.path.join(out_dir, 'results.json'), results)
+  text = markdown_table(results, title)
+  if notes:
+    text += '\n' + '\n'.join(notes) + '\n'
+  tmp = os.path.join(out_dir, 'results.md.tmp')
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, os.path.join(out_dir, 'results.md'))
+
+
+def plot_psnr_vs_step(path, histories, regions=('mouth', 'full')):
+  """PNG of region PSNR (mean over seeds) against step, a line per variant."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  fig, axes = pyplot.subplots(1, len(regions), figsize=(5 * len(regions), 4))
+  for ax, region in zip(np.atleast_1d(axes), regions):
+    for name, runs in histories.items():
+      steps = [record['step'] for record in runs[0]]
+      values = [mean_or_none(run[i]['region_psnr'][region] for run in runs)
+                for i in range(len(steps))]
+      ax.plot(steps, [np.nan if v is None else v for v in values], 'o-',
+              label=name)
+    ax.set_title(f'{region} PSNR (val)')
+    ax.set_xlabel('step')
+    ax.set_ylabel('dB')
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.tight_layout()
+  tmp = path + '.tmp.png'
+  fig.savefig(tmp, dpi=100)
+  pyplot.close(fig)
+  os.replace(tmp, path)
