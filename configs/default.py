@@ -56,8 +56,15 @@ def get_config():
   config.render.chunk = 2048
 
   config.sampling = ml_collections.ConfigDict()
-  config.sampling.strategy = 'face_rect'  # 'uniform' or 'face_rect'
+  # 'uniform', 'face_rect' (AD-NeRF) or 'semantic' (SSP-NeRF).
+  config.sampling.strategy = 'face_rect'
   config.sampling.face_rect_fraction = 0.95
+  # Semantic sampler: class k gets a share ~ n_k * L_k**power of the rays
+  # (n_k pixels, L_k running loss), at least `floor` per present class.
+  config.sampling.semantic_power = 1.0
+  config.sampling.semantic_floor = 0.01
+  config.sampling.semantic_ema_decay = 0.95  # of the per-class loss L_k
+  config.sampling.semantic_warmup_steps = 100  # uniform sampling before
 
   config.train = ml_collections.ConfigDict()
   config.train.num_steps = 400_000

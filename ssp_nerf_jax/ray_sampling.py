@@ -6,13 +6,19 @@ Each sampler maps (key, frame data) to integer pixel coordinates [R, 2] as
   - 'face_rect': AD-NeRF's scheme: a share `face_rect_fraction` of the rays
                  uniformly inside the face rectangle, the rest uniformly over
                  the image.
+  - 'semantic':  SSP-NeRF's semantic-aware dynamic ray sampling: class k of
+                 the frame's parsing gets a share q_k of the rays that grows
+                 with its running loss L_k (`class_shares`), drawn uniformly
+                 among the frame's pixels of class k.
 All samplers draw with replacement; they are pure and run inside the jitted
-train step, once per frame.
+train step, once per frame.  `sample_pixels` also returns each ray's
+importance weight 1 / (H W p(pixel)) (1 for uniform sampling): the mean of
+weight x error over the rays estimates the uniform-pixel mean error.
 """
 import jax
 import jax.numpy as jnp
 
-STRATEGIES = ('uniform', 'face_rect')
+STRATEGIES = ('uniform', 'face_rect', 'semantic')
 
 
 def uniform_in_box(key, num, row0, col0, height, width):
@@ -57,22 +63,113 @@ def sample_face_rect(key, num_rays, height, width, face_rect, fraction):
   return jnp.concatenate([inside, outside], axis=0)
 
 
-def sample_pixels(key, sampling_config, num_rays, height, width, frame):
+def class_shares(class_loss, class_counts, power, floor):
+  """Share of a frame's rays per class: q_k ~ n_k L_k^power, floored.
+
+  With power 1 the expected number of rays on a pixel is proportional to
+  its class's mean error (importance sampling of the photometric loss);
+  power 0 gives uniform sampling, larger powers focus harder.
+
+  Args:
+    class_loss: float [K] running per-class loss L_k; negative means "not
+      measured yet" and counts as the largest measured loss.
+    class_counts: [K] pixels n_k of each class in the frame.
+    power: exponent on the loss (static or traced).
+    floor: minimum share of each present class (capped at 1 / #present).
+  Returns:
+    float32 [K] shares summing to one; zero for classes absent from the
+    frame.
+  """
+  present = class_counts > 0
+  known = class_loss >= 0
+  fill = jnp.where(jnp.any(known), jnp.max(jnp.where(known, class_loss, 0.0)),
+                   1.0)
+  loss = jnp.maximum(jnp.where(known, class_loss, fill), 1e-8)
+  weight = jnp.where(present, class_counts * loss**power, 0.0)
+  shares = weight / jnp.sum(weight)
+  num_present = jnp.sum(present)
+  floor = jnp.minimum(floor, 1.0 / num_present)
+  return jnp.where(present, floor + (1.0 - floor * num_present) * shares,
+                   0.0).astype(jnp.float32)
+
+
+def sample_from_pixel_weights(key, num_rays, pixel_weights, width):
+  """Stratified inverse-CDF draws of pixels with probability ~ weights.
+
+  Args:
+    key: PRNG key.
+    num_rays: R (static).
+    pixel_weights: float [H * W] non-negative, raster order, positive sum.
+    width: W (static).
+  Returns:
+    (int32 [R, 2] pixels (row, col), float32 [R] importance weights
+    1 / (H W p(pixel))).  Pixels of weight zero are never drawn.
+  """
+  prob = pixel_weights / jnp.sum(pixel_weights)
+  cdf = jnp.cumsum(prob)
+  # One uniform per stratum [i/R, (i+1)/R): shares match the probabilities
+  # closely at every step, not only on average.
+  u = (jnp.arange(num_rays) + jax.random.uniform(key, (num_rays,))) / num_rays
+  u = jnp.clip(u * cdf[-1], 1e-7, cdf[-1])
+  index = jnp.minimum(jnp.searchsorted(cdf, u, side='left'), prob.size - 1)
+  pixels = jnp.stack([index // width, index % width], axis=-1)
+  weights = 1.0 / (prob.size * prob[index])
+  return pixels.astype(jnp.int32), weights.astype(jnp.float32)
+
+
+def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
+                    sampling_config):
+  """SSP-NeRF semantic sampling of one frame.
+
+  Args:
+    key: PRNG key.
+    num_rays: R (static).
+    parsing: int [H, W] the frame's ground-truth classes.
+    class_loss: float [K] running per-class loss (see `class_shares`).
+    use_loss: bool scalar; False samples uniformly over pixels (warm-up).
+    sampling_config: config.sampling (semantic_power, semantic_floor).
+  Returns:
+    (int32 [R, 2] pixels, float32 [R] importance weights, float32 [K] the
+    class shares asked for).
+  """
+  num_classes = class_loss.shape[0]
+  flat = parsing.reshape(-1).astype(jnp.int32)
+  counts = jnp.bincount(flat, length=num_classes).astype(jnp.float32)
+  shares = class_shares(class_loss, counts, sampling_config.semantic_power,
+                        sampling_config.semantic_floor)
+  shares = jnp.where(use_loss, shares, counts / flat.size)
+  pixel_weights = (shares / jnp.maximum(counts, 1.0))[flat]
+  pixels, weights = sample_from_pixel_weights(key, num_rays, pixel_weights,
+                                              parsing.shape[1])
+  return pixels, weights, shares
+
+
+def sample_pixels(key, sampling_config, num_rays, height, width, frame,
+                  class_loss=None, use_loss=True):
   """Dispatches on `sampling_config.strategy`.
 
   Args:
     key: PRNG key for this frame.
     sampling_config: the `config.sampling` section.
     num_rays, height, width: static sizes.
-    frame: dict of this frame's arrays (at least 'face_rect' [4]).
+    frame: dict of this frame's arrays ('face_rect' [4], 'parsing' [H, W]).
+    class_loss: float [K] running per-class loss ('semantic' only).
+    use_loss: bool scalar, False during the semantic warm-up.
   Returns:
-    int32 [num_rays, 2] pixels (row, col).
+    (int32 [num_rays, 2] pixels (row, col), float32 [num_rays] importance
+    weights; ones for the uniform sampler, and for face_rect, whose rays
+    are weighted as drawn).
   """
   strategy = sampling_config.strategy
+  ones = jnp.ones((num_rays,), jnp.float32)
   if strategy == 'uniform':
-    return sample_uniform(key, num_rays, height, width)
+    return sample_uniform(key, num_rays, height, width), ones
   if strategy == 'face_rect':
     return sample_face_rect(key, num_rays, height, width, frame['face_rect'],
-                            sampling_config.face_rect_fraction)
+                            sampling_config.face_rect_fraction), ones
+  if strategy == 'semantic':
+    pixels, weights, _ = sample_semantic(key, num_rays, frame['parsing'],
+                                         class_loss, use_loss, sampling_config)
+    return pixels, weights
   raise ValueError(f'config.sampling.strategy={strategy!r} is not one of '
                    f'{STRATEGIES}')

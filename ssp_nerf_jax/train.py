@@ -44,6 +44,9 @@ class TrainState:
   step: jax.Array
   params: flax.core.FrozenDict
   opt_state: optax.OptState
+  # Running (EMA) photometric loss of each parsing class, over all devices'
+  # rays; -1 until a class is first seen.  Drives the semantic sampler.
+  class_loss_ema: jax.Array
 
 
 def validate_config(config):
@@ -55,6 +58,15 @@ def validate_config(config):
       (0.0 <= config.sampling.face_rect_fraction <= 1.0,
        'config.sampling.face_rect_fraction must be in [0, 1], got '
        f'{config.sampling.face_rect_fraction}'),
+      (0.0 <= config.sampling.semantic_floor <= 1.0,
+       'config.sampling.semantic_floor must be in [0, 1], got '
+       f'{config.sampling.semantic_floor}'),
+      (0.0 <= config.sampling.semantic_ema_decay < 1.0,
+       'config.sampling.semantic_ema_decay must be in [0, 1), got '
+       f'{config.sampling.semantic_ema_decay}'),
+      (config.sampling.semantic_power >= 0.0,
+       'config.sampling.semantic_power must be >= 0, got '
+       f'{config.sampling.semantic_power}'),
       (config.model.dtype in ('float32', 'bfloat16'),
        f"config.model.dtype={config.model.dtype!r} is not 'float32' or "
        "'bfloat16'"),
@@ -109,7 +121,9 @@ def init_state(config, model, scene, tx) -> TrainState:
       jax.random.PRNGKey(config.seed), dummy_rays, dummy_audio,
       c2w=jnp.eye(4)[None])
   return TrainState(step=jnp.array(0, jnp.int32), params=params,
-                    opt_state=tx.init(params))
+                    opt_state=tx.init(params),
+                    class_loss_ema=-jnp.ones((scene.num_classes,),
+                                             jnp.float32))
 
 
 def gather_pixels(image, pixels):
@@ -117,29 +131,35 @@ def gather_pixels(image, pixels):
   return image[pixels[:, 0], pixels[:, 1]]
 
 
-def draw_rays(frame_keys, batch, scene_arrays, *, config, scene):
+def draw_rays(frame_keys, batch, scene_arrays, class_loss, use_loss, *,
+              config, scene):
   """Samples pixels per frame and gathers their targets.
 
   Args:
     frame_keys: [F] PRNG keys, one per frame.
     batch: dict of this device's frames (leading axis F).
     scene_arrays: dict with 'background' float32 [H, W, 3].
+    class_loss: float [K] running per-class loss (semantic sampler).
+    use_loss: bool scalar: the semantic sampler's warm-up is over.
   Returns:
     (rays with leading [F, R], dict of targets: 'rgb' [F, R, 3] in [0, 1],
-    'class_id' int32 [F, R], 'background' [F, R, 3]).
+    'class_id' int32 [F, R], 'background' [F, R, 3], 'uniform_weight'
+    [F, R] the rays' importance weights, see `ray_sampling`).
   """
   height, width = scene.height, scene.width
   num_rays = config.train.rays_per_frame
 
   def one_frame(key, frame):
-    pixels = ray_sampling.sample_pixels(key, config.sampling, num_rays, height,
-                                        width, frame)
+    pixels, uniform_weight = ray_sampling.sample_pixels(
+        key, config.sampling, num_rays, height, width, frame, class_loss,
+        use_loss)
     rays = rays_lib.pixel_rays(frame['c2w'], pixels, scene.focal, scene.cx,
                                scene.cy)
     targets = {
         'rgb': gather_pixels(frame['image'], pixels).astype(jnp.float32) / 255,
         'class_id': gather_pixels(frame['parsing'], pixels).astype(jnp.int32),
         'background': gather_pixels(scene_arrays['background'], pixels),
+        'uniform_weight': uniform_weight,
     }
     return rays, targets
 
@@ -234,6 +254,14 @@ def num_ray_chunks(train_config):
   return train_config.rays_per_frame // chunk
 
 
+def update_class_loss_ema(ema, class_loss, counts, decay):
+  """EMA of per-class losses; classes without rays this step keep theirs,
+  and a class seen for the first time starts at its measured loss."""
+  updated = jnp.where(ema < 0, class_loss,
+                      decay * ema + (1.0 - decay) * class_loss)
+  return jnp.where(counts > 0, updated, ema)
+
+
 def make_train_step(config, model, tx, scene, mesh):
   """Returns jitted `train_step(state, batch, scene_arrays, key)`.
 
@@ -259,7 +287,9 @@ def make_train_step(config, model, tx, scene, mesh):
         first_frame + jnp.arange(num_frames))
     sample_keys, render_keys = jnp.split(
         jax.vmap(jax.random.split)(frame_keys), 2, axis=1)
-    rays, targets = draw(sample_keys[:, 0], batch, scene_arrays)
+    use_loss = state.step >= config.sampling.semantic_warmup_steps
+    rays, targets = draw(sample_keys[:, 0], batch, scene_arrays,
+                         state.class_loss_ema, use_loss)
     smooth = state.step >= config.train.audio_smoothing_start
 
     def render_frame(params, frame_rays, audio, c2w, key):
@@ -309,18 +339,29 @@ def make_train_step(config, model, tx, scene, mesh):
     sq_err_fine = merge_rays(terms.pop('sq_err_fine'))
     terms = jax.tree.map(jnp.mean, terms)
 
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = TrainState(step=state.step + 1,
-                           params=optax.apply_updates(state.params, updates),
-                           opt_state=opt_state)
     err_sum, counts = class_sums(sq_err_fine, targets['class_id'], num_classes)
     err_sum, counts = lax.psum((err_sum, counts), parallel.DATA_AXIS)
+    class_loss = err_sum / jnp.maximum(counts, 1.0)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = TrainState(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        opt_state=opt_state,
+        class_loss_ema=update_class_loss_ema(
+            state.class_loss_ema, class_loss, counts,
+            config.sampling.semantic_ema_decay))
     metrics = {k: lax.pmean(v, parallel.DATA_AXIS) for k, v in terms.items()}
+    # The loss of uniformly drawn pixels, whatever the sampler: rays weighted
+    # by 1 / (H W p(pixel)).
+    metrics['mse_uniform'] = lax.pmean(
+        jnp.mean(sq_err_fine * targets['uniform_weight']), parallel.DATA_AXIS)
     metrics['loss'] = loss
     metrics['psnr'] = metrics_lib.mse_to_psnr(metrics['mse_fine'])
     metrics['grad_norm'] = optax.tree.norm(grads)
-    metrics['class_loss'] = err_sum / jnp.maximum(counts, 1.0)
+    metrics['class_loss'] = class_loss
+    metrics['class_loss_ema'] = new_state.class_loss_ema
     metrics['class_rays'] = counts
+    metrics['class_share'] = counts / jnp.sum(counts)
     return new_state, metrics
 
   step_fn = jax.shard_map(

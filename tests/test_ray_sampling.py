@@ -8,9 +8,18 @@ import pytest
 from ssp_nerf_jax import ray_sampling
 
 
-def sampling_config(strategy, fraction=0.9):
+def sampling_config(strategy, fraction=0.9, power=1.0, floor=0.0):
   return ml_collections.ConfigDict(
-      {'strategy': strategy, 'face_rect_fraction': fraction})
+      {'strategy': strategy, 'face_rect_fraction': fraction,
+       'semantic_power': power, 'semantic_floor': floor})
+
+
+def striped_parsing():
+  """[20, 30] parsing: class 0 on 400 px, 1 on 150, 2 on 50; 3 absent."""
+  parsing = np.zeros((20, 30), np.int32)
+  parsing[:5] = 1
+  parsing[5:7, :25] = 2
+  return jnp.asarray(parsing)
 
 
 def test_uniform_covers_image_and_stays_inside():
@@ -29,7 +38,7 @@ def test_face_rect_share_inside_rectangle():
   frame = {'face_rect': rect}
   pixels = np.asarray(ray_sampling.sample_pixels(
       jax.random.PRNGKey(1), sampling_config('face_rect', 0.9), 1000, 32, 40,
-      frame))
+      frame)[0])
   inside = ((pixels[:, 1] >= 10) & (pixels[:, 1] < 18) &
             (pixels[:, 0] >= 5) & (pixels[:, 0] < 11))
   assert inside[:900].all()
@@ -42,7 +51,7 @@ def test_face_rect_clipped_to_image():
   frame = {'face_rect': jnp.array([30, 28, 50, 50])}
   pixels = np.asarray(ray_sampling.sample_pixels(
       jax.random.PRNGKey(2), sampling_config('face_rect', 1.0), 500, 32, 32,
-      frame))
+      frame)[0])
   assert (pixels >= [28, 30]).all() and (pixels < 32).all()
 
 
@@ -50,3 +59,73 @@ def test_unknown_strategy_names_the_value():
   with pytest.raises(ValueError, match="'nope'"):
     ray_sampling.sample_pixels(jax.random.PRNGKey(0), sampling_config('nope'),
                                8, 4, 4, {'face_rect': jnp.zeros(4)})
+
+
+def test_class_shares_follow_pixels_times_loss_with_a_floor():
+  counts = jnp.array([400.0, 150.0, 50.0, 0.0])
+  loss = jnp.array([0.01, 0.02, 0.08, 0.5])
+  shares = np.asarray(ray_sampling.class_shares(loss, counts, 1.0, 0.0))
+  expected = np.array([4.0, 3.0, 4.0, 0.0]) / 11  # n_k L_k, class 3 absent
+  np.testing.assert_allclose(shares, expected, rtol=1e-5)
+  floored = np.asarray(ray_sampling.class_shares(loss, counts, 1.0, 0.3))
+  np.testing.assert_allclose(floored, (0.3 + 0.1 * expected) * (counts > 0),
+                             rtol=1e-5)
+  # power 0: the uniform pixel shares; unmeasured losses (-1) count as the
+  # largest measured one.
+  np.testing.assert_allclose(
+      ray_sampling.class_shares(loss, counts, 0.0, 0.0),
+      np.array([400, 150, 50, 0]) / 600, rtol=1e-5)
+  np.testing.assert_allclose(
+      ray_sampling.class_shares(jnp.array([0.01, -1.0, 0.04, -1.0]), counts,
+                                1.0, 0.0),
+      np.array([4.0, 6.0, 2.0, 0.0]) / 12, rtol=1e-5)
+
+
+def test_semantic_rays_match_requested_shares_and_skip_absent_classes():
+  parsing = striped_parsing()
+  loss = jnp.array([0.01, 0.02, 0.08, 0.5])
+  config = sampling_config('semantic', floor=0.05)
+  flat = np.asarray(parsing).ravel()
+  drawn = []
+  for seed in range(20):
+    pixels, _, shares = ray_sampling.sample_semantic(
+        jax.random.PRNGKey(seed), 512, parsing, loss, True, config)
+    drawn.append(np.asarray(pixels[:, 0] * 30 + pixels[:, 1]))
+  drawn = np.concatenate(drawn)
+  empirical = np.bincount(flat[drawn], minlength=4) / drawn.size
+  assert empirical[3] == 0  # never a ray in an absent class
+  np.testing.assert_allclose(empirical, shares, atol=0.01)
+  # Within a class every pixel is equally likely: class 2's 50 pixels get
+  # ~ 20 * 512 * share / 50 rays each.
+  per_pixel = np.bincount(drawn, minlength=600)[flat == 2]
+  mean = 20 * 512 * float(shares[2]) / 50
+  assert np.all(np.abs(per_pixel - mean) < 5 * np.sqrt(mean))
+
+
+def test_semantic_importance_weights_unbias_the_mean():
+  parsing = striped_parsing()
+  error = jnp.asarray(np.random.default_rng(0).uniform(size=(20, 30)))
+  config = sampling_config('semantic', floor=0.02)
+  estimates = []
+  for seed in range(40):
+    pixels, weights, _ = ray_sampling.sample_semantic(
+        jax.random.PRNGKey(seed), 256, parsing,
+        jnp.array([0.01, 0.05, 0.2, 1.0]), True, config)
+    estimates.append(float(jnp.mean(weights * error[pixels[:, 0],
+                                                    pixels[:, 1]])))
+  assert abs(np.mean(estimates) - float(error.mean())) < 0.01
+
+
+def test_semantic_shares_adapt_to_the_running_loss_and_warm_up_uniform():
+  parsing = striped_parsing()
+  config = sampling_config('semantic')
+  def mouth_share(loss, use_loss=True):
+    pixels, _, _ = ray_sampling.sample_semantic(
+        jax.random.PRNGKey(0), 600, parsing, jnp.asarray(loss), use_loss,
+        config)
+    return np.mean(np.asarray(parsing)[pixels[:, 0], pixels[:, 1]] == 2)
+  low = mouth_share([0.01, 0.01, 0.01, 0.01])
+  high = mouth_share([0.01, 0.01, 0.1, 0.01])
+  assert low == pytest.approx(50 / 600, abs=0.01)
+  assert high > 3 * low
+  assert mouth_share([0.01, 0.01, 0.1, 0.01], use_loss=False) == low

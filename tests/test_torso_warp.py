@@ -132,7 +132,7 @@ def test_ablation_cli_on_the_tiny_config(tiny_data, tmp_path):
   on_disk = json.load(open(os.path.join(out, 'results.json')))
   assert set(on_disk) == {'warp_off', 'warp_on'}
   for name in ablation.VARIANTS:
-    assert set(on_disk[name]) == {'psnr', 'miou', 'step_time_s'}
+    assert set(on_disk[name]) == {'psnr', 'miou', 'step_time_s', 'steps'}
     assert set(on_disk[name]['psnr']) == {'full', 'mouth', 'eyes', 'face',
                                           'hair', 'neck_torso', 'background'}
     assert np.isfinite(on_disk[name]['psnr']['full'])

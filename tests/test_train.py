@@ -35,22 +35,35 @@ def run_steps(config, scene, batch, devices, tx, num_steps):
   for _ in range(num_steps):
     state, metrics = step_fn(state, batch, arrays, key)
     losses.append(float(metrics['loss']))
+  # The semantic sampler's running class losses: one value on every device.
+  shards = [np.asarray(x.data) for x in
+            state.class_loss_ema.addressable_shards]
+  assert len(shards) == len(devices)
+  for shard in shards[1:]:
+    np.testing.assert_array_equal(shard, shards[0])
   return jax.device_get(state.params), losses, jax.device_get(metrics)
 
 
-@pytest.mark.parametrize('torso_warp', [False, True])
-def test_one_vs_four_devices_same_loss_and_params(torso_warp):
+@pytest.mark.parametrize('torso_warp, strategy', [(False, 'face_rect'),
+                                                  (True, 'semantic')])
+def test_one_vs_four_devices_same_loss_and_params(torso_warp, strategy):
   # Plain SGD: Adam would hide a gradient scaled by the device count.
   config = tiny.get_config()
   config.train.audio_smoothing_start = 1  # exercise the attention path too
   config.model.torso_warp = torso_warp
+  config.sampling.strategy = strategy
+  config.sampling.semantic_warmup_steps = 1  # step 2 samples by class loss
   scene = fake_data.random_scene(config)
   batch = fake_data.random_batch(config, scene, num_frames=4)
   tx = optax.sgd(0.5)
-  params_1, losses_1, _ = run_steps(config, scene, batch, jax.devices()[:1],
-                                    tx, 2)
+  params_1, losses_1, metrics_1 = run_steps(config, scene, batch,
+                                            jax.devices()[:1], tx, 2)
   params_4, losses_4, metrics = run_steps(config, scene, batch,
                                           jax.devices()[:4], tx, 2)
+  # The running class losses (the semantic sampler's state) agree too.
+  np.testing.assert_allclose(metrics_1['class_loss_ema'],
+                             metrics['class_loss_ema'], rtol=1e-5)
+  assert np.all(metrics['class_loss_ema'] > 0)
   np.testing.assert_allclose(losses_1, losses_4, rtol=1e-5, atol=1e-6)
   assert losses_1[1] != losses_1[0]  # the first update changed something
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5,

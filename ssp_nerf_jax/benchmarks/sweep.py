@@ -5,7 +5,7 @@ run's last evaluation by image region (`metrics.REGIONS`), averages over
 seeds and writes:
 
   results.json   {variant: {"psnr": {region: dB}, "miou": x,
-                            "step_time_s": t}, ...}
+                            "step_time_s": t, "steps": n}, ...}
   results.md     the same as a table
   psnr_vs_step.png  (optional) region PSNR against step, a line per variant
 
@@ -61,10 +61,10 @@ def train_run(config, workdir):
 
 
 def summarize(history):
-  """{'psnr': {region: dB}, 'miou': x, 'step_time_s': t} of a run."""
+  """{'psnr': {region: dB}, 'miou': x, 'step_time_s': t, 'steps': n}."""
   final = history[-1]
   return {'psnr': final['region_psnr'], 'miou': final['miou'],
-          'step_time_s': final['step_time_s']}
+          'step_time_s': final['step_time_s'], 'steps': final['step']}
 
 
 def mean_or_none(values):
@@ -80,6 +80,7 @@ def average(summaries):
                for r in regions},
       'miou': mean_or_none(s['miou'] for s in summaries),
       'step_time_s': mean_or_none(s['step_time_s'] for s in summaries),
+      'steps': summaries[0]['steps'],
   }
 
 
