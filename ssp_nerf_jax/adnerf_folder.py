@@ -19,6 +19,7 @@ the training resolution with intrinsics and rectangles scaled alike.
 """
 import collections
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Optional, Sequence
@@ -87,17 +88,18 @@ class FolderError(errors.DatasetError):
 
 
 class Problems:
-  """Collects problem lines, a few per kind, so one report lists them all."""
+  """Collects problem lines in the order found, at most a few of each kind
+  (then a count), so that one report lists them all."""
 
   def __init__(self, root: str):
     self.root = root
-    self._lines = collections.defaultdict(list)
+    self._lines = []
     self._counts = collections.Counter()
 
   def add(self, kind: str, line: str) -> None:
     self._counts[kind] += 1
-    if len(self._lines[kind]) < _MAX_LINES_PER_KIND:
-      self._lines[kind].append(line)
+    if self._counts[kind] <= _MAX_LINES_PER_KIND:
+      self._lines.append(line)
 
   def __bool__(self):
     return bool(self._counts)
@@ -105,12 +107,11 @@ class Problems:
   def raise_if_any(self) -> None:
     if not self:
       return
-    lines = []
-    for kind, kind_lines in self._lines.items():
-      lines.extend(kind_lines)
-      if self._counts[kind] > len(kind_lines):
-        lines.append(f'... and {self._counts[kind] - len(kind_lines)} more '
-                     f'{kind} problems')
+    lines = list(self._lines)
+    for kind, count in self._counts.items():
+      if count > _MAX_LINES_PER_KIND:
+        lines.append(f'... and {count - _MAX_LINES_PER_KIND} more {kind} '
+                     'problems')
     total = sum(self._counts.values())
     raise FolderError(
         f'{self.root} is not a usable AD-NeRF/SSP-NeRF/RAD-NeRF folder '
@@ -150,6 +151,27 @@ class Folder:
 
 
 # ---------------------------------------------------------------- reading --
+
+
+def fingerprint(root: str, audio_file: str = '') -> str:
+  """Hash of what identifies a folder's content, cheap to recompute.
+
+  The transforms jsons' bytes, and size + modification time of the audio
+  file, so that re-running a preprocessing script into the same folder is
+  noticed without re-reading every image.
+  """
+  digest = hashlib.sha1()
+  for name in SPLIT_FILES.values():
+    path = os.path.join(root, name)
+    if os.path.isfile(path):
+      with open(path, 'rb') as f:
+        digest.update(f.read())
+    digest.update(b'\0')
+  audio = os.path.join(root, audio_file or WAV_FILE)
+  if os.path.isfile(audio):
+    stat = os.stat(audio)
+    digest.update(f'{stat.st_size}:{stat.st_mtime_ns}'.encode())
+  return digest.hexdigest()
 
 
 def find_image(directory: str, stem: str) -> Optional[str]:
@@ -475,6 +497,9 @@ def check_audio(root: str, audio_file: str, audio_dim: int,
   if max_aud_id >= available + MAX_CLAMPED_FRAMES:
     problems.add('audio', f'{name}: {available} {unit}, fewer than the frames'
                  f' listed (aud_id up to {max_aud_id})')
+  elif max_aud_id >= available:
+    logging.warning('%s: %d %s; frames with aud_id up to %d use the last '
+                    'one (as AD-NeRF).', path, available, unit, max_aud_id)
   return path, shape
 
 

@@ -227,6 +227,7 @@ class AdnerfConfig(PortraitConfig):
     if os.path.isfile(built):
       with open(built) as f:
         meta = json.load(f)
+      self.check_unchanged(meta, os.path.dirname(built))
       self.height, self.width = int(meta['height']), int(meta['width'])
       self.window_steps = int(meta['audio']['window_steps'])
       return
@@ -235,6 +236,20 @@ class AdnerfConfig(PortraitConfig):
         self.folder.height, self.folder.width, self.resolution)
     if self.folder.audio_shape is not None:
       self.window_steps = self.folder.audio_shape[1]
+
+  def check_unchanged(self, meta: dict[str, Any], built_dir: str) -> None:
+    """DatasetError if the source folder changed since the build.
+
+    A folder that is gone is fine: the built dataset is self-contained.
+    """
+    if not os.path.isdir(self.path):
+      return
+    if meta.get('source_fingerprint') != adnerf_folder.fingerprint(
+        self.path, self.audio_file):
+      raise DatasetError(
+          f'{self.path} changed (transforms json or audio) since the dataset '
+          f'at {built_dir} was built from it; delete that dataset folder to '
+          'rebuild, or use another data_dir')
 
   def frame_shape(self) -> tuple[int, int]:
     if not self.height:
@@ -481,6 +496,8 @@ def folder_metadata(folder, cfg: AdnerfConfig, hw: tuple[int, int],
       'params': cfg.params(),
       'source': 'adnerf',
       'source_path': folder.root,
+      'source_fingerprint': adnerf_folder.fingerprint(folder.root,
+                                                      cfg.audio_file),
       'parsing_scheme': scheme.name,
       'height': int(hw[0]), 'width': int(hw[1]),
       'source_height': int(folder.height), 'source_width': int(folder.width),
