@@ -13,7 +13,8 @@ Layout (DESIGN.md section 2):
   aud.npy | aud_ds.npy | aud_eo.npy | aud_hu.npy   [N, S, C], S <= 16
 
 `read_folder` checks everything before a dataset is written and raises one
-`FolderError` listing every problem, a line per file.  The `load_*`
+`FolderError` listing every problem, a line per file.  The parsing colour
+codes live in `parsing_schemes`.  The `load_*`
 functions then turn a validated folder into training arrays, resized to
 the training resolution with intrinsics and rectangles scaled alike.
 """
@@ -31,7 +32,7 @@ import soundfile
 
 from ssp_nerf_jax import audio_features
 from ssp_nerf_jax import errors
-from ssp_nerf_jax.synthetic import scene as ssp_scene
+from ssp_nerf_jax import parsing_schemes
 
 SPLIT_FILES = {'train': 'transforms_train.json', 'val': 'transforms_val.json'}
 IMAGE_EXTENSIONS = ('.jpg', '.png', '.jpeg')
@@ -40,7 +41,7 @@ BACKGROUND_NAME = 'bc'
 WAV_FILE = 'aud.wav'
 # Parsing maps may hold this share of pixels in colours outside the
 # detected scheme (antialiased edges after a resize); they are snapped to
-# the nearest class colour.  More is an error.
+# the nearest class colour (parsing_schemes.parsing_ids).  More is an error.
 MAX_OFF_SCHEME_FRACTION = 0.01
 # aud_id may run this many frames past the audio features and clamps to
 # the last one (AD-NeRF does the same); DeepSpeech and ffmpeg round the
@@ -50,37 +51,6 @@ MAX_CLAMPED_FRAMES = 3
 NEAR_MARGIN, FAR_MARGIN = 0.2, 0.4
 _RIGID_ATOL = 1e-3
 _MAX_LINES_PER_KIND = 10  # Report lines per kind of problem, then a count.
-
-
-@dataclasses.dataclass(frozen=True)
-class Scheme:
-  """A parsing colour code: class k is drawn in colours[k] (RGB on disk)."""
-  name: str
-  description: str
-  class_names: tuple[str, ...]
-  colors: np.ndarray  # uint8 [K, 3]
-  head_classes: tuple[int, ...]  # the face rectangle bounds these
-
-
-SCHEMES = {
-    'adnerf': Scheme(
-        'adnerf', 'AD-NeRF/RAD-NeRF 4-class',
-        ('background', 'head', 'neck', 'torso'),
-        np.array([[255, 255, 255], [0, 0, 255], [0, 255, 0], [255, 0, 0]],
-                 np.uint8), (1,)),
-    'ssp': Scheme(
-        'ssp', 'SSP-NeRF 11-class', tuple(ssp_scene.CLASS_NAMES),
-        np.asarray(ssp_scene.CLASS_COLORS, np.uint8),
-        tuple(ssp_scene.HEAD_CLASSES)),
-}
-
-
-def scheme_for_classes(num_classes: int) -> Optional[Scheme]:
-  """The scheme with `num_classes` classes, or None."""
-  for scheme in SCHEMES.values():
-    if len(scheme.class_names) == num_classes:
-      return scheme
-  return None
 
 
 class FolderError(errors.DatasetError):
@@ -141,7 +111,7 @@ class Folder:
   height: int
   width: int
   background_path: str
-  scheme: Scheme
+  scheme: parsing_schemes.Scheme
   audio_path: str
   audio_shape: Optional[tuple[int, ...]]  # [N, S, C] of a .npy, None: wav
   wav_path: Optional[str]  # aud.wav if present (muxed into val videos)
@@ -326,69 +296,29 @@ def check_sizes(root: str, frames: Sequence[FrameRecord],
 # ---------------------------------------------------------------- parsing --
 
 
-def _pack(rgb: np.ndarray) -> np.ndarray:
-  """uint8 [..., 3] -> int32 [...] 0xRRGGBB."""
-  rgb = rgb.astype(np.int32)
-  return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
-# Every colour of either scheme, sorted, for np.searchsorted.
-_ALL_COLORS = np.unique(np.concatenate(
-    [_pack(s.colors) for s in SCHEMES.values()]))
-
-
 def read_rgb(path: str) -> np.ndarray:
   """uint8 [H, W, 3] of an image file (grey/alpha/palette converted)."""
   with Image.open(path) as image:
     return np.asarray(image.convert('RGB'))
 
 
-def colour_counts(rgb: np.ndarray) -> collections.Counter:
-  """Pixels per packed colour of a parsing map (fast path for known ones)."""
-  packed = _pack(rgb).ravel()
-  index = np.clip(np.searchsorted(_ALL_COLORS, packed), 0,
-                  len(_ALL_COLORS) - 1)
-  known = _ALL_COLORS[index] == packed
-  counts = collections.Counter(dict(zip(
-      _ALL_COLORS.tolist(), np.bincount(index[known],
-                                        minlength=len(_ALL_COLORS)).tolist())))
-  if not known.all():
-    other, other_counts = np.unique(packed[~known], return_counts=True)
-    counts.update(dict(zip(other.tolist(), other_counts.tolist())))
-  return +counts  # Drops zero counts.
-
-
-def detect_scheme(total: collections.Counter) -> Scheme:
-  """The scheme whose own colours cover the most pixels (ties: 4-class).
-
-  White and the blue of AD-NeRF's head (= SSP-NeRF's ears) belong to both
-  schemes, so only the colours unique to a scheme decide.
-  """
-  def own_pixels(scheme):
-    others = set().union(*(_pack(s.colors).tolist() for s in SCHEMES.values()
-                           if s is not scheme))
-    return sum(total[c] for c in _pack(scheme.colors).tolist()
-               if c not in others)
-  return max(SCHEMES.values(), key=own_pixels)
-
-
 def check_parsing(root: str, frames: Sequence[FrameRecord],
-                  problems: Problems) -> Optional[Scheme]:
+                  problems: Problems) -> Optional[parsing_schemes.Scheme]:
   """Detects the scheme; records maps with too many off-scheme colours."""
   per_map = []
   total = collections.Counter()
   for record in frames:
     if record.parsing_path:
       try:
-        counts = colour_counts(read_rgb(record.parsing_path))
+        counts = parsing_schemes.colour_counts(read_rgb(record.parsing_path))
       except (OSError, ValueError):
         continue  # Reported as unreadable by check_sizes.
       per_map.append((record.parsing_path, counts))
       total.update(counts)
   if not per_map:
     return None
-  scheme = detect_scheme(total)
-  own = set(_pack(scheme.colors).tolist())
+  scheme = parsing_schemes.detect_scheme(total)
+  own = set(parsing_schemes.pack(scheme.colors).tolist())
   snapped_pixels, snapped_maps = 0, 0
   for path, counts in per_map:
     off = {c: n for c, n in counts.items() if c not in own}
@@ -410,37 +340,6 @@ def check_parsing(root: str, frames: Sequence[FrameRecord],
         'class colour.', snapped_pixels, snapped_maps, root,
         scheme.description, 100 * MAX_OFF_SCHEME_FRACTION)
   return scheme
-
-
-def parsing_ids(rgb: np.ndarray, scheme: Scheme) -> np.ndarray:
-  """Class ids uint8 [H, W] of a colour-coded map.
-
-  Exact class colours map directly; any other colour (validation allows a
-  tiny share) snaps to the nearest class colour in RGB.
-  """
-  packed = _pack(rgb)
-  colours = _pack(scheme.colors)
-  order = np.argsort(colours)
-  index = np.clip(np.searchsorted(colours[order], packed), 0,
-                  len(colours) - 1)
-  ids = order[index]
-  off = colours[ids] != packed
-  if off.any():
-    diff = (rgb[off][:, None, :].astype(np.int32) -
-            scheme.colors[None].astype(np.int32))
-    ids[off] = np.argmin(np.sum(diff * diff, axis=-1), axis=-1)
-  return ids.astype(np.uint8)
-
-
-def face_rect_from_ids(ids: np.ndarray, scheme: Scheme) -> np.ndarray:
-  """(x, y, w, h) box of the head classes; the whole image if none."""
-  head = np.isin(ids, scheme.head_classes)
-  rows, cols = np.flatnonzero(head.any(axis=1)), np.flatnonzero(
-      head.any(axis=0))
-  if not rows.size:
-    return np.array([0, 0, ids.shape[1], ids.shape[0]], np.float64)
-  return np.array([cols[0], rows[0], cols[-1] - cols[0] + 1,
-                   rows[-1] - rows[0] + 1], np.float64)
 
 
 # ------------------------------------------------------------------ audio --
@@ -609,10 +508,11 @@ def resize_ids(ids: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 def load_frame(folder: Folder, record: FrameRecord,
                hw: tuple[int, int]) -> dict[str, np.ndarray]:
   """image uint8 [h, w, 3], parsing uint8 [h, w], face_rect int32 [4]."""
-  ids = parsing_ids(read_rgb(record.parsing_path), folder.scheme)
+  ids = parsing_schemes.parsing_ids(read_rgb(record.parsing_path),
+                                    folder.scheme)
   rect = record.face_rect
   if rect is None:  # RAD-NeRF folders: the head classes' bounding box.
-    rect = face_rect_from_ids(ids, folder.scheme)
+    rect = parsing_schemes.face_rect_from_ids(ids, folder.scheme)
   src = (folder.height, folder.width)
   return {'image': resize_rgb(read_rgb(record.image_path), hw),
           'parsing': resize_ids(ids, hw),

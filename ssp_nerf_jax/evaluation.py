@@ -13,10 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssp_nerf_jax import adnerf_folder
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import parallel
+from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import render
 
@@ -26,7 +26,7 @@ P = jax.sharding.PartitionSpec
 def parsing_palette(num_classes):
   """uint8 [K, 3] colours for class ids: the parsing maps' own colours for
   SSP-NeRF's 11 and AD-NeRF's 4 classes, else random (background white)."""
-  scheme = adnerf_folder.scheme_for_classes(num_classes)
+  scheme = parsing_schemes.scheme_for_classes(num_classes)
   if scheme is not None:
     return scheme.colors.copy()
   rng = np.random.default_rng(0)

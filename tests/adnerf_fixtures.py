@@ -14,8 +14,7 @@ import numpy as np
 from PIL import Image
 import soundfile
 
-from ssp_nerf_jax import adnerf_folder
-from ssp_nerf_jax import audio_features
+from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import synthetic
 
 NUM_FRAMES = 12  # train: int(12 * 10 / 11) = 10 frames, val: 2
@@ -81,7 +80,7 @@ def write_folder(root, *, size=32, scheme='adnerf', face_rect=True,
   c2w, focal, cx, cy, rects = synthetic.load_pose_track()
   scale = size / 450.0
   focal, cx, cy = focal * scale, size / 2, size / 2
-  colors = adnerf_folder.SCHEMES[scheme].colors
+  colors = parsing_schemes.SCHEMES[scheme].colors
   img_ids = FIRST_ID + np.arange(num_frames)
   written = {'ids': [], 'images': [], 'c2w': c2w[:num_frames],
              'face_rect': np.round(rects[:num_frames] * scale).astype(int),

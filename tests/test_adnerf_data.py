@@ -26,6 +26,7 @@ from ssp_nerf_jax import audio_features
 from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import portrait_dataset
 from ssp_nerf_jax import train
 
@@ -85,7 +86,7 @@ def test_round_trip_11_classes_npy_no_face_rect_resized(tmp_path):
   for k, img_id in enumerate(written['img_ids']):
     big = np.kron(written['ids'][k], np.ones((2, 2), np.uint8))
     write_image(str(tmp_path / 'clip' / 'parsing' / f'{img_id}.png'),
-                adnerf_folder.SCHEMES['ssp'].colors[big])
+                parsing_schemes.SCHEMES['ssp'].colors[big])
     write_image(str(tmp_path / 'clip' / 'ori_imgs' / f'{img_id}.jpg'),
                 np.kron(written['images'][k], np.ones((2, 2, 1), np.uint8)))
   write_image(str(tmp_path / 'clip' / 'bc.png'),
@@ -116,7 +117,7 @@ def test_round_trip_11_classes_npy_no_face_rect_resized(tmp_path):
       (focal / 2, (c + 0.5) / 2 - 0.5, (c + 0.5) / 2 - 0.5))
   # face_rect absent: the head classes' box, computed at 64 px and halved.
   head = np.isin(written['ids'][10:],
-                 adnerf_folder.SCHEMES['ssp'].head_classes)
+                 parsing_schemes.SCHEMES['ssp'].head_classes)
   for rect, mask in zip(frames['face_rect'], head):
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     np.testing.assert_array_equal(
