@@ -21,7 +21,8 @@ One example per video frame, self-contained for random access:
                                       NaN for real folders)
 
 Splits (AD-NeRF): `train` = the first int(N * 10 / 11) frames, `val` = the
-rest (adnerf: the frames of transforms_train.json / transforms_val.json).  Everything that is per clip, not per frame, is written once into the
+rest (adnerf: the frames of transforms_train.json / transforms_val.json).
+Everything that is per clip, not per frame, is written once into the
 dataset folder by `PortraitMetadata`: `metadata.json` (intrinsics, near/far,
 fps, classes, audio settings, split sizes, build parameters),
 `background.npy` (uint8 [H, W, 3] plate) and `waveform.npy` (float32 [T],
@@ -164,10 +165,12 @@ class AdnerfConfig(PortraitConfig):
   folder: Any = None
 
   def params(self) -> dict[str, Any]:
+    # audio_feature only matters for aud.wav: a precomputed file ignores it.
     return {'path': str(self.path), 'images_dir': str(self.images_dir),
             'resolution': int(self.resolution),
             'audio_file': str(self.audio_file),
-            'audio_feature': str(self.audio_feature),
+            'audio_feature': ('' if self.audio_file else
+                              str(self.audio_feature)),
             'audio_dim': int(self.audio_dim),
             'audio_context': int(self.audio_context)}
 
@@ -264,11 +267,11 @@ def config_from_data_config(data_config) -> PortraitConfig:
     raise DatasetError(f'config.data.name must be {NAME!r}, got '
                        f'{data_config.name!r}')
   if data_config.builder_config == 'adnerf':
+    path = data_config.get('path', '')
     builder_config = AdnerfConfig(
         name='adnerf',
         description='AD-NeRF/SSP-NeRF/RAD-NeRF processed-data folder.',
-        path=os.path.abspath(os.path.expanduser(data_config.get('path', '')))
-        if data_config.get('path') else '',
+        path=os.path.abspath(os.path.expanduser(path)) if path else '',
         images_dir=data_config.get('images_dir', 'ori_imgs'),
         resolution=data_config.get('resolution', 0),
         audio_file=data_config.get('audio_file', ''),
