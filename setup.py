@@ -29,6 +29,7 @@ setuptools.setup(
         'numpy>=1.26',
         'optax>=0.2.4',
         'orbax-checkpoint>=0.11',
+        'pillow>=10',
         'soundfile>=0.12',
         'tensorboardX>=2.6',
         'tensorflow-datasets>=4.9.7',

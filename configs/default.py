@@ -19,6 +19,16 @@ def get_config():
   config.data.size = 450
   config.data.duration_s = 24.0
   config.data.synthetic_seed = 0
+  # Processed-folder settings (builder_config 'adnerf', configs/adnerf.py;
+  # ignored by other builder configs).
+  config.data.path = ''  # the AD-NeRF/SSP-NeRF/RAD-NeRF folder
+  config.data.images_dir = 'ori_imgs'  # frames subfolder
+  config.data.resolution = 0  # longer side in px; 0 keeps the folder's size
+  # '' = aud.wav through our librosa features (audio_feature, audio_dim), or
+  # a precomputed .npy in the folder: aud.npy (AD-NeRF DeepSpeech [N, 16,
+  # 29]), aud_ds.npy / aud_eo.npy (RAD-NeRF), aud_hu.npy (ER-NeRF HuBERT
+  # [N, 2, 1024]); audio_dim must then equal its last axis.
+  config.data.audio_file = ''
   # Audio features: 16 steps of 20 ms per video frame, C features per step.
   config.data.audio_feature = 'logmel'  # 'logmel' or 'mfcc'
   config.data.audio_dim = 29

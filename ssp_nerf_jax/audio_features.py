@@ -40,6 +40,9 @@ WINDOW_CENTRE = 8  # Row of the window that is centred on the frame time.
 STEP_S = HOP_LENGTH / SAMPLE_RATE
 FPS = 25.0
 FEATURES = ('logmel', 'mfcc')
+# Feature name recorded for datasets built from a precomputed .npy (e.g.
+# 'precomputed:aud.npy'): features we cannot compute from a waveform.
+PRECOMPUTED_PREFIX = 'precomputed:'
 
 # Fixed log-mel normalisation: dB values are floored at -80 dB (amin 1e-8)
 # and mapped by x = dB / _DB_SCALE + 1.

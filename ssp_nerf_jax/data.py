@@ -4,6 +4,8 @@ Command line, from the repository root (the config files import `configs`):
 
   python -m ssp_nerf_jax.data --config=configs/synthetic.py [--data_dir=DIR]
       [--config.data.size=48 ...]
+  python -m ssp_nerf_jax.data --config=configs/adnerf.py:cpu \
+      --config.data.path=PROCESSED_FOLDER
 
 It builds the dataset unless it is already there and prints one line:
 frames per split, frame size and the folder.  Bad settings end with one

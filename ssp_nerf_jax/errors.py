@@ -7,6 +7,10 @@ class UserError(Exception):
   """Invalid user input (config value, file, folder); the message names it."""
 
 
+class DatasetError(UserError, ValueError):
+  """Bad dataset settings or source folder; the message names the cause."""
+
+
 def ensure_writable_dir(path, label, error=UserError):
   """Creates folder `path` and checks a file can really be written there.
 

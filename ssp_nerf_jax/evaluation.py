@@ -16,17 +16,19 @@ import numpy as np
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import parallel
+from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import render
-from ssp_nerf_jax import synthetic
 
 P = jax.sharding.PartitionSpec
 
 
 def parsing_palette(num_classes):
-  """uint8 [K, 3] colours for class ids (SSP-NeRF's for its 11 classes)."""
-  if num_classes == len(synthetic.CLASS_COLORS):
-    return np.asarray(synthetic.CLASS_COLORS, np.uint8)
+  """uint8 [K, 3] colours for class ids: the parsing maps' own colours for
+  SSP-NeRF's 11 and AD-NeRF's 4 classes, else random (background white)."""
+  scheme = parsing_schemes.scheme_for_classes(num_classes)
+  if scheme is not None:
+    return scheme.colors.copy()
   rng = np.random.default_rng(0)
   palette = rng.integers(0, 256, (num_classes, 3), dtype=np.uint8)
   palette[0] = 255  # background white, as in the parsing maps on disk

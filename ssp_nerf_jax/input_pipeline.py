@@ -65,6 +65,8 @@ class SceneInfo:
   audio_feature: str = flax.struct.field(pytree_node=False, default='logmel')
   audio_dim: int = flax.struct.field(pytree_node=False, default=29)
   audio_context: int = flax.struct.field(pytree_node=False, default=8)
+  # Feature steps per frame window: 16 (ours, DeepSpeech), 2 (HuBERT).
+  audio_window_steps: int = flax.struct.field(pytree_node=False, default=16)
   # Frame offsets of the context windows: frame i sees i-4 .. i+3.
   audio_context_offsets: tuple[int, ...] = flax.struct.field(
       pytree_node=False, default=(-4, -3, -2, -1, 0, 1, 2, 3))
@@ -89,6 +91,7 @@ def load_scene_info(builder) -> SceneInfo:
       num_train=int(meta['num_train']), num_val=int(meta['num_val']),
       audio_feature=str(audio['feature']), audio_dim=int(audio['dim']),
       audio_context=int(audio['context']),
+      audio_window_steps=int(audio['window_steps']),
       audio_context_offsets=tuple(int(o) for o in audio['context_offsets']),
       reference_c2w=tuple(torso_warp.mean_pose(load_poses(builder, 'train'))
                           .reshape(-1).tolist()))

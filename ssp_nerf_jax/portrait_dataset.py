@@ -1,19 +1,28 @@
 """TFDS builder `ssp_portrait`: talking-portrait frames, built and read TF-free.
 
+Two builder configs:
+  synthetic   the procedural portrait (ssp_nerf_jax.synthetic), 11 classes.
+  adnerf      an AD-NeRF / SSP-NeRF / RAD-NeRF processed-data folder
+              (`config.data.path`; read and validated by `adnerf_folder`),
+              4 or 11 classes depending on its parsing colours.
+
 One example per video frame, self-contained for random access:
 
   image       uint8   [H, W, 3]
-  parsing     uint8   [H, W]          class ids (DESIGN.md §1, 11 classes)
-  audio       float32 [A, 16, C]      AudioAttNet context windows, A = 8:
+  parsing     uint8   [H, W]          class ids (DESIGN.md §1, K classes)
+  audio       float32 [A, S, C]       AudioAttNet context windows, A = 8:
                                       frames i-4 .. i+3 (edge-padded), see
-                                      `audio_features.context_windows`
+                                      `audio_features.context_windows`;
+                                      S = 16 steps (2 for HuBERT .npy)
   c2w         float32 [4, 4]          camera-to-head, OpenGL axes
   face_rect   int32   [4]             x, y, w, h
-  frame_id    int32   []              index in the clip
-  mouth_open  float32 []              ground-truth mouth opening (synthetic)
+  frame_id    int32   []              index in the clip (adnerf: img_id)
+  mouth_open  float32 []              ground-truth mouth opening (synthetic;
+                                      NaN for real folders)
 
 Splits (AD-NeRF): `train` = the first int(N * 10 / 11) frames, `val` = the
-rest.  Everything that is per clip, not per frame, is written once into the
+rest (adnerf: the frames of transforms_train.json / transforms_val.json).
+Everything that is per clip, not per frame, is written once into the
 dataset folder by `PortraitMetadata`: `metadata.json` (intrinsics, near/far,
 fps, classes, audio settings, split sizes, build parameters),
 `background.npy` (uint8 [H, W, 3] plate) and `waveform.npy` (float32 [T],
@@ -24,18 +33,24 @@ are array_record, so building (`download_and_prepare(file_format=
 'array_record')`) and reading (`as_data_source`) never import TensorFlow.
 
 Keeping builds for different parameters apart.  The builder config is
-always *named* `synthetic` (so TFDS's folder layout and `config=` lookups
-stay standard), but its parameters (size, duration_s, seed =
-synthetic_seed, audio_feature, audio_dim, audio_context) come from
+always *named* `synthetic` or `adnerf` (so TFDS's folder layout and
+`config=` lookups stay standard), but its parameters (synthetic: size,
+duration_s, seed = synthetic_seed; adnerf: path, images_dir, resolution,
+audio_file; both: audio_feature, audio_dim, audio_context) come from
 `config.data` (`config_from_data_config`).  Two mechanisms keep different
 parameters from sharing a cache:
   1. `make_builder` roots each parameter set in its own folder,
      `<data_dir>/<key>/ssp_portrait/synthetic/1.0.0/`, with a readable key
      such as `synthetic-96px-24s-seed0-logmel29-ctx8`.
+     (adnerf: `adnerf-<folder name>-<hash of its path>-96px-logmel29-ctx8`.)
   2. The build parameters are recorded in `metadata.json`, and
      `make_builder` / `check_params` raise `DatasetError` when a folder
      holds a dataset built with other parameters instead of serving it
      (guards a hand-picked data_dir).
+
+An adnerf folder is validated completely (`adnerf_folder.read_folder`,
+every problem in one error) before TFDS creates any file; once built, the
+dataset no longer needs the folder.
 
 Crash safety: TFDS 4.9.10 writes into a sibling `incomplete.XXXXXX_1.0.0/`
 folder and renames it to `1.0.0/` only after every split and the metadata
@@ -44,6 +59,7 @@ leaves only an `incomplete.*` folder, which is never read: the next build
 starts afresh (and `remove_stale_incomplete_dirs` sweeps old leftovers).
 """
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -54,12 +70,13 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ssp_nerf_jax import adnerf_folder
 from ssp_nerf_jax import audio_features
 from ssp_nerf_jax import errors
 
 NAME = 'ssp_portrait'
 DATASET_VERSION = '1.0.0'
-CONFIG_NAMES = ('synthetic',)
+CONFIG_NAMES = ('synthetic', 'adnerf')
 MIN_SIZE = 16
 TRAIN_FRACTION = (10, 11)  # AD-NeRF: train = first int(N * 10 / 11) frames.
 
@@ -69,8 +86,9 @@ _WAVEFORM_FILE = 'waveform.npy'
 _INCOMPLETE_PREFIX = 'incomplete.'
 
 
-class DatasetError(errors.UserError, ValueError):
-  """Bad dataset settings or folder; the message is one line."""
+# Bad dataset settings or folder (defined in errors so that
+# adnerf_folder's FolderError can extend it).
+DatasetError = errors.DatasetError
 
 
 @dataclasses.dataclass(eq=False)
@@ -97,9 +115,7 @@ class PortraitConfig(tfds.core.BuilderConfig):
 
   def validate(self) -> None:
     """Raises DatasetError (one line) for values no build can use."""
-    if self.name not in CONFIG_NAMES:
-      raise DatasetError(f'unknown builder config {self.name!r} for {NAME}; '
-                         f'choose one of {list(CONFIG_NAMES)}')
+    self.validate_common()
     if int(self.size) != self.size or self.size < MIN_SIZE:
       raise DatasetError(f'config.data.size must be an integer >= {MIN_SIZE},'
                          f' got {self.size}')
@@ -109,6 +125,12 @@ class PortraitConfig(tfds.core.BuilderConfig):
     if self.duration_s * audio_features.FPS < 2:
       raise DatasetError('config.data.duration_s must cover at least 2 video '
                          f'frames (one train, one val), got {self.duration_s}')
+
+  def validate_common(self) -> None:
+    """Checks of the settings every builder config shares."""
+    if self.name not in CONFIG_NAMES:
+      raise DatasetError(f'unknown builder config {self.name!r} for {NAME}; '
+                         f'choose one of {list(CONFIG_NAMES)}')
     if self.audio_feature not in audio_features.FEATURES:
       raise DatasetError(
           f'config.data.audio_feature must be one of '
@@ -121,11 +143,143 @@ class PortraitConfig(tfds.core.BuilderConfig):
           f'config.data.audio_context must be >= 1, got {self.audio_context}')
 
 
+@dataclasses.dataclass(eq=False)
+class AdnerfConfig(PortraitConfig):
+  """Builder config `adnerf`: an AD-NeRF/SSP-NeRF/RAD-NeRF processed folder.
+
+  The parameters are `path` (absolute), `images_dir`, `resolution` (longer
+  side in px, 0 keeps the folder's), `audio_file` ('' = aud.wav through
+  `audio_feature`, else a precomputed .npy) and the audio settings.  The
+  frame size and audio window length are properties of the folder, filled
+  in by `make_builder` (from the built dataset, or by validating the
+  folder) because `_info` needs them; `folder` keeps the validated
+  `adnerf_folder.Folder` for the build.
+  """
+  path: str = ''
+  images_dir: str = 'ori_imgs'
+  resolution: int = 0
+  audio_file: str = ''
+  height: int = 0
+  width: int = 0
+  window_steps: int = audio_features.WINDOW_STEPS
+  folder: Any = None
+
+  def params(self) -> dict[str, Any]:
+    # audio_feature only matters for aud.wav: a precomputed file ignores it.
+    return {'path': str(self.path), 'images_dir': str(self.images_dir),
+            'resolution': int(self.resolution),
+            'audio_file': str(self.audio_file),
+            'audio_feature': ('' if self.audio_file else
+                              str(self.audio_feature)),
+            'audio_dim': int(self.audio_dim),
+            'audio_context': int(self.audio_context)}
+
+  def key(self) -> str:
+    """e.g. adnerf-obama-1a2b3c4d-96px-logmel29-ctx8 (hash: path, images)."""
+    digest = hashlib.sha1(
+        f'{self.path}\0{self.images_dir}'.encode()).hexdigest()[:8]
+    base = os.path.basename(os.path.normpath(self.path)) or 'root'
+    size = f'{self.resolution}px' if self.resolution else 'fullres'
+    audio = (os.path.splitext(self.audio_file)[0] if self.audio_file else
+             self.audio_feature)
+    return (f'{self.name}-{base}-{digest}-{size}-{audio}{self.audio_dim}'
+            f'-ctx{self.audio_context}')
+
+  def validate(self) -> None:
+    """Raises DatasetError (one line) for settings no build can use.
+
+    Only the values: the folder itself is read by `make_builder`, and only
+    when the dataset is not built yet.
+    """
+    self.validate_common()
+    if not self.path:
+      raise DatasetError('config.data.path must name the processed folder '
+                         '(--config.data.path=DIR)')
+    if int(self.resolution) != self.resolution or not (
+        self.resolution == 0 or self.resolution >= MIN_SIZE):
+      raise DatasetError(f'config.data.resolution must be 0 (the folder\'s '
+                         f'size) or an integer >= {MIN_SIZE}, got '
+                         f'{self.resolution}')
+    if not self.images_dir or os.path.isabs(self.images_dir):
+      raise DatasetError('config.data.images_dir must be a subfolder name, '
+                         f'got {self.images_dir!r}')
+    if self.audio_file and (not self.audio_file.endswith('.npy') or
+                            os.path.basename(self.audio_file) !=
+                            self.audio_file):
+      raise DatasetError(
+          "config.data.audio_file must be '' (aud.wav) or a .npy file name "
+          f'in the folder (aud.npy, aud_ds.npy, ...), got '
+          f'{self.audio_file!r}')
+
+  def read_folder(self) -> 'adnerf_folder.Folder':
+    """Validates the folder (every problem in one FolderError)."""
+    return adnerf_folder.read_folder(
+        self.path, images_dir=self.images_dir, audio_file=self.audio_file,
+        audio_dim=self.audio_dim)
+
+  def resolve(self, builder_dir: str) -> None:
+    """Fills height/width/window_steps for `_info`.
+
+    Args:
+      builder_dir: the parameter-keyed root `make_builder` uses.  A built
+        dataset there supplies the sizes (the source folder may be gone by
+        now); otherwise the folder is validated and kept for the build.
+    """
+    built = os.path.join(builder_dir, NAME, self.name, DATASET_VERSION,
+                         _METADATA_FILE)
+    if os.path.isfile(built):
+      with open(built) as f:
+        meta = json.load(f)
+      self.check_unchanged(meta, os.path.dirname(built))
+      self.height, self.width = int(meta['height']), int(meta['width'])
+      self.window_steps = int(meta['audio']['window_steps'])
+      return
+    self.folder = self.read_folder()
+    self.height, self.width = adnerf_folder.target_size(
+        self.folder.height, self.folder.width, self.resolution)
+    if self.folder.audio_shape is not None:
+      self.window_steps = self.folder.audio_shape[1]
+
+  def check_unchanged(self, meta: dict[str, Any], built_dir: str) -> None:
+    """DatasetError if the source folder changed since the build.
+
+    A folder that is gone is fine: the built dataset is self-contained.
+    """
+    if not os.path.isdir(self.path):
+      return
+    if meta.get('source_fingerprint') != adnerf_folder.fingerprint(
+        self.path, self.audio_file):
+      raise DatasetError(
+          f'{self.path} changed (transforms json or audio) since the dataset '
+          f'at {built_dir} was built from it; delete that dataset folder to '
+          'rebuild, or use another data_dir')
+
+  def frame_shape(self) -> tuple[int, int]:
+    if not self.height:
+      raise DatasetError('builder config adnerf was not resolved against a '
+                         'folder; build it through data.build_dataset')
+    return self.height, self.width
+
+
 def config_from_data_config(data_config) -> PortraitConfig:
-  """The builder config for `config.data` (validated)."""
+  """The builder config for `config.data` (validated, no file access)."""
   if data_config.name != NAME:
     raise DatasetError(f'config.data.name must be {NAME!r}, got '
                        f'{data_config.name!r}')
+  if data_config.builder_config == 'adnerf':
+    path = data_config.get('path', '')
+    builder_config = AdnerfConfig(
+        name='adnerf',
+        description='AD-NeRF/SSP-NeRF/RAD-NeRF processed-data folder.',
+        path=os.path.abspath(os.path.expanduser(path)) if path else '',
+        images_dir=data_config.get('images_dir', 'ori_imgs'),
+        resolution=data_config.get('resolution', 0),
+        audio_file=data_config.get('audio_file', ''),
+        audio_feature=data_config.audio_feature,
+        audio_dim=data_config.audio_dim,
+        audio_context=data_config.audio_context)
+    builder_config.validate()
+    return builder_config
   builder_config = PortraitConfig(
       name=data_config.builder_config,
       description='Procedural talking portrait (ssp_nerf_jax.synthetic).',
@@ -180,9 +334,14 @@ class SspPortrait(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version(DATASET_VERSION)
   RELEASE_NOTES = {DATASET_VERSION: 'Initial release: synthetic portraits.'}
-  BUILDER_CONFIGS = [PortraitConfig(
-      name='synthetic',
-      description='Procedural talking portrait (ssp_nerf_jax.synthetic).')]
+  BUILDER_CONFIGS = [
+      PortraitConfig(
+          name='synthetic',
+          description='Procedural talking portrait (ssp_nerf_jax.synthetic).'),
+      AdnerfConfig(
+          name='adnerf',
+          description='AD-NeRF/SSP-NeRF/RAD-NeRF processed-data folder.'),
+  ]
   # TFDS 4.9.10's `code_path` evaluates `importlib_resources.abc` (a
   # backport it only installs on Python < 3.9) for builders outside its own
   # package, so download_and_prepare dies with ModuleNotFoundError.  The
@@ -205,7 +364,10 @@ class SspPortrait(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
-    size = (cfg.size, cfg.size)
+    if isinstance(cfg, AdnerfConfig):
+      size, steps = cfg.frame_shape(), cfg.window_steps
+    else:
+      size, steps = (cfg.size, cfg.size), audio_features.WINDOW_STEPS
     zlib = tfds.features.Encoding.ZLIB
     tensor = tfds.features.Tensor
     return tfds.core.DatasetInfo(
@@ -215,8 +377,7 @@ class SspPortrait(tfds.core.GeneratorBasedBuilder):
             'image': tensor(shape=(*size, 3), dtype=np.uint8, encoding=zlib),
             'parsing': tensor(shape=size, dtype=np.uint8, encoding=zlib),
             # Floats barely compress; zlib would only cost decode time.
-            'audio': tensor(shape=(cfg.audio_context,
-                                   audio_features.WINDOW_STEPS,
+            'audio': tensor(shape=(cfg.audio_context, steps,
                                    cfg.audio_dim), dtype=np.float32),
             'c2w': tensor(shape=(4, 4), dtype=np.float32),
             'face_rect': tensor(shape=(4,), dtype=np.int32),
@@ -232,7 +393,12 @@ class SspPortrait(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    del dl_manager  # Nothing to download: the clip is generated.
+    del dl_manager  # Nothing to download: generated or read locally.
+    if isinstance(self.builder_config, AdnerfConfig):
+      return self._folder_splits()
+    return self._synthetic_splits()
+
+  def _synthetic_splits(self):
     cfg = self.builder_config
     # Imported here so that reading a built dataset never needs the
     # generator (or its dependencies).
@@ -253,6 +419,30 @@ class SspPortrait(tfds.core.GeneratorBasedBuilder):
         'val': self._generate_examples(clip, windows,
                                        range(num_train, num_frames)),
     }
+
+  def _folder_splits(self):
+    cfg = self.builder_config
+    folder = cfg.folder or cfg.read_folder()
+    hw = cfg.frame_shape()
+    features = adnerf_folder.load_audio_features(folder, cfg.audio_feature,
+                                                 cfg.audio_dim)
+    self.info.metadata.update(folder_metadata(folder, cfg, hw,
+                                              features.shape[1]))
+    return {split: self._folder_examples(folder, features, records, hw)
+            for split, records in folder.splits.items()}
+
+  def _folder_examples(self, folder, features, records, hw):
+    offsets = audio_features.context_offsets(self.builder_config.audio_context)
+    for position, record in enumerate(records):
+      frame = adnerf_folder.load_frame(folder, record, hw)
+      yield position, {
+          **frame,
+          'audio': adnerf_folder.context_window(features, record.aud_id,
+                                                offsets),
+          'c2w': record.c2w,
+          'frame_id': np.int32(record.img_id),
+          'mouth_open': np.float32(np.nan),  # Unknown for real video.
+      }
 
   def _generate_examples(self, clip, windows, frame_ids):
     for i in frame_ids:
@@ -297,6 +487,47 @@ def clip_metadata(clip, cfg: PortraitConfig, *, num_train: int,
   }
 
 
+def folder_metadata(folder, cfg: AdnerfConfig, hw: tuple[int, int],
+                    window_steps: int) -> dict[str, Any]:
+  """The per-clip metadata dict of a processed folder at size `hw`."""
+  focal, cx, cy = adnerf_folder.scale_intrinsics(
+      folder.focal, folder.cx, folder.cy, (folder.height, folder.width), hw)
+  near, far = adnerf_folder.near_far(folder)
+  num_train, num_val = (len(folder.splits[s]) for s in ('train', 'val'))
+  scheme = folder.scheme
+  return {
+      'params': cfg.params(),
+      'source': 'adnerf',
+      'source_path': folder.root,
+      'source_fingerprint': adnerf_folder.fingerprint(folder.root,
+                                                      cfg.audio_file),
+      'parsing_scheme': scheme.name,
+      'height': int(hw[0]), 'width': int(hw[1]),
+      'source_height': int(folder.height), 'source_width': int(folder.width),
+      'focal': float(focal), 'cx': float(cx), 'cy': float(cy),
+      'near': float(near), 'far': float(far),
+      'fps': audio_features.FPS,
+      'class_names': list(scheme.class_names),
+      'num_classes': len(scheme.class_names),
+      'num_frames': num_train + num_val,
+      'num_train': num_train, 'num_val': num_val,
+      'audio': {
+          'feature': (audio_features.PRECOMPUTED_PREFIX + cfg.audio_file
+                      if cfg.audio_file else cfg.audio_feature),
+          'dim': cfg.audio_dim,
+          'context': cfg.audio_context,
+          'context_offsets': audio_features.context_offsets(
+              cfg.audio_context).tolist(),
+          'window_steps': int(window_steps),
+          'window_centre': int(window_steps) // 2,
+          'step_s': audio_features.STEP_S,
+          'sample_rate': audio_features.SAMPLE_RATE,
+      },
+      'background': adnerf_folder.load_background(folder, hw),
+      'waveform': adnerf_folder.load_waveform(folder),
+  }
+
+
 def make_builder(builder_config: PortraitConfig,
                  data_dir: str) -> SspPortrait:
   """The builder for `builder_config`, rooted in its parameter-keyed folder.
@@ -310,10 +541,14 @@ def make_builder(builder_config: PortraitConfig,
     The builder (prepared or not).
 
   Raises:
-    DatasetError: the folder holds a dataset built with other parameters.
+    DatasetError: the folder holds a dataset built with other parameters,
+      or (adnerf, not built yet) the source folder is unusable: then
+      nothing has been written.
   """
-  builder = SspPortrait(data_dir=os.path.join(data_dir, builder_config.key()),
-                        config=builder_config)
+  builder_dir = os.path.join(data_dir, builder_config.key())
+  if isinstance(builder_config, AdnerfConfig):
+    builder_config.resolve(builder_dir)
+  builder = SspPortrait(data_dir=builder_dir, config=builder_config)
   check_params(builder)
   return builder
 

@@ -57,7 +57,7 @@ def load_feature_file(path: str, scene) -> np.ndarray:
     features = np.load(path)
   except (OSError, ValueError) as e:
     raise errors.UserError(f'cannot read features {path}: {e}') from None
-  want = (audio_features.WINDOW_STEPS, scene.audio_dim)
+  want = (scene.audio_window_steps, scene.audio_dim)
   if features.ndim != 3 or features.shape[1:] != want or not len(features):
     raise errors.UserError(f'features {path} have shape {features.shape}, '
                            f'expected [N>0, {want[0]}, {want[1]}]')
@@ -70,10 +70,17 @@ def audio_windows(path: str, trained):
   """Per-frame model audio inputs of a wav/`.npy` file, and its waveform.
 
   Returns:
-    (float32 [N, A, 16, C] context windows, float32 [T] 16 kHz waveform or
+    (float32 [N, A, S, C] context windows, float32 [T] 16 kHz waveform or
     None for a feature file).
   """
   scene = trained.scene
+  prefix = audio_features.PRECOMPUTED_PREFIX
+  if scene.audio_feature.startswith(prefix) and not path.endswith('.npy'):
+    # We cannot compute DeepSpeech/HuBERT features ourselves.
+    raise errors.UserError(
+        f'the model was trained on precomputed '
+        f'{scene.audio_feature[len(prefix):]} features; pass the new audio '
+        f'as the same kind of features (.npy), not {path}')
   if path.endswith('.npy'):
     features, waveform = load_feature_file(path, scene), None
   else:

@@ -115,8 +115,10 @@ def init_state(config, model, scene, tx) -> TrainState:
   dummy_rays = rays_lib.Rays(
       origins=jnp.zeros((1, 1, 3)), directions=jnp.ones((1, 1, 3)),
       viewdirs=jnp.ones((1, 1, 3)) / np.sqrt(3.0))
-  dummy_audio = jnp.zeros((1, config.data.audio_context, 16,
-                           config.data.audio_dim))
+  # The dataset's window shape; config.data.audio_dim equals its width
+  # (checked when the dataset is built and read).
+  dummy_audio = jnp.zeros((1, scene.audio_context, scene.audio_window_steps,
+                           scene.audio_dim))
   params = jax.jit(functools.partial(model.init, smooth_audio=True))(
       jax.random.PRNGKey(config.seed), dummy_rays, dummy_audio,
       c2w=jnp.eye(4)[None])

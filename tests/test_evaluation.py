@@ -58,4 +58,8 @@ def test_evenly_spaced_and_palette():
   assert evaluation.evenly_spaced(5, 2) == [0, 1]
   palette = evaluation.parsing_palette(11)
   assert palette.shape == (11, 3) and tuple(palette[0]) == (255, 255, 255)
-  assert evaluation.parsing_palette(4).shape == (4, 3)
+  # AD-NeRF's 4 classes in their own colours: white, blue head, green, red.
+  np.testing.assert_array_equal(
+      evaluation.parsing_palette(4),
+      [[255, 255, 255], [0, 0, 255], [0, 255, 0], [255, 0, 0]])
+  assert evaluation.parsing_palette(5).shape == (5, 3)
