@@ -49,7 +49,7 @@ def get_config():
   config.model.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16'
   # Torso warping (SSP-NeRF): one field for head and torso; samples are
   # blended between the head frame and the body frame (models/torso_warp.py).
-  config.model.torso_warp = False
+  config.model.torso_warp = True
   config.model.warp_freqs = 6
   config.model.warp_width = 64
   config.model.warp_max_offset = 0.02  # head-space units

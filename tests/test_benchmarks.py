@@ -13,6 +13,7 @@ from ssp_nerf_jax.models import portrait
 
 def test_macs_per_point_equal_kernel_sizes_minus_per_frame_and_per_ray_rows():
   config = default.get_config()
+  config.model.torso_warp = False
   num_classes = 11
   model = portrait.PortraitNeRF.from_config(config, num_classes, 0.5, 1.2)
   rays = rays_lib.Rays(*(jnp.ones((1, 1, 3)),) * 3)
@@ -29,8 +30,28 @@ def test_macs_per_point_equal_kernel_sizes_minus_per_frame_and_per_ray_rows():
       kernel_macs - code_rows - dir_rows)
 
 
+def test_warp_macs_equal_its_kernel_sizes_minus_the_pose_rows():
+  config = default.get_config()
+  config.model.torso_warp = True
+  model = portrait.PortraitNeRF.from_config(config, 11, 0.5, 1.2,
+                                            reference_c2w=np.eye(4))
+  rays = rays_lib.Rays(*(jnp.ones((1, 1, 3)),) * 3)
+  audio = jnp.zeros((1, 8, 16, config.data.audio_dim))
+  shapes = jax.eval_shape(functools.partial(model.init, smooth_audio=True),
+                          jax.random.PRNGKey(0), rays, audio,
+                          c2w=jnp.eye(4)[None])
+  kernels = jax.tree_util.tree_leaves_with_path(shapes['params']['warp'])
+  kernel_macs = sum(np.prod(x.shape) for path, x in kernels
+                    if 'kernel' in jax.tree_util.keystr(path))
+  pose_rows = 12 * config.model.warp_width
+  assert throughput.warp_macs_per_point(config.model) == kernel_macs - pose_rows
+  config.model.torso_warp = False
+  assert throughput.warp_macs_per_point(config.model) == 0
+
+
 def test_gflop_per_step_scales_with_rays_and_samples():
   config = default.get_config()
+  config.model.torso_warp = False
   one = throughput.model_gflop_per_step(config, 11, num_frames=1)
   assert throughput.model_gflop_per_step(config, 11, num_frames=2) == 2 * one
   # AD-NeRF's step: 2048 rays x (64 coarse + 192 fine) points, ~0.6 MMAC each.

@@ -29,14 +29,14 @@ def with_step_budget(config, num_steps, eval_frames):
   """A copy of `config` trained for `num_steps`, its schedule scaled to it.
 
   The lr decays over the whole run, audio smoothing starts half-way, and
-  four evaluations (on `eval_frames` val frames) trace PSNR against step;
+  three evaluations (on `eval_frames` val frames) trace PSNR against step;
   one checkpoint at the end.
   """
   config = config.copy_and_resolve_references()
   config.train.num_steps = num_steps
   config.train.lr_decay_steps = num_steps
   config.train.audio_smoothing_start = num_steps // 2
-  config.train.eval_every = max(1, num_steps // 4)
+  config.train.eval_every = max(1, num_steps // 3)
   config.train.eval_frames = eval_frames
   config.train.checkpoint_every = num_steps
   config.train.log_every = max(1, min(config.train.log_every, num_steps))

@@ -51,14 +51,27 @@ def mlp_macs_per_point(model_config, num_classes):
   return macs
 
 
+def warp_macs_per_point(model_config):
+  """Multiply-accumulates of one TorsoWarp query (0 without the warp).
+
+  The per-frame pose rows of its first layer are left out.
+  """
+  m = model_config
+  if not m.get('torso_warp', False):
+    return 0
+  pe = 3 + 6 * m.warp_freqs
+  return 2 * pe * m.warp_width + m.warp_width**2 + m.warp_width * 4
+
+
 def model_gflop_per_step(config, num_classes, num_frames):
   """Dense-layer GFLOPs of a train step: 2 FLOPs per MAC, backward = 2x fwd."""
   points_per_ray = {
       'coarse': config.render.num_coarse,
       'fine': config.render.num_coarse + config.render.num_fine,
   }
-  macs_per_ray = sum(points_per_ray.values()) * mlp_macs_per_point(
-      config.model, num_classes)
+  macs_per_ray = sum(points_per_ray.values()) * (
+      mlp_macs_per_point(config.model, num_classes) +
+      warp_macs_per_point(config.model))
   rays = config.train.rays_per_frame * num_frames
   return 3 * 2 * macs_per_ray * rays / 1e9
 
