@@ -48,8 +48,9 @@ def sample_face_rect(key, num_rays, height, width, face_rect, fraction):
     face_rect: int [4] as (x, y, w, h) = (col, row, width, height).
     fraction: share of rays drawn inside the rectangle (static float).
   Returns:
-    int32 [R, 2] pixels (row, col); the first round(fraction * R) lie in the
-    rectangle (clipped to the image).
+    (int32 [R, 2] pixels (row, col), the first round(fraction * R) in the
+    rectangle (clipped to the image); float32 [R] importance weights
+    1 / (H W p(pixel)), p the mixture of the two uniform draws).
   """
   num_in = int(round(fraction * num_rays))
   key_in, key_out = jax.random.split(key)
@@ -60,7 +61,13 @@ def sample_face_rect(key, num_rays, height, width, face_rect, fraction):
   box_h = jnp.clip(jnp.minimum(y + h, height) - row0, 1, height)
   inside = uniform_in_box(key_in, num_in, row0, col0, box_h, box_w)
   outside = sample_uniform(key_out, num_rays - num_in, height, width)
-  return jnp.concatenate([inside, outside], axis=0)
+  pixels = jnp.concatenate([inside, outside], axis=0)
+  in_box = ((pixels[:, 0] >= row0) & (pixels[:, 0] < row0 + box_h) &
+            (pixels[:, 1] >= col0) & (pixels[:, 1] < col0 + box_w))
+  share_in = num_in / num_rays
+  prob = ((1.0 - share_in) / (height * width) +
+          jnp.where(in_box, share_in / (box_h * box_w), 0.0))
+  return pixels, (1.0 / (height * width * prob)).astype(jnp.float32)
 
 
 def class_shares(class_loss, class_counts, power, floor):
@@ -157,16 +164,15 @@ def sample_pixels(key, sampling_config, num_rays, height, width, frame,
     use_loss: bool scalar, False during the semantic warm-up.
   Returns:
     (int32 [num_rays, 2] pixels (row, col), float32 [num_rays] importance
-    weights; ones for the uniform sampler, and for face_rect, whose rays
-    are weighted as drawn).
+    weights 1 / (H W p(pixel)); ones for the uniform sampler).
   """
   strategy = sampling_config.strategy
-  ones = jnp.ones((num_rays,), jnp.float32)
   if strategy == 'uniform':
-    return sample_uniform(key, num_rays, height, width), ones
+    return (sample_uniform(key, num_rays, height, width),
+            jnp.ones((num_rays,), jnp.float32))
   if strategy == 'face_rect':
     return sample_face_rect(key, num_rays, height, width, frame['face_rect'],
-                            sampling_config.face_rect_fraction), ones
+                            sampling_config.face_rect_fraction)
   if strategy == 'semantic':
     pixels, weights, _ = sample_semantic(key, num_rays, frame['parsing'],
                                          class_loss, use_loss, sampling_config)

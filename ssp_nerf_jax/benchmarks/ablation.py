@@ -21,7 +21,6 @@ import imageio.v3 as iio
 from ml_collections import config_flags
 import numpy as np
 
-from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import rendering
 from ssp_nerf_jax.benchmarks import sweep
@@ -94,12 +93,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   flag = flags.FLAGS
-  try:
-    run_ablation(flag.config, flag.num_steps, flag.seeds, flag.eval_frames,
-                 flag.out)
-  except errors.UserError as e:
-    raise SystemExit(f'error: {e}') from None
-  print(open(os.path.join(flag.out, 'results.md')).read())
+  sweep.run_cli(lambda: run_ablation(flag.config, flag.num_steps, flag.seeds,
+                                     flag.eval_frames, flag.out), flag.out)
 
 
 if __name__ == '__main__':

@@ -109,12 +109,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   flag = flags.FLAGS
-  try:
-    run_sampling_benchmark(flag.config, flag.strategies, flag.num_steps,
-                           flag.seeds, flag.eval_frames, flag.out)
-  except errors.UserError as e:
-    raise SystemExit(f'error: {e}') from None
-  print(open(os.path.join(flag.out, 'results.md')).read())
+  sweep.run_cli(lambda: run_sampling_benchmark(
+      flag.config, flag.strategies, flag.num_steps, flag.seeds,
+      flag.eval_frames, flag.out), flag.out)
 
 
 if __name__ == '__main__':

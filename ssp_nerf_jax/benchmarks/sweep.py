@@ -165,3 +165,14 @@ def plot_psnr_vs_step(path, histories, regions=('mouth', 'full')):
   fig.savefig(tmp, dpi=100)
   pyplot.close(fig)
   os.replace(tmp, path)
+
+
+def run_cli(run, out_dir):
+  """Runs a benchmark for its CLI: a bad setting exits with one `error:`
+  line; on success the results table is printed."""
+  try:
+    run()
+  except errors.UserError as e:
+    raise SystemExit(f'error: {e}') from None
+  with open(os.path.join(out_dir, 'results.md')) as f:
+    print(f.read())
