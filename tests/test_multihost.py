@@ -1,0 +1,96 @@
+"""Two real processes x 2 simulated CPU devices, over 127.0.0.1 with gloo.
+
+Each process is `train_main.py` with --coordinator_address, --num_processes
+and --process_id, reading its own shard of the data.  Their run must match
+one process with the same 4 devices, and a dead peer must stop the other
+within a bounded time.
+"""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tiny
+from processes import Run, distributed_flags, free_port, train_command
+import processes
+from ssp_nerf_jax import train
+
+# Step-by-step losses; eval (replicated rendering) and a checkpoint at the
+# end.
+OVERRIDES = {'num_steps': 4, 'log_every': 1, 'eval_every': 4,
+             'checkpoint_every': 4}
+TIMEOUT_S = 300  # compilation on 2 shared cores; a hang fails after this
+
+
+@pytest.fixture
+def data_dir(tiny_data):
+  config, _ = tiny_data
+  return config.data.data_dir
+
+
+def start_pair(tmp_path, workdir, data_dir, overrides, *flags):
+  """Processes 0 and 1 of a 2-process job, 2 devices each."""
+  port = free_port()
+  return [Run(train_command(workdir, data_dir, overrides,
+                            *distributed_flags(port, 2, i), *flags),
+              num_devices=2, log_path=tmp_path / f'process_{i}.log')
+          for i in range(2)]
+
+
+def test_two_processes_train_like_one_with_the_same_devices(data_dir,
+                                                            tmp_path):
+  two = str(tmp_path / 'two_processes')
+  runs = start_pair(tmp_path, two, data_dir, OVERRIDES)
+  for run in runs:
+    assert run.wait(TIMEOUT_S) == 0, run.output()[-3000:]
+
+  one = str(tmp_path / 'one_process')
+  config = tiny.get_config()
+  config.data.data_dir = data_dir
+  config.train.update(OVERRIDES)
+  assert jax.device_count() == 4 and jax.process_count() == 1  # conftest
+  train.train_and_evaluate(config, one)
+
+  losses_two = processes.read_scalars(two, 'train/loss')
+  losses_one = processes.read_scalars(one, 'train/loss')
+  assert sorted(losses_one) == [1, 2, 3, 4]
+  assert sorted(losses_two) == sorted(losses_one)
+  np.testing.assert_allclose([losses_two[s] for s in range(1, 5)],
+                             [losses_one[s] for s in range(1, 5)], rtol=1e-5)
+  assert losses_one[1] != losses_one[4]  # training moved
+  step_two, state_two = processes.read_checkpoint(two)
+  step_one, state_one = processes.read_checkpoint(one)
+  assert step_two == step_one == 4
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-6),
+               state_two['params'], state_one['params'])
+  # Only process 0 wrote summaries and eval results.
+  assert len(processes.event_files(two)) == 1
+  assert os.path.exists(os.path.join(two, 'eval_metrics.json'))
+  assert 'step 4: val psnr=' in runs[0].output()
+  assert 'val psnr' not in runs[1].output()
+
+
+def test_a_dead_peer_stops_the_other_process_in_bounded_time(data_dir,
+                                                             tmp_path):
+  workdir = str(tmp_path / 'job')
+  heartbeat_s = 5
+  runs = start_pair(tmp_path, workdir, data_dir,
+                    {'num_steps': 100000, 'eval_every': 100000},
+                    f'--heartbeat_timeout_s={heartbeat_s}')
+  try:
+    # Process 0's progress bar: both are past the set-up barriers and about
+    # to block in the first step's collectives.
+    processes.wait_until(lambda: 'train:' in runs[0].output(), TIMEOUT_S,
+                         runs, 'the training loop')
+    runs[1].kill()  # SIGKILL: no goodbye to the coordination service
+    status = runs[0].wait(heartbeat_s + 55)  # fails the test if it hangs
+  finally:
+    for run in runs:
+      run.kill()
+  assert status != 0
+  output = runs[0].output()
+  assert 'JAX distributed service detected fatal errors' in output, (
+      output[-3000:])
+  assert 'stopped sending heartbeats' in output
