@@ -146,5 +146,14 @@ def data_sharded(mesh) -> NamedSharding:
 
 
 def replicate(tree, mesh):
-  """Places a host pytree on every device of the mesh."""
-  return jax.device_put(tree, replicated(mesh))
+  """Places a pytree, the same on every process, on every device of the mesh.
+
+  `tree` holds host values or arrays on this process's devices.
+  """
+  sharding = replicated(mesh)
+  if not sharding.is_fully_addressable:
+    # Device-to-device copies to other processes' devices are unsupported
+    # (CPU) or slow; every process has the values, so each one places its
+    # own copies from host memory.
+    tree = jax.device_get(tree)
+  return jax.device_put(tree, sharding)
