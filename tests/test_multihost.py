@@ -1,19 +1,21 @@
 """Two real processes x 2 simulated CPU devices, over 127.0.0.1 with gloo.
 
-Each process is `train_main.py` with --coordinator_address, --num_processes
-and --process_id, reading its own shard of the data.  Their run must match
-one process with the same 4 devices, and a dead peer must stop the other
-within a bounded time.
+Each process is `train_main.py` (or `render_main.py`) with
+--coordinator_address, --num_processes and --process_id, training on its own
+shard of the data.  Their results must match one process with the same 4
+devices, and a dead peer must stop the other within a bounded time.
 """
+import json
 import os
+import sys
 
 import jax
 import numpy as np
 import pytest
 
-from configs import tiny
 from processes import Run, distributed_flags, free_port, train_command
 import processes
+from ssp_nerf_jax import rendering
 from ssp_nerf_jax import train
 
 # Step-by-step losses; eval (replicated rendering) and a checkpoint at the
@@ -29,29 +31,51 @@ def data_dir(tiny_data):
   return config.data.data_dir
 
 
-def start_pair(tmp_path, workdir, data_dir, overrides, *flags):
-  """Processes 0 and 1 of a 2-process job, 2 devices each."""
+def start_pair(tmp_path, command_for):
+  """Processes 0 and 1 of a 2-process job, 2 devices each.
+
+  `command_for(flags)`: the command line of a process, given its
+  --coordinator_address, --num_processes and --process_id flags.
+  """
   port = free_port()
-  return [Run(train_command(workdir, data_dir, overrides,
-                            *distributed_flags(port, 2, i), *flags),
-              num_devices=2, log_path=tmp_path / f'process_{i}.log')
+  return [Run(command_for(distributed_flags(port, 2, i)), num_devices=2,
+              log_path=tmp_path / f'process_{i}.log')
           for i in range(2)]
 
 
-def test_two_processes_train_like_one_with_the_same_devices(data_dir,
-                                                            tmp_path):
-  two = str(tmp_path / 'two_processes')
-  runs = start_pair(tmp_path, two, data_dir, OVERRIDES)
+def train_pair(tmp_path, workdir, data_dir, overrides, *flags):
+  return start_pair(tmp_path, lambda distributed: train_command(
+      workdir, data_dir, overrides, *distributed, *flags))
+
+
+@pytest.fixture(scope='module')
+def two_processes(tiny_data, tmp_path_factory):
+  """(workdir, [process 0 output, process 1 output]) of a finished job."""
+  config, _ = tiny_data
+  tmp_path = tmp_path_factory.mktemp('two_processes')
+  workdir = str(tmp_path / 'workdir')
+  runs = train_pair(tmp_path, workdir, config.data.data_dir, OVERRIDES)
   for run in runs:
     assert run.wait(TIMEOUT_S) == 0, run.output()[-3000:]
+  return workdir, [run.output() for run in runs]
 
-  one = str(tmp_path / 'one_process')
-  config = tiny.get_config()
-  config.data.data_dir = data_dir
+
+@pytest.fixture(scope='module')
+def one_process(tiny_data, tmp_path_factory):
+  """The workdir of the same job run here: 1 process x 4 devices."""
+  config, _ = tiny_data
+  config = config.copy_and_resolve_references()
   config.train.update(OVERRIDES)
   assert jax.device_count() == 4 and jax.process_count() == 1  # conftest
-  train.train_and_evaluate(config, one)
+  workdir = str(tmp_path_factory.mktemp('one_process') / 'workdir')
+  train.train_and_evaluate(config, workdir)
+  return workdir
 
+
+def test_two_processes_train_like_one_with_the_same_devices(two_processes,
+                                                            one_process):
+  two, outputs = two_processes
+  one = one_process
   losses_two = processes.read_scalars(two, 'train/loss')
   losses_one = processes.read_scalars(one, 'train/loss')
   assert sorted(losses_one) == [1, 2, 3, 4]
@@ -68,15 +92,35 @@ def test_two_processes_train_like_one_with_the_same_devices(data_dir,
   # Only process 0 wrote summaries and eval results.
   assert len(processes.event_files(two)) == 1
   assert os.path.exists(os.path.join(two, 'eval_metrics.json'))
-  assert 'step 4: val psnr=' in runs[0].output()
-  assert 'val psnr' not in runs[1].output()
+  assert 'step 4: val psnr=' in outputs[0]
+  assert 'val psnr' not in outputs[1]
+
+
+def test_two_processes_render_like_one(two_processes, tmp_path):
+  two, _ = two_processes
+  out = tmp_path / 'val'
+  runs = start_pair(tmp_path, lambda distributed: [
+      sys.executable, 'render_main.py', f'--workdir={two}', '--split=val',
+      f'--out={out}', *distributed])
+  for run in runs:
+    assert run.wait(TIMEOUT_S) == 0, run.output()[-3000:]
+  with open(out / 'metrics.json') as f:
+    metrics = json.load(f)
+  assert metrics['num_frames'] == 5
+  assert 'val: psnr=' in runs[0].output()
+  assert 'val: psnr=' not in runs[1].output()  # process 0 reports and writes
+  here_dir = tmp_path / 'here'
+  here_dir.mkdir()
+  here = rendering.render_val(rendering.load_trained(two), str(here_dir))
+  for name in ('psnr', 'ssim', 'miou'):
+    np.testing.assert_allclose(metrics[name], here[name], rtol=1e-5)
 
 
 def test_a_dead_peer_stops_the_other_process_in_bounded_time(data_dir,
                                                              tmp_path):
   workdir = str(tmp_path / 'job')
   heartbeat_s = 5
-  runs = start_pair(tmp_path, workdir, data_dir,
+  runs = train_pair(tmp_path, workdir, data_dir,
                     {'num_steps': 100000, 'eval_every': 100000},
                     f'--heartbeat_timeout_s={heartbeat_s}')
   try:
