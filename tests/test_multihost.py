@@ -7,6 +7,8 @@ devices, and a dead peer must stop the other within a bounded time.
 """
 import json
 import os
+import re
+import signal
 import sys
 
 import jax
@@ -15,6 +17,7 @@ import pytest
 
 from processes import Run, distributed_flags, free_port, train_command
 import processes
+from ssp_nerf_jax import preemption
 from ssp_nerf_jax import rendering
 from ssp_nerf_jax import train
 
@@ -114,6 +117,28 @@ def test_two_processes_render_like_one(two_processes, tmp_path):
   here = rendering.render_val(rendering.load_trained(two), str(here_dir))
   for name in ('psnr', 'ssim', 'miou'):
     np.testing.assert_allclose(metrics[name], here[name], rtol=1e-5)
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(data_dir,
+                                                           tmp_path):
+  workdir = str(tmp_path / 'job')
+  runs = train_pair(tmp_path, workdir, data_dir,
+                    {'num_steps': 100000, 'checkpoint_every': 2,
+                     'eval_every': 100000})
+  try:
+    processes.wait_until(lambda: 2 in processes.complete_steps(workdir),
+                         TIMEOUT_S, runs, 'checkpoint at step 2')
+    # The scheduler's notice reaches process 1 only.
+    runs[1].process.send_signal(signal.SIGTERM)
+    statuses = [run.wait(TIMEOUT_S) for run in runs]
+  finally:
+    for run in runs:
+      run.kill()
+  assert statuses == [preemption.EXIT_CODE] * 2, runs[0].output()[-3000:]
+  steps = {int(re.search(r'preempted at step (\d+)', run.output()).group(1))
+           for run in runs}
+  assert len(steps) == 1  # both saved the same step, together
+  assert processes.complete_steps(workdir)[-1] == steps.pop()
 
 
 def test_a_dead_peer_stops_the_other_process_in_bounded_time(data_dir,
