@@ -11,12 +11,19 @@ then backward (`--poses=static` for a still head, `--poses=transforms.json`
 for a given track).  Val: `DIR/<frame_id>.png`, `DIR/parsing_<frame_id>.png`,
 `DIR/val.mp4` and `DIR/metrics.json`.  Bad input ends with one `error: ...`
 line and exit status 1.
+
+Several hosts render together (each frame's rays spread over every device;
+process 0 writes the files) with the flags of train_main.py:
+--coordinator_address, --num_processes, --process_id, or none of them on a
+cluster JAX detects.
 """
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+
+from ssp_nerf_jax import parallel
 
 flags.DEFINE_string('workdir', None, 'Training workdir (config.json + '
                     'checkpoints/).')
@@ -35,6 +42,7 @@ flags.DEFINE_integer('chunk', None, 'Rays per device per chunk (default: '
                      'frame under 2 GiB on CPU, 8192 peaks at 5.2 GiB.')
 flags.DEFINE_bool('frames', False, 'Also keep PNG frames in DIR/<stem>/.')
 flags.DEFINE_bool('parsing', False, 'Also write DIR/<stem>_parsing.mp4.')
+parallel.define_flags()
 FLAGS = flags.FLAGS
 
 
@@ -48,6 +56,7 @@ def run():
   if bool(FLAGS.audio) == bool(FLAGS.split):
     raise errors.UserError('give either --audio=FILE (repeatable) or '
                            '--split=val')
+  parallel.initialize_from_flags()
   trained = rendering.load_trained(FLAGS.workdir, FLAGS.checkpoint_step)
   if FLAGS.chunk is not None:
     if FLAGS.chunk < 1:
@@ -59,9 +68,9 @@ def run():
   bound = rendering.make_renderer(trained)  # one compilation for all videos
   if FLAGS.split:
     result = rendering.render_val(trained, FLAGS.out, bound=bound)
-    print(f'val: psnr={result["psnr"]:.2f} ssim={result["ssim"]:.4f} '
+    report(f'val: psnr={result["psnr"]:.2f} ssim={result["ssim"]:.4f} '
           f'miou={result["miou"]:.4f} mouth_sync={result["mouth_sync"]} '
-          f'-> {FLAGS.out}', flush=True)
+          f'-> {FLAGS.out}')
     return
   # Every input is checked before the first (slow) render.
   inputs = [render_inputs.audio_windows(path, trained)
@@ -71,7 +80,13 @@ def run():
     mp4 = rendering.render_audio(trained, path, FLAGS.out, track,
                                  FLAGS.frames, FLAGS.parsing, bound=bound,
                                  inputs=windows)
-    print(mp4, flush=True)
+    report(mp4)
+
+
+def report(line):
+  """Prints `line` once: on process 0 (every process renders the same)."""
+  if parallel.is_main_process():
+    print(line, flush=True)
 
 
 def main(argv):

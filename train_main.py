@@ -6,6 +6,14 @@
 
 Resumes from the latest checkpoint in --workdir.  The dataset is built on
 first use (see `python -m ssp_nerf_jax.data`).
+
+Several hosts: run the same command on each, with --coordinator_address,
+--num_processes and --process_id, or with none of them on a cluster JAX
+detects (Cloud TPU, SLURM, Open MPI, Kubernetes); see the README.
+
+SIGTERM (a preemption notice) saves a checkpoint at the current step and
+exits with status 75 after a line "preempted at step N: ..."; the same
+command resumes.  Bad input ends with one `error: ...` line and status 1.
 """
 import os
 import sys
@@ -15,6 +23,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from ssp_nerf_jax import parallel
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 config_flags.DEFINE_config_file(
@@ -22,6 +32,7 @@ config_flags.DEFINE_config_file(
     'Training config file (ml_collections); fields can be overridden.')
 flags.DEFINE_string('workdir', os.path.join(HERE, 'workdirs', 'synthetic'),
                     'Where checkpoints, summaries and eval images go.')
+parallel.define_flags()
 
 
 def main(argv):
@@ -31,10 +42,17 @@ def main(argv):
     # The progress bar and eval lines are the report; library INFO logs
     # (orbax, TFDS) would bury them.  --verbosity=0 brings them back.
     logging.set_verbosity(logging.WARNING)
-  from ssp_nerf_jax import errors  # after flag parsing: jax reads XLA_FLAGS
+  # After flag parsing (jax reads XLA_FLAGS when it first touches a
+  # device, not on import, so parallel above is fine).
+  from ssp_nerf_jax import errors
+  from ssp_nerf_jax import preemption
   from ssp_nerf_jax import train
   try:
+    parallel.initialize_from_flags()
     train.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+  except preemption.Preempted as e:
+    print(e, file=sys.stderr, flush=True)
+    sys.exit(preemption.EXIT_CODE)
   except errors.UserError as e:
     sys.exit(f'error: {e}')
 

@@ -51,15 +51,19 @@ class FrameRenderer:
     self.num_rays = scene.height * scene.width
     self.chunk = chunk_size(config, self.num_rays)
     self.num_chunks = -(-self.num_rays // self.chunk)
-    rays_sharding = jax.sharding.NamedSharding(mesh, P(None, parallel.DATA_AXIS))
+    self._rays_sharding = jax.sharding.NamedSharding(
+        mesh, P(None, parallel.DATA_AXIS))
+    # Inputs and outputs are replicated: every process passes the same host
+    # rays and reads the whole chunk back (a global array split over
+    # several processes' devices cannot be read by any one of them).  The
+    # rays are split over the devices inside.
+    replicated = parallel.replicated(mesh)
     self._render_chunk = jax.jit(
         functools.partial(self._apply, model),
-        in_shardings=(parallel.replicated(mesh), rays_sharding,
-                      parallel.replicated(mesh), parallel.replicated(mesh),
-                      parallel.replicated(mesh)),
-        out_shardings=rays_sharding)
+        in_shardings=(replicated,) * 5, out_shardings=replicated)
 
   def _apply(self, model, params, rays, audio, c2w, smooth):
+    rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
     out = model.apply(params, rays, audio, smooth_audio=smooth,
                       c2w=c2w)['fine']
     return {'rgb': out['rgb'], 'acc': out['acc'], 'depth': out['depth'],
@@ -81,12 +85,14 @@ class FrameRenderer:
     rays = rays_lib.frame_rays(jnp.asarray(c2w), scene.height, scene.width,
                                scene.focal, scene.cx, scene.cy)
     padded = self.num_chunks * self.chunk
+    # Host (numpy) inputs: identical on every process, placed by jit.
     flat = jax.tree.map(
-        lambda x: jnp.pad(x.reshape(-1, 3), ((0, padded - self.num_rays),
-                                             (0, 0)), mode='edge'), rays)
-    audio = jnp.asarray(audio)[None]
-    c2w = jnp.asarray(c2w, jnp.float32)[None]
-    smooth = jnp.asarray(smooth)
+        lambda x: np.pad(np.asarray(x).reshape(-1, 3),
+                         ((0, padded - self.num_rays), (0, 0)), mode='edge'),
+        rays)
+    audio = np.asarray(audio, np.float32)[None]
+    c2w = np.asarray(c2w, np.float32)[None]
+    smooth = np.asarray(smooth)
     pieces = []
     for i in range(self.num_chunks):
       chunk = jax.tree.map(

@@ -1,18 +1,23 @@
 """TFDS data source -> grain -> global batches on the ('data',) mesh.
 
-Training batches come from grain's random-access `MapDataset`:
+Every position m of the ('data',) mesh (D devices) has its own shard of the
+train split and its own stream of frames:
 
   split source (TFDS array_record, no TensorFlow)
-    -> this process's shard: frames p, p + P, p + 2P, ... (P processes)
-    -> shuffle (seed from config.seed and p), reshuffled every epoch
+    -> shard m: frames m, m + D, m + 2D, ...
+    -> shuffle (seed from config.seed and m), reshuffled every epoch
     -> repeat forever
-    -> batch(frames_per_device * local devices)
+    -> batch(frames_per_device)
 
-Element s of that dataset is the batch for step s, a pure function of
-(seed, s, process count), so a run resumed at `start_step` starts reading at
-element `start_step` and sees exactly the batches an uninterrupted run
-would.  Reading/decoding runs in grain threads, and a further background
-thread assembles the global jax.Arrays, so the training loop only dequeues.
+and the global batch of step s is the concatenation of element s of every
+position's stream, in mesh order.  A process reads only the shards of its own
+devices and contributes those rows to the global jax.Arrays.  The batch of a
+step is thus a pure function of (seed, s, D, frames_per_device): it does not
+depend on how the devices are spread over processes (2 processes x 2 devices
+train exactly like 1 x 4), and a run resumed at `start_step` sees exactly the
+batches an uninterrupted run would.  Reading/decoding runs in grain threads,
+and a further background thread assembles the global jax.Arrays, so the
+training loop only dequeues.
 """
 import atexit
 import functools
@@ -130,18 +135,17 @@ def cast_example(example: dict[str, Any]) -> dict[str, np.ndarray]:
           FEATURE_DTYPES.items()}
 
 
-def shard_for_process(dataset: grain.MapDataset, process_index: int,
-                      process_count: int) -> grain.MapDataset:
-  """Elements process_index, process_index + process_count, ... .
+def data_shard(dataset: grain.MapDataset, index: int,
+               count: int) -> grain.MapDataset:
+  """Elements index, index + count, ... : shard `index` of `count`.
 
-  Every process reads only its own, disjoint shard; together the shards
-  cover the split.  (Strided rather than contiguous so that each shard
-  spans the whole clip: poses and mouth shapes vary over time.)
+  The shards are disjoint and together cover the split.  (Strided rather
+  than contiguous so that each shard spans the whole clip: poses and mouth
+  shapes vary over time.)
   """
-  if not 0 <= process_index < process_count:
-    raise ValueError(f'process_index {process_index} not in '
-                     f'[0, {process_count})')
-  return dataset[process_index::process_count]
+  if not 0 <= index < count:
+    raise ValueError(f'shard index {index} not in [0, {count})')
+  return dataset[index::count]
 
 
 def split_dataset(builder, split: str) -> grain.MapDataset:
@@ -150,33 +154,58 @@ def split_dataset(builder, split: str) -> grain.MapDataset:
   return grain.MapDataset.source(source).map(cast_example)
 
 
-def train_batches(config, builder, *, local_batch_size: int,
-                  process_index: int, process_count: int) -> grain.MapDataset:
-  """Infinite dataset whose element s is this process's batch for step s.
-
-  Args:
-    config: run config (config.seed).
-    builder: prepared portrait_dataset builder.
-    local_batch_size: frames per step read by this process.
-    process_index: this process (jax.process_index()).
-    process_count: number of processes (jax.process_count()).
-
-  Returns:
-    grain.MapDataset of dicts of [local_batch_size, ...] numpy arrays.
-  """
-  dataset = shard_for_process(split_dataset(builder, 'train'), process_index,
-                              process_count)
+def device_batches(config, builder, *, position: int,
+                   num_positions: int) -> grain.MapDataset:
+  """Infinite dataset whose element s is mesh position `position`'s frames
+  at step s (config.data.frames_per_device of them, from its own shard)."""
+  split = split_dataset(builder, 'train')
+  dataset = data_shard(split, position, num_positions)
   if len(dataset) == 0:  # pylint: disable=g-explicit-length-test
     raise portrait_dataset.DatasetError(
-        f'process {process_index} of {process_count} has no training frames')
-  # Each process shuffles with its own seed: with one shared seed, the
-  # equally long shards would be permuted alike and frames p, p+1, ...
+        f'the train split has {len(split)} frames, fewer than the '
+        f'{num_positions} devices; device {position} would have none')
+  # Each position shuffles with its own seed: with one shared seed, the
+  # equally long shards would be permuted alike and frames m, m+1, ...
   # would always share a global batch.
-  seed = np.random.SeedSequence([config.seed, process_index]).generate_state(1)
+  seed = np.random.SeedSequence([config.seed, position]).generate_state(1)
   # Epoch boundaries are not batch boundaries: with repeat before batch
   # every batch is full and step s maps to fixed frames.
   return (dataset.shuffle(seed=int(seed[0])).repeat()
-          .batch(local_batch_size, drop_remainder=True))
+          .batch(config.data.frames_per_device, drop_remainder=True))
+
+
+def train_batches(config, builder, *, positions: Sequence[int],
+                  num_positions: int) -> grain.MapDataset:
+  """Infinite dataset whose element s is this process's part of batch s.
+
+  Args:
+    config: run config (config.seed, config.data.frames_per_device).
+    builder: prepared portrait_dataset builder.
+    positions: the mesh positions of this process's devices, ascending
+      (see `local_positions`).
+    num_positions: devices in the mesh.
+
+  Returns:
+    grain.MapDataset of dicts of [frames_per_device * len(positions), ...]
+    numpy arrays: the positions' frames, one after the other.
+  """
+  streams = [device_batches(config, builder, position=m,
+                            num_positions=num_positions) for m in positions]
+  return grain.experimental.ZipMapDataset(streams).map(_concatenate)
+
+
+def _concatenate(parts):
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def local_positions(mesh: jax.sharding.Mesh) -> list[int]:
+  """Positions along the 1-D mesh of this process's devices, ascending.
+
+  `make_array_from_process_local_data` maps a process's rows to its
+  devices' slices of the global array in this (ascending) order.
+  """
+  return [m for m, device in enumerate(mesh.devices.flat)
+          if device.process_index == jax.process_index()]
 
 
 def to_global(batch: dict[str, np.ndarray],
@@ -209,10 +238,8 @@ def create_train_iterator(
   if mesh.axis_names != (DATA_AXIS,):
     raise ValueError(f"mesh must be 1-D with axis {DATA_AXIS!r}, got "
                      f'{mesh.axis_names}')
-  local_batch_size = config.data.frames_per_device * len(mesh.local_devices)
-  batches = train_batches(config, builder, local_batch_size=local_batch_size,
-                          process_index=jax.process_index(),
-                          process_count=jax.process_count())
+  batches = train_batches(config, builder, positions=local_positions(mesh),
+                          num_positions=mesh.devices.size)
   sharding = NamedSharding(mesh, P(DATA_AXIS))
   dataset = (
       batches[start_step:]

@@ -3,11 +3,125 @@
 One 1-D mesh with axis 'data' spans every device of every process, so the
 same program runs on one CPU, eight GPUs or a TPU pod.  Parameters are
 replicated; frames (and the rays drawn from them) are split along 'data'.
+
+Several processes (hosts) join one job through `initialize_distributed`,
+which the entry points call before JAX touches a device.
 """
+from typing import Optional
+
+from absl import flags
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from ssp_nerf_jax import errors
+
 DATA_AXIS = 'data'
+# JAX's default: a process silent for this long is declared dead, and the
+# coordination service then stops every other process with an error.
+DEFAULT_HEARTBEAT_TIMEOUT_S = 100
+
+
+def define_flags():
+  """The multi-process flags shared by train_main.py and render_main.py."""
+  flags.DEFINE_string(
+      'coordinator_address', None,
+      'HOST:PORT of process 0, where the coordination service listens '
+      '(multi-process runs outside an auto-detected cluster; give it with '
+      '--num_processes and --process_id).')
+  flags.DEFINE_integer('num_processes', None,
+                       'Number of processes in the job.')
+  flags.DEFINE_integer('process_id', None,
+                       'This process, in [0, --num_processes).')
+  flags.DEFINE_integer(
+      'heartbeat_timeout_s', DEFAULT_HEARTBEAT_TIMEOUT_S,
+      'A process silent this long is declared dead and the others stop with '
+      'an error instead of waiting for it.')
+
+
+def initialize_from_flags(flag_values=flags.FLAGS) -> bool:
+  """`initialize_distributed` with the values of `define_flags`' flags."""
+  return initialize_distributed(flag_values.coordinator_address,
+                                flag_values.num_processes,
+                                flag_values.process_id,
+                                flag_values.heartbeat_timeout_s)
+
+
+def initialize_distributed(
+    coordinator_address: Optional[str] = None,
+    num_processes: Optional[int] = None,
+    process_id: Optional[int] = None,
+    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S) -> bool:
+  """Joins the multi-process job this process belongs to, if any.
+
+  With all three of `coordinator_address`, `num_processes` and `process_id`
+  the job is the one they describe.  With none, a cluster that JAX
+  recognises (Cloud TPU VMs and pod slices, SLURM, Open MPI, Kubernetes)
+  supplies them; elsewhere this is a single-process run and nothing happens.
+  Must run before JAX touches a device.
+
+  Returns:
+    Whether jax.distributed was initialised.
+  Raises:
+    errors.UserError: an incomplete or invalid setting (named), or a job
+      that could not be joined.
+  """
+  explicit = {'--coordinator_address': coordinator_address,
+              '--num_processes': num_processes, '--process_id': process_id}
+  given = [name for name, value in explicit.items() if value is not None]
+  if given and len(given) < len(explicit):
+    missing = [name for name in explicit if name not in given]
+    raise errors.UserError(f'{", ".join(given)} also needs '
+                           f'{", ".join(missing)}')
+  if not isinstance(heartbeat_timeout_s, int) or heartbeat_timeout_s < 1:
+    raise errors.UserError('--heartbeat_timeout_s must be a positive integer, '
+                           f'got {heartbeat_timeout_s!r}')
+  if given:
+    _check_explicit(coordinator_address, num_processes, process_id)
+  elif detected_cluster() is None:
+    return False
+  # Cross-process collectives of the CPU backend (a CPU-only job, or the
+  # tests' simulated devices) need an implementation; gloo runs over TCP.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  try:
+    jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                               heartbeat_timeout_seconds=heartbeat_timeout_s)
+  except (RuntimeError, ValueError) as e:
+    where = (f' (coordinator {coordinator_address}, process {process_id} of '
+             f'{num_processes})' if given else f' ({detected_cluster()})')
+    message = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+    raise errors.UserError(f'cannot join the multi-process job{where}: '
+                           f'{message}') from None
+  return True
+
+
+def _check_explicit(coordinator_address, num_processes, process_id):
+  host, _, port = coordinator_address.rpartition(':')
+  if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    raise errors.UserError(f'--coordinator_address={coordinator_address!r} '
+                           'is not HOST:PORT')
+  if num_processes < 1:
+    raise errors.UserError(f'--num_processes must be positive, got '
+                           f'{num_processes}')
+  if not 0 <= process_id < num_processes:
+    raise errors.UserError(f'--process_id={process_id} is not in [0, '
+                           f'--num_processes={num_processes})')
+
+
+def detected_cluster() -> Optional[str]:
+  """The cluster environment jax.distributed would auto-detect, or None."""
+  # jax.distributed.initialize() detects these itself, but offers no public
+  # way to ask whether any is present (without one it raises ValueError),
+  # and a single-process run must not call it.
+  from jax._src import clusters  # pylint: disable=g-import-not-at-top
+  for env in clusters.ClusterEnv._cluster_types:  # pylint: disable=protected-access
+    if not env.opt_in_only_method and env.is_env_present():
+      return env.__name__
+  return None
+
+
+def is_main_process() -> bool:
+  """Whether this is process 0, the one that writes files and logs."""
+  return jax.process_index() == 0
 
 
 def make_data_mesh(devices=None) -> jax.sharding.Mesh:
@@ -32,5 +146,14 @@ def data_sharded(mesh) -> NamedSharding:
 
 
 def replicate(tree, mesh):
-  """Places a host pytree on every device of the mesh."""
-  return jax.device_put(tree, replicated(mesh))
+  """Places a pytree, the same on every process, on every device of the mesh.
+
+  `tree` holds host values or arrays on this process's devices.
+  """
+  sharding = replicated(mesh)
+  if not sharding.is_fully_addressable:
+    # Device-to-device copies to other processes' devices are unsupported
+    # (CPU) or slow; every process has the values, so each one places its
+    # own copies from host memory.
+    tree = jax.device_get(tree)
+  return jax.device_put(tree, sharding)

@@ -179,7 +179,7 @@ def render_frames(trained: Trained, c2w: np.ndarray, audio: np.ndarray,
   bound = bound or make_renderer(trained, mesh)
   rgbs, floats, classes = [], [], []
   bar = tqdm.tqdm(range(len(c2w)), desc=desc, unit='frame', dynamic_ncols=True,
-                  disable=jax.process_index() != 0)
+                  disable=not parallel.is_main_process())
   for i in bar:
     out = bound.renderer.render(bound.params, c2w[i], audio[i], bound.smooth)
     rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
@@ -227,6 +227,9 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
   stem = os.path.splitext(os.path.basename(audio_path))[0]
   rendered = render_frames(trained, c2w, windows, mesh, desc=stem,
                            bound=bound)
+  mp4 = os.path.join(out_dir, f'{stem}.mp4')
+  if not parallel.is_main_process():
+    return mp4  # Every process rendered the same frames; process 0 writes.
   fps = trained.scene.fps
   if keep_frames:
     frame_dir = os.path.join(out_dir, stem)
@@ -238,8 +241,7 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
     video.write_mp4(os.path.join(out_dir, f'{stem}_parsing.mp4'),
                     palette[rendered['class_id']], fps, waveform,
                     audio_features.SAMPLE_RATE)
-  return video.write_mp4(os.path.join(out_dir, f'{stem}.mp4'),
-                         rendered['rgb'], fps, waveform,
+  return video.write_mp4(mp4, rendered['rgb'], fps, waveform,
                          audio_features.SAMPLE_RATE)
 
 
@@ -312,6 +314,10 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   rendered = render_frames(trained, frames['c2w'], frames['audio'], mesh,
                            desc='val', bound=bound, keep_float=True)
   seconds = time.perf_counter() - tick
+  result = score_val(trained, frames, rendered)
+  result['seconds_per_frame'] = seconds / len(frames['frame_id'])
+  if not parallel.is_main_process():
+    return result  # Every process rendered the same frames; process 0 writes.
   palette = evaluation.parsing_palette(trained.scene.num_classes)
   for i, frame_id in enumerate(frames['frame_id']):
     write_png(os.path.join(out_dir, f'{int(frame_id):05d}.png'),
@@ -322,7 +328,5 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
                          frames['frame_id'], trained.scene.fps)
   video.write_mp4(os.path.join(out_dir, 'val.mp4'), rendered['rgb'],
                   trained.scene.fps, waveform, audio_features.SAMPLE_RATE)
-  result = score_val(trained, frames, rendered)
-  result['seconds_per_frame'] = seconds / len(frames['frame_id'])
   evaluation.write_json_atomic(os.path.join(out_dir, 'metrics.json'), result)
   return result

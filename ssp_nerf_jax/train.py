@@ -26,6 +26,7 @@ from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import parallel
+from ssp_nerf_jax import preemption
 from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import render
@@ -395,13 +396,27 @@ def write_summaries(writer, step, metrics, class_names):
 def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
-  Returns the final train state (replicated on the mesh).
+  With several processes (see parallel.initialize_distributed) every
+  process calls this alike; only process 0 writes logs, summaries, images
+  and the config, and orbax writes the checkpoints collectively.
+
+  Returns:
+    The final train state (replicated on the mesh).
+  Raises:
+    preemption.Preempted: a SIGTERM arrived; the state at the step reached
+      was saved first.
   """
   validate_config(config)
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise errors.UserError(f'cannot create --workdir {workdir}: {e}') from e
+  with preemption.Watcher() as watcher:
+    return _train(config, workdir, watcher)
+
+
+def _train(config, workdir, watcher):
+  """The body of `train_and_evaluate`, stopping when `watcher` says so."""
   is_main = jax.process_index() == 0
   builder = data.build_dataset(config)
   scene = input_pipeline.load_scene_info(builder)
@@ -409,7 +424,9 @@ def train_and_evaluate(config, workdir):
   model = make_model(config, scene)
   tx = make_optimizer(config.train)
 
-  state = init_state(config, model, scene, tx)
+  # Restored straight into the replicated layout, so that with several
+  # processes every one reads the checkpoint into its own devices.
+  state = parallel.replicate(init_state(config, model, scene, tx), mesh)
   manager = checkpoints.create_manager(workdir, config)
   start_step, restored = checkpoints.restore_latest(manager, state)
   if restored is not None:
@@ -419,7 +436,6 @@ def train_and_evaluate(config, workdir):
                       f'{workdir}')
   if is_main:
     checkpoints.write_config(workdir, config)
-  state = parallel.replicate(state, mesh)
   scene_arrays = parallel.replicate(
       {'background': jnp.asarray(scene.background, jnp.float32)}, mesh)
   key = parallel.replicate(jax.random.PRNGKey(config.seed), mesh)
@@ -437,6 +453,7 @@ def train_and_evaluate(config, workdir):
   window_steps, window_time = 0, 0.0  # train-step time since the last log
   # Train-step time of this run without its first (compiling) step.
   timed_steps, timed_time = 0, 0.0
+  preempted_at = None
   try:
     for step in range(start_step + 1, num_steps + 1):
       tick = time.perf_counter()
@@ -461,6 +478,11 @@ def train_and_evaluate(config, workdir):
         if writer:
           write_summaries(writer, step, metrics, scene.class_names)
           writer.add_scalar('train/rays_per_s', rays_per_s, step)
+      if watcher.reached(step):
+        # Before eval: the grace period before the kill is short.
+        checkpoints.save(manager, step, state, force=True)
+        preempted_at = step
+        break
       if step % config.train.eval_every == 0 or step == num_steps:
         step_time = timed_time / timed_steps if timed_steps else None
         eval_metrics = evaluator.evaluate(state.params, step, workdir,
@@ -478,6 +500,8 @@ def train_and_evaluate(config, workdir):
     manager.wait_until_finished()
     if writer:
       writer.close()
+  if preempted_at is not None:
+    raise preemption.Preempted(preempted_at, workdir)
   return state
 
 

@@ -1,4 +1,4 @@
-"""grain pipeline: per-process shards, global batch shardings, resumability."""
+"""grain pipeline: per-device shards, global batch shardings, resumability."""
 import jax
 from jax.sharding import PartitionSpec as P
 import numpy as np
@@ -17,33 +17,58 @@ def frame_ids(dataset):
   return [int(dataset[i]['frame_id']) for i in range(len(dataset))]
 
 
-@pytest.mark.parametrize('process_count', [1, 2, 3, 4])
-def test_process_shards_are_disjoint_and_cover_the_split(tiny_data,
-                                                         process_count):
+@pytest.mark.parametrize('count', [1, 2, 3, 4])
+def test_shards_are_disjoint_and_cover_the_split(tiny_data, count):
   _, builder = tiny_data
   split = input_pipeline.split_dataset(builder, 'train')
-  shards = [frame_ids(input_pipeline.shard_for_process(split, p,
-                                                       process_count))
-            for p in range(process_count)]
+  shards = [frame_ids(input_pipeline.data_shard(split, m, count))
+            for m in range(count)]
   everything = sorted(sum(shards, []))
   assert everything == list(range(45))  # Disjoint and covering.
   assert max(map(len, shards)) - min(map(len, shards)) <= 1
 
 
-def test_each_process_reads_only_its_shard_and_each_epoch_covers_it(
+def test_each_device_reads_only_its_shard_and_each_epoch_covers_it(
     tiny_data):
   config, builder = tiny_data
-  for p in range(2):
-    shard = frame_ids(input_pipeline.shard_for_process(
-        input_pipeline.split_dataset(builder, 'train'), p, 2))
-    batches = input_pipeline.train_batches(
-        config, builder, local_batch_size=4, process_index=p, process_count=2)
+  config = config.copy_and_resolve_references()
+  config.data.frames_per_device = 2
+  for m in range(4):
+    shard = frame_ids(input_pipeline.data_shard(
+        input_pipeline.split_dataset(builder, 'train'), m, 4))
+    batches = input_pipeline.device_batches(config, builder, position=m,
+                                            num_positions=4)
     seen = np.concatenate([batches[s]['frame_id'] for s in range(12)])
     assert set(seen) == set(shard)
     # Repeat-before-batch: the first len(shard) frames are one epoch.
     assert sorted(seen[:len(shard)]) == shard
     assert sorted(seen[len(shard):2 * len(shard)]) == shard
     assert list(seen[:len(shard)]) != list(seen[len(shard):2 * len(shard)])
+
+
+def test_process_part_of_a_batch_does_not_depend_on_the_process_split(
+    tiny_data):
+  # 1 process x 4 devices and 2 processes x 2 devices read the same global
+  # batch at every step: each process reads its devices' rows of it.
+  config, builder = tiny_data
+  whole = input_pipeline.train_batches(config, builder,
+                                       positions=[0, 1, 2, 3],
+                                       num_positions=4)
+  halves = [input_pipeline.train_batches(config, builder, positions=part,
+                                         num_positions=4)
+            for part in ([0, 1], [2, 3])]
+  for step in (0, 7, 30):
+    np.testing.assert_array_equal(
+        whole[step]['frame_id'],
+        np.concatenate([half[step]['frame_id'] for half in halves]))
+
+
+def test_too_few_frames_for_the_devices_is_a_clear_error(tiny_data):
+  config, builder = tiny_data
+  with pytest.raises(portrait_dataset.DatasetError,
+                     match='45 frames, fewer than the 64 devices'):
+    input_pipeline.device_batches(config, builder, position=50,
+                                  num_positions=64)
 
 
 def test_global_batch_shapes_and_shardings(tiny_data):
