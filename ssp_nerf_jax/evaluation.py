@@ -69,6 +69,28 @@ class FrameRenderer:
     return {'rgb': out['rgb'], 'acc': out['acc'], 'depth': out['depth'],
             'semantics': out['semantics']}
 
+  def frame_chunks(self, c2w):
+    """The rays of a frame as `num_chunks` host chunks of [1, chunk] rays
+    (the last one padded by repeating its final ray)."""
+    scene = self.scene
+    rays = rays_lib.frame_rays(jnp.asarray(c2w), scene.height, scene.width,
+                               scene.focal, scene.cx, scene.cy)
+    padded = self.num_chunks * self.chunk
+    # Host (numpy) inputs: identical on every process, placed by jit.
+    flat = jax.tree.map(
+        lambda x: np.pad(np.asarray(x).reshape(-1, 3),
+                         ((0, padded - self.num_rays), (0, 0)), mode='edge'),
+        rays)
+    return [jax.tree.map(lambda x: x[None, i * self.chunk:(i + 1) * self.chunk],
+                         flat) for i in range(self.num_chunks)]
+
+  def render_chunk(self, params, chunk, c2w, audio, smooth):
+    """Renders one chunk of `frame_chunks` (asynchronously: jax arrays)."""
+    return self._render_chunk(params, chunk,
+                              np.asarray(audio, np.float32)[None],
+                              np.asarray(c2w, np.float32)[None],
+                              np.asarray(smooth))
+
   def render(self, params, c2w, audio, smooth):
     """Renders one frame.
 
@@ -82,22 +104,8 @@ class FrameRenderer:
       'acc' and 'depth' [H, W], 'semantics' [H, W, K], 'class_id' [H, W].
     """
     scene = self.scene
-    rays = rays_lib.frame_rays(jnp.asarray(c2w), scene.height, scene.width,
-                               scene.focal, scene.cx, scene.cy)
-    padded = self.num_chunks * self.chunk
-    # Host (numpy) inputs: identical on every process, placed by jit.
-    flat = jax.tree.map(
-        lambda x: np.pad(np.asarray(x).reshape(-1, 3),
-                         ((0, padded - self.num_rays), (0, 0)), mode='edge'),
-        rays)
-    audio = np.asarray(audio, np.float32)[None]
-    c2w = np.asarray(c2w, np.float32)[None]
-    smooth = np.asarray(smooth)
-    pieces = []
-    for i in range(self.num_chunks):
-      chunk = jax.tree.map(
-          lambda x: x[None, i * self.chunk:(i + 1) * self.chunk], flat)
-      pieces.append(self._render_chunk(params, chunk, audio, c2w, smooth))
+    pieces = [self.render_chunk(params, chunk, c2w, audio, smooth)
+              for chunk in self.frame_chunks(c2w)]
     pieces = jax.device_get(pieces)  # one wait, after every chunk is queued
     out = {k: np.concatenate([p[k][0] for p in pieces])[:self.num_rays]
            for k in pieces[0]}

@@ -4,9 +4,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import default
+from configs import tiny
 from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax.benchmarks import render_speed
 from ssp_nerf_jax.benchmarks import throughput
 from ssp_nerf_jax.models import portrait
 
@@ -56,3 +59,14 @@ def test_gflop_per_step_scales_with_rays_and_samples():
   assert throughput.model_gflop_per_step(config, 11, num_frames=2) == 2 * one
   # AD-NeRF's step: 2048 rays x (64 coarse + 192 fine) points, ~0.6 MMAC each.
   assert 1500 < one < 2500
+
+
+def test_render_speed_times_chunks_of_a_full_frame():
+  config = tiny.get_config()
+  config.render.chunk = 64  # 4 devices x 64 rays: 4 chunks of a 32 px frame
+  result = render_speed.measure(config, num_chunks=2)
+  assert result['measured_chunks'] == 2
+  assert result['chunks_per_frame'] * result['rays_per_chunk'] >= 32 * 32
+  assert result['seconds_per_frame'] == pytest.approx(
+      result['chunk_time_s'] * result['chunks_per_frame'])
+  assert result['seconds_per_frame'] > 0

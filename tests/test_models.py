@@ -139,10 +139,17 @@ NEAR, FAR = 0.6, 1.4
 HEIGHT, WIDTH = 3, 5
 
 
+def plain_config():
+  """configs/tiny.py without the torso warp (tested in test_torso_warp)."""
+  config = tiny.get_config()
+  config.model.torso_warp = False
+  return config
+
+
 @pytest.fixture(scope='module')
 def tiny_setup():
   """Tiny model, two frames of rays (every pixel) and parameters."""
-  config = tiny.get_config()
+  config = plain_config()
   model = portrait.PortraitNeRF.from_config(config, NUM_CLASSES, NEAR, FAR)
   focal = 4.0
   frames = []
@@ -221,7 +228,7 @@ def test_portrait_audio_code_is_centre_frame_without_smoothing(tiny_setup):
 def test_portrait_variants_by_abstract_evaluation(tiny_setup):
   """Shared MLP, bfloat16 and missing bounds; traced only, not compiled."""
   s = tiny_setup
-  config = tiny.get_config()
+  config = plain_config()
   args = (s['rays'], s['audio'], jnp.array(True), jax.random.PRNGKey(0))
   shared = portrait.PortraitNeRF.from_config(config, NUM_CLASSES, NEAR, FAR,
                                              share_coarse_fine=True)
@@ -235,11 +242,24 @@ def test_portrait_variants_by_abstract_evaluation(tiny_setup):
   dtypes = {x.dtype for x in jax.tree.leaves((params, out))}
   assert dtypes == {jnp.dtype('float32')}
 
-  unbounded = portrait.PortraitNeRF.from_config(tiny.get_config(),
-                                                NUM_CLASSES)
+  unbounded = portrait.PortraitNeRF.from_config(plain_config(), NUM_CLASSES)
   with pytest.raises(ValueError, match='near/far'):
     jax.eval_shape(unbounded.init, jax.random.PRNGKey(0), *args)
   # Bounds given per call work without fields.
   jax.eval_shape(
       lambda k: unbounded.init(k, *args, near=NEAR, far=FAR),
       jax.random.PRNGKey(0))
+
+  # The torso warp adds its parameters and per-ray outputs, and needs poses.
+  warped = portrait.PortraitNeRF.from_config(
+      tiny.get_config(), NUM_CLASSES, NEAR, FAR, reference_c2w=np.eye(4))
+  c2w = jnp.broadcast_to(jnp.eye(4), (s['rays'].origins.shape[0], 4, 4))
+  params = jax.eval_shape(
+      lambda k: warped.init(k, *args[:3], c2w=c2w), jax.random.PRNGKey(0))
+  assert 'warp' in params['params']
+  out = jax.eval_shape(lambda p: warped.apply(p, *args, c2w=c2w), params)
+  assert out['fine']['blend'].shape == s['rays'].origins.shape[:2]
+  with pytest.raises(ValueError, match='poses'):
+    jax.eval_shape(warped.apply, params, *args)
+  with pytest.raises(ValueError, match='reference pose'):
+    portrait.PortraitNeRF.from_config(tiny.get_config(), NUM_CLASSES)
