@@ -157,3 +157,20 @@ def replicate(tree, mesh):
     # own copies from host memory.
     tree = jax.device_get(tree)
   return jax.device_put(tree, sharding)
+
+
+def wait_for_all_processes(name: str, timeout_s: int = 1800) -> None:
+  """Blocks until every process has reached the barrier `name`.
+
+  A no-op in a single-process run.  Uses the coordination service, not a
+  collective: on CPU, gloo gives the first collective over a set of devices
+  only 30 s to find every peer, less than compiling the train step can
+  take on a busy host, so processes line up here after compiling.
+  """
+  if jax.process_count() == 1:
+    return
+  # The client of jax.distributed; JAX has no public barrier that is not a
+  # collective (multihost_utils.sync_global_devices is one).
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+  distributed.global_state.client.wait_at_barrier(
+      name, timeout_in_ms=timeout_s * 1000)

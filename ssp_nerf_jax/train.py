@@ -440,10 +440,15 @@ def _train(config, workdir, watcher):
       {'background': jnp.asarray(scene.background, jnp.float32)}, mesh)
   key = parallel.replicate(jax.random.PRNGKey(config.seed), mesh)
 
-  train_step = make_train_step(config, model, tx, scene, mesh)
   evaluator = evaluation.Evaluator(config, model, scene, builder, mesh)
   batches = input_pipeline.create_train_iterator(config, builder, mesh,
                                                  start_step=start_step)
+  first_batch = next(batches)
+  # Compiled ahead, then every process waits for the others: the first
+  # step's collectives then start together (see parallel.wait_for_all_...).
+  train_step = make_train_step(config, model, tx, scene, mesh).lower(
+      state, first_batch, scene_arrays, key).compile()
+  parallel.wait_for_all_processes('train_step_compiled')
   writer = (tensorboardX.SummaryWriter(os.path.join(workdir, 'tb'))
             if is_main else None)
   num_steps = config.train.num_steps
@@ -451,13 +456,14 @@ def _train(config, workdir, watcher):
   bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not is_main,
                   dynamic_ncols=True, desc='train')
   window_steps, window_time = 0, 0.0  # train-step time since the last log
-  # Train-step time of this run without its first (compiling) step.
+  # Train-step time of this run without its first (warm-up) step.
   timed_steps, timed_time = 0, 0.0
   preempted_at = None
   try:
     for step in range(start_step + 1, num_steps + 1):
       tick = time.perf_counter()
-      state, metrics = train_step(state, next(batches), scene_arrays, key)
+      batch = first_batch if step == start_step + 1 else next(batches)
+      state, metrics = train_step(state, batch, scene_arrays, key)
       # Reading the loss every step blocks on it: it catches divergence
       # before a bad state is saved, and keeps simulated-device collectives
       # in step.

@@ -36,7 +36,7 @@ def with_step_budget(config, num_steps, eval_frames):
   config.train.num_steps = num_steps
   config.train.lr_decay_steps = num_steps
   config.train.audio_smoothing_start = num_steps // 2
-  config.train.eval_every = max(1, num_steps // 3)
+  config.train.eval_every = max(1, -(-num_steps // 3))  # the last at the end
   config.train.eval_frames = eval_frames
   config.train.checkpoint_every = num_steps
   config.train.log_every = max(1, min(config.train.log_every, num_steps))
