@@ -70,19 +70,28 @@ def sample_face_rect(key, num_rays, height, width, face_rect, fraction):
   return pixels, (1.0 / (height * width * prob)).astype(jnp.float32)
 
 
-def class_shares(class_loss, class_counts, power, floor):
-  """Share of a frame's rays per class: q_k ~ n_k L_k^power, floored.
+def class_shares(class_loss, class_counts, power, floor, size_exponent=1.0,
+                 uniform_mix=0.0):
+  """Share of a frame's rays per class, growing with the class's loss.
 
-  With power 1 the expected number of rays on a pixel is proportional to
-  its class's mean error (importance sampling of the photometric loss);
-  power 0 gives uniform sampling, larger powers focus harder.
+    q_k = uniform_mix * n_k / N + (1 - uniform_mix) * s_k,
+    s_k ~ n_k^size_exponent * L_k^power  (over present classes),
+
+  then every present class gets at least `floor`.  With size_exponent 1 and
+  power 1, s is importance sampling of the photometric loss (rays per pixel
+  ~ its class's error), which still gives most rays to large classes (the
+  torso); size_exponent < 1 moves them to small, badly reconstructed classes
+  (mouth, eyes); the uniform part keeps every pixel seen (the background
+  needs rays to stay empty).
 
   Args:
     class_loss: float [K] running per-class loss L_k; negative means "not
       measured yet" and counts as the largest measured loss.
     class_counts: [K] pixels n_k of each class in the frame.
-    power: exponent on the loss (static or traced).
+    power: exponent on the loss (static or traced); 0 ignores it.
     floor: minimum share of each present class (capped at 1 / #present).
+    size_exponent: exponent on the class size n_k.
+    uniform_mix: weight of uniform pixel sampling, in [0, 1].
   Returns:
     float32 [K] shares summing to one; zero for classes absent from the
     frame.
@@ -92,8 +101,10 @@ def class_shares(class_loss, class_counts, power, floor):
   fill = jnp.where(jnp.any(known), jnp.max(jnp.where(known, class_loss, 0.0)),
                    1.0)
   loss = jnp.maximum(jnp.where(known, class_loss, fill), 1e-8)
-  weight = jnp.where(present, class_counts * loss**power, 0.0)
-  shares = weight / jnp.sum(weight)
+  weight = jnp.where(present,
+                     class_counts**size_exponent * loss**power, 0.0)
+  shares = (uniform_mix * class_counts / jnp.sum(class_counts) +
+            (1.0 - uniform_mix) * weight / jnp.sum(weight))
   num_present = jnp.sum(present)
   floor = jnp.minimum(floor, 1.0 / num_present)
   return jnp.where(present, floor + (1.0 - floor * num_present) * shares,
@@ -134,7 +145,8 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
     parsing: int [H, W] the frame's ground-truth classes.
     class_loss: float [K] running per-class loss (see `class_shares`).
     use_loss: bool scalar; False samples uniformly over pixels (warm-up).
-    sampling_config: config.sampling (semantic_power, semantic_floor).
+    sampling_config: config.sampling (semantic_power, semantic_floor,
+      semantic_size_exponent, semantic_uniform_mix).
   Returns:
     (int32 [R, 2] pixels, float32 [R] importance weights, float32 [K] the
     class shares asked for).
@@ -143,7 +155,9 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
   flat = parsing.reshape(-1).astype(jnp.int32)
   counts = jnp.bincount(flat, length=num_classes).astype(jnp.float32)
   shares = class_shares(class_loss, counts, sampling_config.semantic_power,
-                        sampling_config.semantic_floor)
+                        sampling_config.semantic_floor,
+                        sampling_config.semantic_size_exponent,
+                        sampling_config.semantic_uniform_mix)
   shares = jnp.where(use_loss, shares, counts / flat.size)
   pixel_weights = (shares / jnp.maximum(counts, 1.0))[flat]
   pixels, weights = sample_from_pixel_weights(key, num_rays, pixel_weights,

@@ -65,6 +65,12 @@ def validate_config(config):
       (0.0 <= config.sampling.semantic_ema_decay < 1.0,
        'config.sampling.semantic_ema_decay must be in [0, 1), got '
        f'{config.sampling.semantic_ema_decay}'),
+      (0.0 <= config.sampling.semantic_uniform_mix <= 1.0,
+       'config.sampling.semantic_uniform_mix must be in [0, 1], got '
+       f'{config.sampling.semantic_uniform_mix}'),
+      (config.sampling.semantic_size_exponent >= 0.0,
+       'config.sampling.semantic_size_exponent must be >= 0, got '
+       f'{config.sampling.semantic_size_exponent}'),
       (config.sampling.semantic_power >= 0.0,
        'config.sampling.semantic_power must be >= 0, got '
        f'{config.sampling.semantic_power}'),

@@ -8,10 +8,13 @@ import pytest
 from ssp_nerf_jax import ray_sampling
 
 
-def sampling_config(strategy, fraction=0.9, power=1.0, floor=0.0):
+def sampling_config(strategy, fraction=0.9, power=1.0, floor=0.0,
+                    size_exponent=1.0, uniform_mix=0.0):
   return ml_collections.ConfigDict(
       {'strategy': strategy, 'face_rect_fraction': fraction,
-       'semantic_power': power, 'semantic_floor': floor})
+       'semantic_power': power, 'semantic_floor': floor,
+       'semantic_size_exponent': size_exponent,
+       'semantic_uniform_mix': uniform_mix})
 
 
 def striped_parsing():
@@ -79,6 +82,13 @@ def test_class_shares_follow_pixels_times_loss_with_a_floor():
       ray_sampling.class_shares(jnp.array([0.01, -1.0, 0.04, -1.0]), counts,
                                 1.0, 0.0),
       np.array([4.0, 6.0, 2.0, 0.0]) / 12, rtol=1e-5)
+  # Size exponent 0.5 and half uniform: sqrt(n_k) L_k = 0.2, 0.245, 0.566.
+  mixed = ray_sampling.class_shares(loss, counts, 1.0, 0.0,
+                                    size_exponent=0.5, uniform_mix=0.5)
+  sqrt_weights = np.sqrt([400, 150, 50, 0]) * [0.01, 0.02, 0.08, 0.5]
+  np.testing.assert_allclose(
+      mixed, 0.5 * np.array([400, 150, 50, 0]) / 600 +
+      0.5 * sqrt_weights / sqrt_weights.sum(), rtol=1e-5)
 
 
 def test_semantic_rays_match_requested_shares_and_skip_absent_classes():
