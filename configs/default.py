@@ -53,6 +53,9 @@ def get_config():
   config.model.warp_freqs = 6
   config.model.warp_width = 64
   config.model.warp_max_offset = 0.02  # head-space units
+  # The warp is learned through the coarse pass; the fine pass reuses it
+  # without differentiating it (see PortraitNeRF.warp_fine_gradients).
+  config.model.warp_fine_gradients = False
 
   config.render = ml_collections.ConfigDict()
   config.render.num_coarse = 64

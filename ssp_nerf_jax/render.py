@@ -117,11 +117,12 @@ def sample_pdf(key, bins, weights, num_samples: int):
   return jax.lax.stop_gradient(bins_lo + t * (bins_hi - bins_lo))
 
 
-def importance_samples(key, z, weights, num_samples: int):
-  """Coarse samples plus hierarchical samples, sorted (AD-NeRF fine pass).
+def hierarchical_samples(key, z, weights, num_samples: int):
+  """The fine pass's new depths, drawn from the coarse weights.
 
   The pdf lives on the bins between midpoints of consecutive coarse samples
-  and uses the coarse weights of the interior samples, weights[..., 1:-1].
+  and uses the coarse weights of the interior samples, weights[..., 1:-1]
+  (AD-NeRF).
 
   Args:
     key: PRNG key, or None for deterministic samples.
@@ -130,10 +131,31 @@ def importance_samples(key, z, weights, num_samples: int):
     num_samples: N, extra samples per ray.
 
   Returns:
-    [..., S + N] sorted depths, gradient stopped.
+    [..., N] depths (unsorted when `key` is given), gradient stopped.
   """
   mids = 0.5 * (z[..., 1:] + z[..., :-1])
-  z_new = sample_pdf(key, mids, weights[..., 1:-1], num_samples)
+  return sample_pdf(key, mids, weights[..., 1:-1], num_samples)
+
+
+def merge_order(z, z_new):
+  """Indices that sort concat([z, z_new], -1): [..., S + N] int.
+
+  Lets the fine pass reuse whatever was computed per coarse sample (the
+  warped points) by gathering it in depth order with the new samples'.
+  """
+  return jnp.argsort(jnp.concatenate([z, z_new], axis=-1), axis=-1)
+
+
+def importance_samples(key, z, weights, num_samples: int):
+  """Coarse samples plus hierarchical samples, sorted (AD-NeRF fine pass).
+
+  Args:
+    key, z, weights, num_samples: see `hierarchical_samples`.
+
+  Returns:
+    [..., S + N] sorted depths, gradient stopped.
+  """
+  z_new = hierarchical_samples(key, z, weights, num_samples)
   z_all = jnp.sort(jnp.concatenate([z, z_new], axis=-1), axis=-1)
   return jax.lax.stop_gradient(z_all)
 

@@ -196,3 +196,18 @@ def test_importance_samples_sorted_superset_without_gradient():
       argnums=(0, 1))(weights, z)
   np.testing.assert_array_equal(grad_w, 0.0)
   np.testing.assert_array_equal(grad_z, 0.0)
+
+
+def test_merge_order_sorts_coarse_and_new_samples_together():
+  rng = np.random.default_rng(7)
+  z = jnp.asarray(np.sort(rng.uniform(1, 2, (3, 8)), -1), jnp.float32)
+  weights = jnp.asarray(rng.uniform(size=(3, 8)), jnp.float32)
+  key = jax.random.PRNGKey(1)
+  z_new = render.hierarchical_samples(key, z, weights, 16)
+  order = np.asarray(render.merge_order(z, z_new))
+  merged = np.take_along_axis(np.concatenate([z, z_new], -1), order, -1)
+  np.testing.assert_array_equal(merged,
+                                importance_samples(key, z, weights, 16))
+  # A permutation of the S + N slots in every ray.
+  np.testing.assert_array_equal(np.sort(order, -1),
+                                np.broadcast_to(np.arange(24), (3, 24)))

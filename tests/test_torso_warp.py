@@ -10,9 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import tiny
+from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import synthetic
 from ssp_nerf_jax import train
 from ssp_nerf_jax.benchmarks import ablation
+from ssp_nerf_jax.models import portrait
 from ssp_nerf_jax.models import torso_warp
 
 
@@ -115,6 +117,70 @@ def test_blend_supervision_pulls_head_rays_to_zero_and_body_rays_to_one():
   assert grad[0, 2] == 0  # background rays carry no target
   np.testing.assert_allclose(loss(jnp.array([[1e-6, 1 - 1e-6, 0.3]])), 0.0,
                              atol=1e-3)
+
+
+def warped_portrait(fine_gradients):
+  """A tiny PortraitNeRF with the warp, random (non-trivial) warp weights,
+  and its inputs: 2 frames x 6 rays at two head poses."""
+  model = portrait.PortraitNeRF(
+      num_classes=4, depth=2, width=16, skip_layer=1, view_width=8,
+      audio_code_dim=8, num_coarse=6, num_fine=5, near=0.6, far=1.2,
+      torso_warp=True, reference_c2w=tuple(REFERENCE.ravel()),
+      warp_width=16, warp_freqs=2, warp_fine_gradients=fine_gradients)
+  c2w = jnp.asarray(np.stack([pose(0.3, lift=0.02), pose(-0.2)]), jnp.float32)
+  rng = np.random.default_rng(0)
+  directions = jnp.asarray(rng.normal(0, 0.2, (2, 6, 3)) - [0, 0, 1],
+                           jnp.float32)
+  rays = rays_lib.Rays(
+      origins=jnp.broadcast_to(c2w[:, None, :3, 3], (2, 6, 3)),
+      directions=directions,
+      viewdirs=directions / jnp.linalg.norm(directions, axis=-1,
+                                            keepdims=True))
+  audio = jnp.asarray(rng.normal(size=(2, 8, 16, 4)), jnp.float32)
+  params = flax.core.unfreeze(model.init(jax.random.PRNGKey(0), rays, audio,
+                                         False, c2w=c2w))
+  warp = params['params']['warp']
+  warp['blend']['kernel'] = jnp.asarray(rng.normal(size=(16, 1)), jnp.float32)
+  warp['offset']['kernel'] = jnp.asarray(rng.normal(size=(16, 3)),
+                                         jnp.float32)
+  return model, params, (rays, audio, False), c2w
+
+
+def test_fine_pass_uses_the_warp_of_its_own_depths():
+  # The fine pass reuses the coarse samples' warp; per sample it must still
+  # see exactly what warping the fine depths directly gives.
+  model, params, inputs, c2w = warped_portrait(fine_gradients=False)
+  fine = model.apply(params, *inputs, key=jax.random.PRNGKey(1),
+                     c2w=c2w)['fine']
+  rays = inputs[0]
+  points = (rays.origins[..., None, :] +
+            rays.directions[..., None, :] * fine['z'][..., None])
+  _, blend, _ = model.apply(params, points, c2w,
+                            method=lambda m, p, c: m.warp(p, c))
+  weights = fine['weights'] / fine['weights'].sum(-1, keepdims=True)
+  np.testing.assert_allclose(fine['blend'], (weights * blend).sum(-1),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_warp_learns_through_the_fine_pass_only_when_asked():
+  grads = {}
+  for fine_gradients in (False, True):
+    model, params, inputs, c2w = warped_portrait(fine_gradients)
+
+    def level_loss(p, level, model=model, inputs=inputs, c2w=c2w):
+      out = model.apply(p, *inputs, key=jax.random.PRNGKey(1), c2w=c2w)
+      return jnp.sum(out[level]['rgb']) + jnp.sum(out[level]['blend'])
+
+    grads[fine_gradients] = {
+        level: jax.grad(level_loss)(params, level)['params']['warp']
+        for level in ('coarse', 'fine')}
+  norm = lambda tree: float(sum(jnp.sum(x**2) for x in jax.tree.leaves(tree)))
+  assert norm(grads[False]['fine']) == 0.0
+  assert norm(grads[True]['fine']) > 0.0
+  # The coarse pass trains the warp either way, identically.
+  assert norm(grads[False]['coarse']) > 0.0
+  jax.tree.map(np.testing.assert_array_equal, grads[False]['coarse'],
+               grads[True]['coarse'])
 
 
 def test_mean_pose_of_symmetric_turns_is_the_middle_pose():
