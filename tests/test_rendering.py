@@ -1,7 +1,10 @@
 """Offline rendering: val scoring, audio -> mp4 with sound, poses, bad input."""
 import json
 import os
+import subprocess
+import time
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
@@ -214,4 +217,73 @@ def test_failed_mp4_write_leaves_no_file(tmp_path):
   # ffmpeg rejects a frame rate of 0: write_mp4 must clean up after it.
   with pytest.raises(errors.UserError, match='clip.mp4'):
     video.write_mp4(str(path), frames, fps=0.0)
+  assert not os.listdir(tmp_path)
+
+
+def gray_frames(count, height, width):
+  """uint8 [count, H, W, 3], frame i uniformly 10 + 15 i: easy to recognise
+  after lossy encoding."""
+  levels = 10 + 15 * np.arange(count, dtype=np.uint8)
+  return np.broadcast_to(levels[:, None, None, None],
+                         (count, height, width, 3)).copy()
+
+
+def decode_rgb(path, height, width):
+  """uint8 [N, height, width, 3]: the frames of a video, decoded by ffmpeg.
+
+  (Not imageio_ffmpeg.read_frames: its Popen preexec_fn makes JAX warn
+  about fork() in a multithreaded process.)
+  """
+  result = subprocess.run(
+      [imageio_ffmpeg.get_ffmpeg_exe(), '-loglevel', 'error', '-i', str(path),
+       '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+      capture_output=True, check=True)
+  return np.frombuffer(result.stdout, np.uint8).reshape(-1, height, width, 3)
+
+
+def test_streaming_writer_makes_n_frames_with_the_audio_duration(tmp_path):
+  path = tmp_path / 'clip.mp4'
+  frames = gray_frames(13, 9, 16)  # odd height: padded to 10
+  rate = 16_000
+  # 0.3 s of audio under 13 / 25 = 0.52 s of video: padded with silence.
+  tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(0.3 * rate)) / rate)
+  with video.Mp4Writer(str(path), 16, 9, 25.0, tone, rate,
+                       num_frames=len(frames)) as writer:
+    for frame in frames:
+      writer.write(frame)
+    assert not path.exists()  # nothing under the final name until the end
+  assert os.listdir(tmp_path) == ['clip.mp4']
+  num_frames, audio_s = video.probe(str(path))
+  assert num_frames == 13
+  assert audio_s == pytest.approx(13 / 25, abs=0.05)
+  decoded = decode_rgb(path, 10, 16)
+  # Every frame arrived once, in order.
+  np.testing.assert_allclose(decoded[:, :9].mean(axis=(1, 2, 3)),
+                             frames.mean(axis=(1, 2, 3)), atol=2)
+
+
+def test_exception_mid_stream_leaves_no_file(tmp_path):
+  path = tmp_path / 'clip.mp4'
+  partial = tmp_path / 'clip.mp4.partial.mp4'
+  with pytest.raises(RuntimeError, match='renderer failed'):
+    with video.Mp4Writer(str(path), 16, 16, 25.0,
+                         num_frames=10) as writer:
+      for frame in gray_frames(3, 16, 16):
+        writer.write(frame)
+      # ffmpeg has started the file: the clean-up below has work to do.
+      deadline = time.monotonic() + 30
+      while not partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+      assert partial.exists()
+      raise RuntimeError('renderer failed')
+  assert not os.listdir(tmp_path)
+
+
+def test_writer_refuses_fewer_frames_than_announced(tmp_path):
+  path = tmp_path / 'clip.mp4'
+  with pytest.raises(ValueError, match='2 frames written, 3 announced'):
+    with video.Mp4Writer(str(path), 16, 16, 25.0, np.zeros(100), 16_000,
+                         num_frames=3) as writer:
+      for frame in gray_frames(2, 16, 16):
+        writer.write(frame)
   assert not os.listdir(tmp_path)
