@@ -11,6 +11,7 @@ import soundfile
 
 from configs import tiny
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import render_inputs
 from ssp_nerf_jax import rendering
 from ssp_nerf_jax import synthetic
@@ -132,6 +133,12 @@ def test_poses_with_nan(trained, tmp_path):
   with pytest.raises(errors.UserError,
                      match='transforms.json: frame 1 has a non-finite value'):
     render_inputs.pose_track(str(path), trained, 5)
+
+
+def test_train_track_is_the_train_splits_poses(trained):
+  frames = input_pipeline.load_split(trained.config, trained.builder, 'train')
+  np.testing.assert_array_equal(render_inputs.train_poses(trained),
+                                frames['c2w'])
 
 
 def test_train_track_is_rigid_and_static_is_still(trained):
