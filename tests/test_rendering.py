@@ -12,6 +12,7 @@ import soundfile
 from configs import tiny
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import render_inputs
 from ssp_nerf_jax import rendering
 from ssp_nerf_jax import synthetic
@@ -46,13 +47,23 @@ def write_sine(path, seconds, rate=44_100):
   return str(path)
 
 
-def test_val_split_writes_images_video_and_finite_metrics(trained, tmp_path):
+@pytest.fixture(scope='module')
+def val_here(trained, tmp_path_factory):
+  """(out dir, metrics) of the val split rendered in this process."""
+  out = tmp_path_factory.mktemp('val_here')
+  return out, rendering.render_val(trained, str(out))
+
+
+def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
   assert trained.step == 2
-  result = rendering.render_val(trained, str(tmp_path))
+  tmp_path, result = val_here
   metrics = json.load(open(tmp_path / 'metrics.json'))
   assert metrics == result
   for name in ('psnr', 'ssim', 'miou'):
     assert np.isfinite(metrics[name]), name
+  # The benchmarks' grouped regions, all present in 11-class parsing.
+  assert set(metrics['region_psnr']) == set(metrics_lib.REGIONS)
+  assert all(np.isfinite(v) for v in metrics['region_psnr'].values())
   sync = metrics['mouth_sync']
   assert sync is None or -1 <= sync <= 1
   num_val = trained.scene.num_val
