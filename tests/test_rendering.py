@@ -1,15 +1,19 @@
-"""Offline rendering: val scoring, audio -> mp4 with sound, poses, bad input."""
+"""Offline rendering: val scoring, audio -> mp4 with sound, poses, bad input,
+streaming into ffmpeg, and two render_main.py processes rendering together.
+"""
 import json
 import os
 import subprocess
 import time
 
+import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
 
 from configs import tiny
+import processes
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import metrics as metrics_lib
@@ -305,3 +309,43 @@ def test_writer_refuses_fewer_frames_than_announced(tmp_path):
       for frame in gray_frames(2, 16, 16):
         writer.write(frame)
   assert not os.listdir(tmp_path)
+
+
+def read_pngs(folder):
+  """{name: uint8 image} of the PNGs in `folder`."""
+  return {name: iio.imread(os.path.join(folder, name))
+          for name in sorted(os.listdir(folder)) if name.endswith('.png')}
+
+
+def test_two_processes_render_val_like_one(workdir, val_here, tmp_path):
+  """render_main.py as 2 processes x 2 devices (gloo over 127.0.0.1) writes
+  what this process (1 x 4 devices) wrote; only process 0 writes."""
+  here_dir, here = val_here
+  outs = [tmp_path / 'out', tmp_path / 'out_of_process_1']
+  port = processes.free_port()
+  # Process 1 gets an --out of its own, as if on another host's disk: it
+  # must stay empty (render_main only creates it, checking it is writable).
+  runs = [processes.Run(
+      processes.render_command(workdir, outs[i], '--split=val',
+                               *processes.distributed_flags(port, 2, i)),
+      num_devices=2, log_path=tmp_path / f'process_{i}.log')
+          for i in range(2)]
+  for run in runs:
+    assert run.wait(300) == 0, run.output()[-3000:]
+  assert 'val: psnr=' in runs[0].output()
+  assert 'val: psnr=' not in runs[1].output()
+  assert not os.listdir(outs[1])
+  pngs, pngs_here = read_pngs(outs[0]), read_pngs(here_dir)
+  assert sorted(pngs) == sorted(pngs_here)
+  assert len(pngs) == 2 * here['num_frames']
+  for name, image in pngs.items():
+    diff = np.abs(image.astype(int) - pngs_here[name].astype(int)).max()
+    assert diff <= 1, name
+  with open(outs[0] / 'metrics.json') as f:
+    metrics = json.load(f)
+  for name in ('psnr', 'ssim', 'miou'):
+    np.testing.assert_allclose(metrics[name], here[name], rtol=1e-4)
+  for region, value in here['region_psnr'].items():
+    np.testing.assert_allclose(metrics['region_psnr'][region], value,
+                               rtol=1e-4)
+  assert video.probe(str(outs[0] / 'val.mp4'))[0] == here['num_frames']
