@@ -349,3 +349,35 @@ def test_two_processes_render_val_like_one(workdir, val_here, tmp_path):
     np.testing.assert_allclose(metrics['region_psnr'][region], value,
                                rtol=1e-4)
   assert video.probe(str(outs[0] / 'val.mp4'))[0] == here['num_frames']
+
+
+class FailingRenderer:
+  """A FrameRenderer that fails at frame `fail_at`, once the mp4 being
+  written has started (ffmpeg has its first frames: the render streams)."""
+
+  def __init__(self, renderer, fail_at, partial):
+    self.renderer, self.fail_at, self.partial = renderer, fail_at, partial
+    self.calls = 0
+
+  def render(self, *args):
+    if self.calls == self.fail_at:
+      deadline = time.monotonic() + 30
+      while not self.partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+      assert self.partial.exists(), 'no frame reached ffmpeg while rendering'
+      raise RuntimeError('device lost')
+    self.calls += 1
+    return self.renderer.render(*args)
+
+
+def test_failure_mid_render_leaves_no_mp4(trained, tmp_path):
+  wav = write_sine(tmp_path / 'tone.wav', 0.4)  # 10 frames
+  out = tmp_path / 'out'
+  out.mkdir()
+  bound = rendering.make_renderer(trained)
+  failing = FailingRenderer(bound.renderer, 4, out / 'tone.mp4.partial.mp4')
+  with pytest.raises(RuntimeError, match='device lost'):
+    rendering.render_audio(trained, wav, str(out), poses='static',
+                           parsing=True, bound=bound._replace(renderer=failing))
+  assert failing.calls == 4
+  assert not os.listdir(out)  # neither mp4 nor a .partial file
