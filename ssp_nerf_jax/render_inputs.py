@@ -149,9 +149,12 @@ def load_transforms(path: str) -> np.ndarray:
 
 
 def train_poses(trained) -> np.ndarray:
-  """The training split's camera track, float32 [N, 4, 4]."""
-  frames = input_pipeline.load_split(trained.config, trained.builder, 'train')
-  return frames['c2w']
+  """The training split's camera track, float32 [N, 4, 4].
+
+  Only the poses are read: decoding the split's images and parsing maps
+  would cost seconds and gigabytes at paper scale.
+  """
+  return input_pipeline.load_poses(trained.builder, 'train')
 
 
 def load_track(spec: str, trained) -> np.ndarray:

@@ -6,10 +6,13 @@ Library behind `render_main.py`:
   training run (latest or a given checkpoint).
 * `render_inputs.audio_windows` / `render_inputs.pose_track`: the audio
   windows and camera poses of a render (see that module).
-* `render_frames(...)`: frames on the device mesh, one compilation.
-* `render_audio(...)` / `render_val(...)`: whole jobs writing files.
+* `iter_frames(...)` / `render_frames(...)`: frames on the device mesh, one
+  compilation, streamed one at a time / collected in memory.
+* `render_audio(...)` / `render_val(...)`: whole jobs writing files (frames
+  stream into ffmpeg as they are rendered).
 """
 import collections
+import contextlib
 import json
 import os
 import time
@@ -99,11 +102,25 @@ def load_trained(workdir: str,
   builder = data.build_dataset(config)
   scene = input_pipeline.load_scene_info(builder)
   model = train.make_model(config, scene)
-  target = train.init_state(config, model, scene,
-                            train.make_optimizer(config.train))
   state = checkpoints.open_read_only(workdir).restore(
-      step, args=ocp.args.StandardRestore(target))
+      step, args=ocp.args.StandardRestore(restore_target(config, model,
+                                                         scene)))
   return Trained(config, builder, scene, model, state.params, int(step))
+
+
+def restore_target(config, model, scene):
+  """The train state's shapes and dtypes, placed on this process's first
+  device: what orbax restores a checkpoint into.
+
+  Traced, not compiled: compiling model.init only for its shapes took 12 s
+  of a tiny-config render's start on 2 CPU cores (tracing: 0.4 s).
+  """
+  shapes = jax.eval_shape(lambda: train.init_state(
+      config, model, scene, train.make_optimizer(config.train)))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+      shapes)
 
 
 def with_background(trained: Trained, path: str) -> Trained:
@@ -156,42 +173,78 @@ def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
                        smoothing_on(trained))
 
 
+def iter_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
+                desc: str = 'render', keep_float: bool = False):
+  """Renders frames one at a time, each one's rays chunked over the mesh.
+
+  A generator, so that a long render streams to its files instead of
+  holding every frame.  In a multi-process job every process must consume
+  it to the end: each chunk's rays are split over all processes' devices.
+
+  Args:
+    bound: from `make_renderer`.
+    c2w: float32 [N, 4, 4] camera-to-head poses.
+    audio: float32 [N, A, 16, C] audio context windows.
+    desc: progress-bar label.
+    keep_float: also yield 'rgb_float' (4x the memory of 'rgb').
+  Yields:
+    N dicts: 'rgb' uint8 [H, W, 3], 'class_id' uint8 [H, W], and with
+    `keep_float` 'rgb_float' float32 [H, W, 3] in [0, 1].
+  """
+  if len(c2w) != len(audio):
+    raise ValueError(f'{len(c2w)} poses but {len(audio)} audio windows')
+  bar = tqdm.tqdm(range(len(c2w)), desc=desc, unit='frame', dynamic_ncols=True,
+                  disable=not parallel.is_main_process())
+  try:
+    for i in bar:
+      out = bound.renderer.render(bound.params, c2w[i], audio[i], bound.smooth)
+      rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
+      frame = {'rgb': evaluation.to_uint8(rgb),
+               'class_id': out['class_id'].astype(np.uint8)}
+      if keep_float:
+        frame['rgb_float'] = rgb
+      yield frame
+  finally:
+    bar.close()
+
+
+def stack_frames(frames: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """`iter_frames`' dicts of [H, W, ...] -> one dict of [N, H, W, ...]."""
+  return {k: np.stack([f[k] for f in frames]) for k in frames[0]}
+
+
 def render_frames(trained: Trained, c2w: np.ndarray, audio: np.ndarray,
                   mesh=None, desc: str = 'render',
                   bound: Optional[BoundRenderer] = None,
                   keep_float: bool = False) -> dict[str, np.ndarray]:
-  """Renders frames, each one's rays chunked and spread over the mesh.
+  """Renders frames into memory (see `iter_frames` to stream them).
 
   Args:
     trained: from `load_trained`.
-    c2w: float32 [N, 4, 4] camera-to-head poses.
-    audio: float32 [N, A, 16, C] audio context windows.
+    c2w, audio, desc, keep_float: see `iter_frames`; N >= 1.
     mesh: ('data',) mesh; default all devices (ignored if `bound` given).
-    desc: progress-bar label.
     bound: from `make_renderer`, to reuse its compilation; default a new one.
-    keep_float: also return 'rgb_float' (4x the memory of 'rgb').
   Returns:
     dict: 'rgb' uint8 [N, H, W, 3], 'class_id' uint8 [N, H, W], and with
     `keep_float` 'rgb_float' float32 [N, H, W, 3] in [0, 1].
   """
-  if len(c2w) != len(audio):
-    raise ValueError(f'{len(c2w)} poses but {len(audio)} audio windows')
   bound = bound or make_renderer(trained, mesh)
-  rgbs, floats, classes = [], [], []
-  bar = tqdm.tqdm(range(len(c2w)), desc=desc, unit='frame', dynamic_ncols=True,
-                  disable=not parallel.is_main_process())
-  for i in bar:
-    out = bound.renderer.render(bound.params, c2w[i], audio[i], bound.smooth)
-    rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
-    rgbs.append(evaluation.to_uint8(rgb))
-    classes.append(out['class_id'].astype(np.uint8))
-    if keep_float:
-      floats.append(rgb)
-  bar.close()
-  result = {'rgb': np.stack(rgbs), 'class_id': np.stack(classes)}
-  if keep_float:
-    result['rgb_float'] = np.stack(floats)
-  return result
+  return stack_frames(list(iter_frames(bound, c2w, audio, desc, keep_float)))
+
+
+def video_writer(trained: Trained, path: str, num_frames: int,
+                 waveform: Optional[np.ndarray]) -> video.Mp4Writer:
+  """An mp4 writer at the scene's size and fps, with 16 kHz `waveform`."""
+  scene = trained.scene
+  return video.Mp4Writer(path, scene.width, scene.height, scene.fps, waveform,
+                         audio_features.SAMPLE_RATE, num_frames=num_frames)
+
+
+def consume(frames) -> None:
+  """Renders and drops every frame: what the processes that do not write do
+  (each frame's rays span every process's devices)."""
+  for _ in frames:
+    pass
 
 
 def check_out_dir(out_dir: str) -> None:
@@ -210,6 +263,9 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
                  inputs=None) -> str:
   """Renders one audio file to `<out_dir>/<stem>.mp4` (audio muxed in).
 
+  Frames stream to ffmpeg (and the PNGs) as they are rendered, so memory
+  does not grow with the audio's length.  Process 0 writes every file.
+
   Args:
     trained: from `load_trained`.
     audio_path: wav (any rate/channels) or `.npy` features [N, 16, C].
@@ -225,24 +281,32 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
   windows, waveform = inputs or render_inputs.audio_windows(audio_path, trained)
   c2w = render_inputs.pose_track(poses, trained, len(windows))
   stem = os.path.splitext(os.path.basename(audio_path))[0]
-  rendered = render_frames(trained, c2w, windows, mesh, desc=stem,
-                           bound=bound)
   mp4 = os.path.join(out_dir, f'{stem}.mp4')
+  frames = iter_frames(bound or make_renderer(trained, mesh), c2w, windows,
+                       desc=stem)
   if not parallel.is_main_process():
-    return mp4  # Every process rendered the same frames; process 0 writes.
-  fps = trained.scene.fps
+    consume(frames)
+    return mp4
+  frame_dir = os.path.join(out_dir, stem)
   if keep_frames:
-    frame_dir = os.path.join(out_dir, stem)
     os.makedirs(frame_dir, exist_ok=True)
-    for i, image in enumerate(rendered['rgb']):
-      write_png(os.path.join(frame_dir, f'{i:05d}.png'), image)
-  if parsing:
-    palette = evaluation.parsing_palette(trained.scene.num_classes)
-    video.write_mp4(os.path.join(out_dir, f'{stem}_parsing.mp4'),
-                    palette[rendered['class_id']], fps, waveform,
-                    audio_features.SAMPLE_RATE)
-  return video.write_mp4(mp4, rendered['rgb'], fps, waveform,
-                         audio_features.SAMPLE_RATE)
+  palette = evaluation.parsing_palette(trained.scene.num_classes)
+  with contextlib.ExitStack() as stack:
+    # On any failure both writers remove their partial files.
+    writer = stack.enter_context(
+        video_writer(trained, mp4, len(windows), waveform))
+    parsing_writer = None
+    if parsing:
+      parsing_writer = stack.enter_context(video_writer(
+          trained, os.path.join(out_dir, f'{stem}_parsing.mp4'), len(windows),
+          waveform))
+    for i, frame in enumerate(frames):
+      writer.write(frame['rgb'])
+      if parsing_writer:
+        parsing_writer.write(palette[frame['class_id']])
+      if keep_frames:
+        write_png(os.path.join(frame_dir, f'{i:05d}.png'), frame['rgb'])
+  return mp4
 
 
 # -------------------------------------------------------------------- val --
@@ -303,30 +367,49 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   """Renders and scores the val split into `out_dir`.
 
   Writes `<frame_id>.png`, `parsing_<frame_id>.png`, `val.mp4` (with the
-  clip's audio over those frames) and `metrics.json`.
+  clip's audio over those frames; streamed as the frames are rendered) and
+  `metrics.json`.  Process 0 writes; every process returns the metrics.
   Returns:
-    The metrics dict.
+    The metrics dict; 'seconds_per_frame' is the wall time of rendering
+    (and, on process 0, writing) per frame.
   """
   frames = input_pipeline.load_split(trained.config, trained.builder, 'val')
   if not len(frames['frame_id']):
     raise errors.UserError('the dataset has no val frames')
   tick = time.perf_counter()
-  rendered = render_frames(trained, frames['c2w'], frames['audio'], mesh,
-                           desc='val', bound=bound, keep_float=True)
+  stream = iter_frames(bound or make_renderer(trained, mesh), frames['c2w'],
+                       frames['audio'], desc='val', keep_float=True)
+  if parallel.is_main_process():
+    rendered = write_val_frames(trained, out_dir, frames['frame_id'], stream)
+  else:
+    rendered = list(stream)  # kept for the metrics this process returns
   seconds = time.perf_counter() - tick
-  result = score_val(trained, frames, rendered)
+  result = score_val(trained, frames, stack_frames(rendered))
   result['seconds_per_frame'] = seconds / len(frames['frame_id'])
-  if not parallel.is_main_process():
-    return result  # Every process rendered the same frames; process 0 writes.
-  palette = evaluation.parsing_palette(trained.scene.num_classes)
-  for i, frame_id in enumerate(frames['frame_id']):
-    write_png(os.path.join(out_dir, f'{int(frame_id):05d}.png'),
-              rendered['rgb'][i])
-    write_png(os.path.join(out_dir, f'parsing_{int(frame_id):05d}.png'),
-              palette[rendered['class_id'][i]])
-  waveform = val_segment(input_pipeline.load_waveform(trained.builder),
-                         frames['frame_id'], trained.scene.fps)
-  video.write_mp4(os.path.join(out_dir, 'val.mp4'), rendered['rgb'],
-                  trained.scene.fps, waveform, audio_features.SAMPLE_RATE)
-  evaluation.write_json_atomic(os.path.join(out_dir, 'metrics.json'), result)
+  if parallel.is_main_process():
+    evaluation.write_json_atomic(os.path.join(out_dir, 'metrics.json'),
+                                 result)
   return result
+
+
+def write_val_frames(trained: Trained, out_dir: str, frame_ids: np.ndarray,
+                     stream) -> list[dict[str, np.ndarray]]:
+  """Writes each val frame of `stream` as it comes: PNGs and `val.mp4`.
+
+  Returns:
+    The frames (the val split is small; they are scored afterwards).
+  """
+  palette = evaluation.parsing_palette(trained.scene.num_classes)
+  waveform = val_segment(input_pipeline.load_waveform(trained.builder),
+                         frame_ids, trained.scene.fps)
+  rendered = []
+  with video_writer(trained, os.path.join(out_dir, 'val.mp4'),
+                    len(frame_ids), waveform) as writer:
+    for i, frame in enumerate(stream):
+      frame_id = int(frame_ids[i])
+      write_png(os.path.join(out_dir, f'{frame_id:05d}.png'), frame['rgb'])
+      write_png(os.path.join(out_dir, f'parsing_{frame_id:05d}.png'),
+                palette[frame['class_id']])
+      writer.write(frame['rgb'])
+      rendered.append(frame)
+  return rendered

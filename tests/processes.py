@@ -1,4 +1,5 @@
-"""Real `train_main.py` processes for the multi-host and preemption tests.
+"""Real `train_main.py` / `render_main.py` processes for the multi-host,
+preemption and rendering tests.
 
 The test process itself already runs JAX with 4 simulated CPU devices
 (conftest.py), so a run with another device count, or one of several
@@ -21,6 +22,7 @@ from tensorboardX.proto import event_pb2
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_MAIN = os.path.join(REPO, 'train_main.py')
+RENDER_MAIN = os.path.join(REPO, 'render_main.py')
 
 
 def free_port() -> int:
@@ -57,6 +59,12 @@ def train_command(workdir, data_dir, overrides, *flags) -> list[str]:
            f'--workdir={workdir}', f'--config.data.data_dir={data_dir}'] +
           [f'--config.train.{k}={v}' for k, v in overrides.items()] +
           list(flags))
+
+
+def render_command(workdir, out, *flags) -> list[str]:
+  """`python render_main.py` on a trained workdir, writing to `out`."""
+  return [sys.executable, RENDER_MAIN, f'--workdir={workdir}', f'--out={out}',
+          *flags]
 
 
 def distributed_flags(port, num_processes, process_id) -> list[str]:

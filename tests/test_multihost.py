@@ -1,15 +1,14 @@
 """Two real processes x 2 simulated CPU devices, over 127.0.0.1 with gloo.
 
-Each process is `train_main.py` (or `render_main.py`) with
---coordinator_address, --num_processes and --process_id, training on its own
-shard of the data.  Their results must match one process with the same 4
-devices, and a dead peer must stop the other within a bounded time.
+Each process is `train_main.py` with --coordinator_address, --num_processes
+and --process_id, training on its own shard of the data.  Their results must
+match one process with the same 4 devices, and a dead peer must stop the
+other within a bounded time.  (Two `render_main.py` processes: see
+test_rendering.py.)
 """
-import json
 import os
 import re
 import signal
-import sys
 
 import jax
 import numpy as np
@@ -18,7 +17,6 @@ import pytest
 from processes import Run, distributed_flags, free_port, train_command
 import processes
 from ssp_nerf_jax import preemption
-from ssp_nerf_jax import rendering
 from ssp_nerf_jax import train
 
 # Step-by-step losses; eval (replicated rendering) and a checkpoint at the
@@ -97,26 +95,6 @@ def test_two_processes_train_like_one_with_the_same_devices(two_processes,
   assert os.path.exists(os.path.join(two, 'eval_metrics.json'))
   assert 'step 4: val psnr=' in outputs[0]
   assert 'val psnr' not in outputs[1]
-
-
-def test_two_processes_render_like_one(two_processes, tmp_path):
-  two, _ = two_processes
-  out = tmp_path / 'val'
-  runs = start_pair(tmp_path, lambda distributed: [
-      sys.executable, 'render_main.py', f'--workdir={two}', '--split=val',
-      f'--out={out}', *distributed])
-  for run in runs:
-    assert run.wait(TIMEOUT_S) == 0, run.output()[-3000:]
-  with open(out / 'metrics.json') as f:
-    metrics = json.load(f)
-  assert metrics['num_frames'] == 5
-  assert 'val: psnr=' in runs[0].output()
-  assert 'val: psnr=' not in runs[1].output()  # process 0 reports and writes
-  here_dir = tmp_path / 'here'
-  here_dir.mkdir()
-  here = rendering.render_val(rendering.load_trained(two), str(here_dir))
-  for name in ('psnr', 'ssim', 'miou'):
-    np.testing.assert_allclose(metrics[name], here[name], rtol=1e-5)
 
 
 def test_sigterm_to_one_process_stops_both_at_the_same_step(data_dir,

@@ -1,13 +1,22 @@
-"""Offline rendering: val scoring, audio -> mp4 with sound, poses, bad input."""
+"""Offline rendering: val scoring, audio -> mp4 with sound, poses, bad input,
+streaming into ffmpeg, and two render_main.py processes rendering together.
+"""
 import json
 import os
+import subprocess
+import time
 
+import imageio.v3 as iio
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
 
 from configs import tiny
+import processes
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import render_inputs
 from ssp_nerf_jax import rendering
 from ssp_nerf_jax import synthetic
@@ -42,13 +51,23 @@ def write_sine(path, seconds, rate=44_100):
   return str(path)
 
 
-def test_val_split_writes_images_video_and_finite_metrics(trained, tmp_path):
+@pytest.fixture(scope='module')
+def val_here(trained, tmp_path_factory):
+  """(out dir, metrics) of the val split rendered in this process."""
+  out = tmp_path_factory.mktemp('val_here')
+  return out, rendering.render_val(trained, str(out))
+
+
+def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
   assert trained.step == 2
-  result = rendering.render_val(trained, str(tmp_path))
+  tmp_path, result = val_here
   metrics = json.load(open(tmp_path / 'metrics.json'))
   assert metrics == result
   for name in ('psnr', 'ssim', 'miou'):
     assert np.isfinite(metrics[name]), name
+  # The benchmarks' grouped regions, all present in 11-class parsing.
+  assert set(metrics['region_psnr']) == set(metrics_lib.REGIONS)
+  assert all(np.isfinite(v) for v in metrics['region_psnr'].values())
   sync = metrics['mouth_sync']
   assert sync is None or -1 <= sync <= 1
   num_val = trained.scene.num_val
@@ -129,6 +148,12 @@ def test_poses_with_nan(trained, tmp_path):
   with pytest.raises(errors.UserError,
                      match='transforms.json: frame 1 has a non-finite value'):
     render_inputs.pose_track(str(path), trained, 5)
+
+
+def test_train_track_is_the_train_splits_poses(trained):
+  frames = input_pipeline.load_split(trained.config, trained.builder, 'train')
+  np.testing.assert_array_equal(render_inputs.train_poses(trained),
+                                frames['c2w'])
 
 
 def test_train_track_is_rigid_and_static_is_still(trained):
@@ -215,3 +240,144 @@ def test_failed_mp4_write_leaves_no_file(tmp_path):
   with pytest.raises(errors.UserError, match='clip.mp4'):
     video.write_mp4(str(path), frames, fps=0.0)
   assert not os.listdir(tmp_path)
+
+
+def gray_frames(count, height, width):
+  """uint8 [count, H, W, 3], frame i uniformly 10 + 15 i: easy to recognise
+  after lossy encoding."""
+  levels = 10 + 15 * np.arange(count, dtype=np.uint8)
+  return np.broadcast_to(levels[:, None, None, None],
+                         (count, height, width, 3)).copy()
+
+
+def decode_rgb(path, height, width):
+  """uint8 [N, height, width, 3]: the frames of a video, decoded by ffmpeg.
+
+  (Not imageio_ffmpeg.read_frames: its Popen preexec_fn makes JAX warn
+  about fork() in a multithreaded process.)
+  """
+  result = subprocess.run(
+      [imageio_ffmpeg.get_ffmpeg_exe(), '-loglevel', 'error', '-i', str(path),
+       '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+      capture_output=True, check=True)
+  return np.frombuffer(result.stdout, np.uint8).reshape(-1, height, width, 3)
+
+
+def test_streaming_writer_makes_n_frames_with_the_audio_duration(tmp_path):
+  path = tmp_path / 'clip.mp4'
+  frames = gray_frames(13, 9, 16)  # odd height: padded to 10
+  rate = 16_000
+  # 0.3 s of audio under 13 / 25 = 0.52 s of video: padded with silence.
+  tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(0.3 * rate)) / rate)
+  with video.Mp4Writer(str(path), 16, 9, 25.0, tone, rate,
+                       num_frames=len(frames)) as writer:
+    for frame in frames:
+      writer.write(frame)
+    assert not path.exists()  # nothing under the final name until the end
+  assert os.listdir(tmp_path) == ['clip.mp4']
+  num_frames, audio_s = video.probe(str(path))
+  assert num_frames == 13
+  assert audio_s == pytest.approx(13 / 25, abs=0.05)
+  decoded = decode_rgb(path, 10, 16)
+  # Every frame arrived once, in order.
+  np.testing.assert_allclose(decoded[:, :9].mean(axis=(1, 2, 3)),
+                             frames.mean(axis=(1, 2, 3)), atol=2)
+
+
+def test_exception_mid_stream_leaves_no_file(tmp_path):
+  path = tmp_path / 'clip.mp4'
+  partial = tmp_path / 'clip.mp4.partial.mp4'
+  with pytest.raises(RuntimeError, match='renderer failed'):
+    with video.Mp4Writer(str(path), 16, 16, 25.0,
+                         num_frames=10) as writer:
+      for frame in gray_frames(3, 16, 16):
+        writer.write(frame)
+      # ffmpeg has started the file: the clean-up below has work to do.
+      deadline = time.monotonic() + 30
+      while not partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+      assert partial.exists()
+      raise RuntimeError('renderer failed')
+  assert not os.listdir(tmp_path)
+
+
+def test_writer_refuses_fewer_frames_than_announced(tmp_path):
+  path = tmp_path / 'clip.mp4'
+  with pytest.raises(ValueError, match='2 frames written, 3 announced'):
+    with video.Mp4Writer(str(path), 16, 16, 25.0, np.zeros(100), 16_000,
+                         num_frames=3) as writer:
+      for frame in gray_frames(2, 16, 16):
+        writer.write(frame)
+  assert not os.listdir(tmp_path)
+
+
+def read_pngs(folder):
+  """{name: uint8 image} of the PNGs in `folder`."""
+  return {name: iio.imread(os.path.join(folder, name))
+          for name in sorted(os.listdir(folder)) if name.endswith('.png')}
+
+
+def test_two_processes_render_val_like_one(workdir, val_here, tmp_path):
+  """render_main.py as 2 processes x 2 devices (gloo over 127.0.0.1) writes
+  what this process (1 x 4 devices) wrote; only process 0 writes."""
+  here_dir, here = val_here
+  outs = [tmp_path / 'out', tmp_path / 'out_of_process_1']
+  port = processes.free_port()
+  # Process 1 gets an --out of its own, as if on another host's disk: it
+  # must stay empty (render_main only creates it, checking it is writable).
+  runs = [processes.Run(
+      processes.render_command(workdir, outs[i], '--split=val',
+                               *processes.distributed_flags(port, 2, i)),
+      num_devices=2, log_path=tmp_path / f'process_{i}.log')
+          for i in range(2)]
+  for run in runs:
+    assert run.wait(300) == 0, run.output()[-3000:]
+  assert 'val: psnr=' in runs[0].output()
+  assert 'val: psnr=' not in runs[1].output()
+  assert not os.listdir(outs[1])
+  pngs, pngs_here = read_pngs(outs[0]), read_pngs(here_dir)
+  assert sorted(pngs) == sorted(pngs_here)
+  assert len(pngs) == 2 * here['num_frames']
+  for name, image in pngs.items():
+    diff = np.abs(image.astype(int) - pngs_here[name].astype(int)).max()
+    assert diff <= 1, name
+  with open(outs[0] / 'metrics.json') as f:
+    metrics = json.load(f)
+  for name in ('psnr', 'ssim', 'miou'):
+    np.testing.assert_allclose(metrics[name], here[name], rtol=1e-4)
+  for region, value in here['region_psnr'].items():
+    np.testing.assert_allclose(metrics['region_psnr'][region], value,
+                               rtol=1e-4)
+  assert video.probe(str(outs[0] / 'val.mp4'))[0] == here['num_frames']
+
+
+class FailingRenderer:
+  """A FrameRenderer that fails at frame `fail_at`, once the mp4 being
+  written has started (ffmpeg has its first frames: the render streams)."""
+
+  def __init__(self, renderer, fail_at, partial):
+    self.renderer, self.fail_at, self.partial = renderer, fail_at, partial
+    self.calls = 0
+
+  def render(self, *args):
+    if self.calls == self.fail_at:
+      deadline = time.monotonic() + 30
+      while not self.partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+      assert self.partial.exists(), 'no frame reached ffmpeg while rendering'
+      raise RuntimeError('device lost')
+    self.calls += 1
+    return self.renderer.render(*args)
+
+
+def test_failure_mid_render_leaves_no_mp4(trained, tmp_path):
+  wav = write_sine(tmp_path / 'tone.wav', 0.4)  # 10 frames
+  out = tmp_path / 'out'
+  out.mkdir()
+  bound = rendering.make_renderer(trained)
+  failing = FailingRenderer(bound.renderer, 4, out / 'tone.mp4.partial.mp4')
+  with pytest.raises(RuntimeError, match='device lost'):
+    rendering.render_audio(trained, wav, str(out), poses='static',
+                           parsing=True, bound=bound._replace(renderer=failing))
+  assert failing.calls == 4
+  assert not os.listdir(out)  # neither mp4 nor a .partial file
