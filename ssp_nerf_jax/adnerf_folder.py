@@ -33,6 +33,7 @@ import soundfile
 from ssp_nerf_jax import audio_features
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import parsing_schemes
+from ssp_nerf_jax import rigid
 
 SPLIT_FILES = {'train': 'transforms_train.json', 'val': 'transforms_val.json'}
 IMAGE_EXTENSIONS = ('.jpg', '.png', '.jpeg')
@@ -49,7 +50,6 @@ MAX_OFF_SCHEME_FRACTION = 0.01
 MAX_CLAMPED_FRAMES = 3
 # AD-NeRF's near/far: mean camera distance from the head origin -0.2/+0.4.
 NEAR_MARGIN, FAR_MARGIN = 0.2, 0.4
-_RIGID_ATOL = 1e-3
 _MAX_LINES_PER_KIND = 10  # Report lines per kind of problem, then a count.
 
 
@@ -216,19 +216,11 @@ def read_frame(frame, where: str, problems: Problems):
 def check_transforms(records: Sequence[FrameRecord], name: str,
                      problems: Problems) -> None:
   """Records a problem for every non-finite or non-rigid transform_matrix."""
-  for record in records:
-    c2w = record.c2w.astype(np.float64)
-    where = f'{name}: img_id {record.img_id}'
-    if not np.all(np.isfinite(c2w)):
-      problems.add('transform', f'{where}: transform_matrix has non-finite '
-                   'values')
-      continue
-    rot = c2w[:3, :3]
-    if (np.abs(rot @ rot.T - np.eye(3)).max() > _RIGID_ATOL or
-        abs(np.linalg.det(rot) - 1) > _RIGID_ATOL or
-        np.abs(c2w[3] - [0, 0, 0, 1]).max() > _RIGID_ATOL):
-      problems.add('transform', f'{where}: transform_matrix is not rigid '
-                   '(rotation not orthonormal, or last row not 0 0 0 1)')
+  c2w = np.stack([record.c2w for record in records]) if records else (
+      np.zeros((0, 4, 4)))
+  for index, reason in rigid.pose_problems(c2w):
+    problems.add('transform', f'{name}: img_id {records[index].img_id}: '
+                 f'transform_matrix {reason}')
 
 
 def image_size(path: str, problems: Problems, label: str):

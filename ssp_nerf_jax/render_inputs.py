@@ -13,8 +13,8 @@ import numpy as np
 from ssp_nerf_jax import audio_features
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import rigid
 
-_RIGID_ATOL = 1e-3
 _SILENCE = 1e-4  # Peak amplitude below which audio counts as silent.
 
 
@@ -119,19 +119,10 @@ def check_rigid(c2w: np.ndarray, source: str) -> None:
   if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or not len(c2w):
     raise errors.UserError(f'{source}: expected 4x4 matrices, got shape '
                            f'{c2w.shape}')
-  bad = np.flatnonzero(~np.all(np.isfinite(c2w), axis=(1, 2)))
-  if bad.size:
-    raise errors.UserError(f'{source}: frame {bad[0]} has a non-finite '
-                           f'value (e.g. {c2w[bad[0]][~np.isfinite(c2w[bad[0]])][0]})')
-  rot = c2w[:, :3, :3]
-  orthogonal = np.abs(rot @ np.swapaxes(rot, 1, 2) - np.eye(3)).max((1, 2))
-  ok = ((orthogonal < _RIGID_ATOL) &
-        (np.abs(np.linalg.det(rot) - 1) < _RIGID_ATOL) &
-        np.all(np.abs(c2w[:, 3] - [0, 0, 0, 1]) < _RIGID_ATOL, axis=1))
-  if not ok.all():
-    i = int(np.flatnonzero(~ok)[0])
-    raise errors.UserError(f'{source}: frame {i} is not a rigid transform '
-                           '(rotation not orthonormal or last row not 0 0 0 1)')
+  problems = rigid.pose_problems(c2w)
+  if problems:
+    index, reason = problems[0]
+    raise errors.UserError(f'{source}: frame {index} {reason}')
 
 
 def load_transforms(path: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Training: state, loss, the data-parallel train step, and the loop.
+"""Training: state, the data-parallel train step, and the loop.
 
 The train step is one pure function, jitted over a `jax.shard_map` on the
 ('data',) mesh: each device takes its own frames, draws its own rays from
@@ -24,12 +24,12 @@ from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import losses
 from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import preemption
 from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import rays as rays_lib
-from ssp_nerf_jax import render
 from ssp_nerf_jax.models import portrait
 from ssp_nerf_jax.models import torso_warp
 
@@ -176,66 +176,6 @@ def draw_rays(frame_keys, batch, scene_arrays, class_loss, use_loss, *,
   return jax.vmap(one_frame)(frame_keys, frames)
 
 
-def render_losses(outputs, targets, semantic_weight):
-  """Photometric + parsing losses of one level-pair (coarse and fine).
-
-  Args:
-    outputs: model outputs {'coarse'|'fine': {'rgb' [F,R,3], 'acc' [F,R],
-      'semantics' [F,R,K]}}.
-    targets: from `draw_rays`.
-  Returns:
-    (total loss, dict of per-ray fine squared error [F,R] and scalar terms).
-  """
-  terms = {}
-  for level in ('coarse', 'fine'):
-    out = outputs[level]
-    rgb = render.composite(out['rgb'], out['acc'], targets['background'])
-    sq_err = jnp.mean((rgb - targets['rgb'])**2, axis=-1)
-    log_probs = jnp.log(jnp.clip(out['semantics'], 1e-6, 1.0))
-    cross_ent = -jnp.take_along_axis(
-        log_probs, targets['class_id'][..., None], axis=-1)[..., 0]
-    terms[f'mse_{level}'] = jnp.mean(sq_err)
-    terms[f'ce_{level}'] = jnp.mean(cross_ent)
-    if level == 'fine':
-      terms['sq_err_fine'] = sq_err
-  loss = (terms['mse_coarse'] + terms['mse_fine'] + semantic_weight *
-          (terms['ce_coarse'] + terms['ce_fine']))
-  return loss, terms
-
-
-def warp_losses(outputs, class_id, body_classes):
-  """The torso warp's regularisers (see models/torso_warp.py).
-
-  Args:
-    outputs: model outputs with per-ray 'blend' and 'offset_sq' [F, R].
-    class_id: int [F, R] ground-truth classes of the rays (0: background).
-    body_classes: K bools, True for classes that move with the body.
-  Returns:
-    dict of scalars: blend_{level}, the binary cross-entropy of each
-    ray's blend against "is a body class" (zero for background rays),
-    averaged over all rays, and offset_{level}, the mean squared residual
-    offset.
-  """
-  is_body = jnp.asarray(body_classes, jnp.float32)[class_id]
-  # Background rays carry no target: whatever they pass is not seen.  (A
-  # mean over all rays, not over the counted ones: per-device means of equal
-  # ray counts average to the global mean, whatever the device count.)
-  counted = (class_id != 0).astype(jnp.float32)
-  terms = {}
-  for level in ('coarse', 'fine'):
-    blend = jnp.clip(outputs[level]['blend'], 1e-4, 1 - 1e-4)
-    bce = -(is_body * jnp.log(blend) + (1 - is_body) * jnp.log1p(-blend))
-    terms[f'blend_{level}'] = jnp.mean(bce * counted)
-    terms[f'offset_{level}'] = jnp.mean(outputs[level]['offset_sq'])
-  return terms
-
-
-def class_sums(values, class_id, num_classes):
-  """Per-class (sum of values, count) over rays: ([K], [K])."""
-  one_hot = jax.nn.one_hot(class_id.reshape(-1), num_classes)
-  return values.reshape(-1) @ one_hot, jnp.sum(one_hot, axis=0)
-
-
 def split_rays(tree, num_chunks):
   """[F, R, ...] leaves -> [num_chunks, F, R / num_chunks, ...]."""
   def split(x):
@@ -316,11 +256,11 @@ def make_train_step(config, model, tx, scene, mesh):
           render_keys[:, 0], chunk_index)
       outputs = jax.vmap(render_frame, in_axes=(None, 0, 0, 0, 0))(
           params, chunk_rays, batch['audio'], batch['c2w'], keys)
-      loss, terms = render_losses(outputs, chunk_targets,
-                                  config.train.semantic_weight)
+      loss, terms = losses.render_losses(outputs, chunk_targets,
+                                         config.train.semantic_weight)
       if model.torso_warp:
-        warp_terms = warp_losses(outputs, chunk_targets['class_id'],
-                                 body_classes)
+        warp_terms = losses.warp_losses(outputs, chunk_targets['class_id'],
+                                        body_classes)
         loss += config.train.warp_blend_weight * (
             warp_terms['blend_coarse'] + warp_terms['blend_fine'])
         loss += config.train.warp_offset_weight * (
@@ -338,17 +278,18 @@ def make_train_step(config, model, tx, scene, mesh):
       return jax.tree.map(jnp.add, grads, chunk_grads), (loss, terms)
 
     zeros = jax.tree.map(jnp.zeros_like, local_params)
-    grads, (losses, terms) = lax.scan(
+    grads, (chunk_losses, terms) = lax.scan(
         accumulate, zeros,
         (split_rays(rays, num_chunks), split_rays(targets, num_chunks),
          jnp.arange(num_chunks)))
     grads = lax.pmean(jax.tree.map(lambda g: g / num_chunks, grads),
                       parallel.DATA_AXIS)
-    loss = lax.pmean(jnp.mean(losses), parallel.DATA_AXIS)
+    loss = lax.pmean(jnp.mean(chunk_losses), parallel.DATA_AXIS)
     sq_err_fine = merge_rays(terms.pop('sq_err_fine'))
     terms = jax.tree.map(jnp.mean, terms)
 
-    err_sum, counts = class_sums(sq_err_fine, targets['class_id'], num_classes)
+    err_sum, counts = losses.class_sums(sq_err_fine, targets['class_id'],
+                                        num_classes)
     err_sum, counts = lax.psum((err_sum, counts), parallel.DATA_AXIS)
     class_loss = err_sum / jnp.maximum(counts, 1.0)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

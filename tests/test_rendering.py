@@ -146,7 +146,7 @@ def test_poses_with_nan(trained, tmp_path):
   path.write_text(json.dumps({'frames': [{'transform_matrix': np.eye(
       4).tolist()}, {'transform_matrix': matrix}]}))
   with pytest.raises(errors.UserError,
-                     match='transforms.json: frame 1 has a non-finite value'):
+                     match='transforms.json: frame 1 has non-finite values'):
     render_inputs.pose_track(str(path), trained, 5)
 
 
@@ -169,8 +169,8 @@ def test_non_rigid_poses_are_rejected(trained, tmp_path):
   scaled[3][3] = 1.0
   path = tmp_path / 'scaled.json'
   path.write_text(json.dumps({'frames': [{'transform_matrix': scaled}]}))
-  with pytest.raises(errors.UserError, match='scaled.json: frame 0 is not a '
-                     'rigid transform'):
+  with pytest.raises(errors.UserError, match='scaled.json: frame 0 is not '
+                     'rigid'):
     render_inputs.load_transforms(str(path))
 
 

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import tiny
+from ssp_nerf_jax import losses
 from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import synthetic
-from ssp_nerf_jax import train
 from ssp_nerf_jax.benchmarks import ablation
 from ssp_nerf_jax.models import portrait
 from ssp_nerf_jax.models import torso_warp
@@ -108,7 +108,7 @@ def test_blend_supervision_pulls_head_rays_to_zero_and_body_rays_to_one():
 
   def loss(blend):
     level = {'blend': blend, 'offset_sq': jnp.zeros_like(blend)}
-    terms = train.warp_losses({'coarse': level, 'fine': level}, class_id, body)
+    terms = losses.warp_losses({'coarse': level, 'fine': level}, class_id, body)
     return terms['blend_fine']
 
   grad = jax.grad(loss)(jnp.full((1, 3), 0.5))

@@ -10,6 +10,7 @@ import pytest
 
 from configs import tiny
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import losses
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import train
 from ssp_nerf_jax.benchmarks import fake_data
@@ -95,7 +96,7 @@ def test_render_losses_against_hand_computation():
   targets = {'rgb': rng.uniform(size=(1, 2, 3)).astype(np.float32),
              'background': rng.uniform(size=(1, 2, 3)).astype(np.float32),
              'class_id': np.array([[0, 2]])}
-  loss, terms = train.render_losses(outputs, targets, 0.5)
+  loss, terms = losses.render_losses(outputs, targets, 0.5)
   expected = 0.0
   for name in ('coarse', 'fine'):
     out = outputs[name]

@@ -25,7 +25,7 @@ reference frame).
 Why the head stays rigid:
   * b starts near 0 everywhere (output bias -4.6: b = 0.01), so training
     starts from the unwarped field;
-  * the parsing supervises b (see `train.warp_losses`): along rays whose
+  * the parsing supervises b (see `losses.warp_losses`): along rays whose
     ground-truth class is a head class the expected blend sum_i w_i b_i is
     pulled to 0, along neck/torso rays to 1 (w_i held fixed: the blend must
     not reshape the geometry to satisfy this);

@@ -1,0 +1,35 @@
+"""Checks that camera poses are finite rigid transforms.
+
+Poses reach us from transforms.json files (datasets and render tracks);
+one bad matrix would silently skew every ray of its frame, so both readers
+validate with the same rule here.
+"""
+import numpy as np
+
+# Tolerance on R R^T = I, det R = 1 and the last row 0 0 0 1: float32
+# poses written with ~6 significant digits pass, hand-edited ones do not.
+ATOL = 1e-3
+
+
+def pose_problems(c2w) -> list[tuple[int, str]]:
+  """The bad matrices of a [N, 4, 4] stack, as (index, reason), in order.
+
+  Reason completes a sentence about the matrix: 'has non-finite values' or
+  'is not rigid (...)'.  An empty list means every pose is usable.
+  """
+  c2w = np.asarray(c2w, np.float64)
+  finite = np.all(np.isfinite(c2w), axis=(1, 2))
+  safe = np.where(finite[:, None, None], c2w, np.eye(4))
+  rot = safe[:, :3, :3]
+  rigid = ((np.abs(rot @ np.swapaxes(rot, 1, 2) - np.eye(3)).max((1, 2)) <
+            ATOL) &
+           (np.abs(np.linalg.det(rot) - 1) < ATOL) &
+           (np.abs(safe[:, 3] - [0, 0, 0, 1]).max(1) < ATOL))
+  problems = []
+  for i in range(len(c2w)):
+    if not finite[i]:
+      problems.append((i, 'has non-finite values'))
+    elif not rigid[i]:
+      problems.append((i, 'is not rigid (rotation not orthonormal, or last '
+                          'row not 0 0 0 1)'))
+  return problems
