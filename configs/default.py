@@ -29,6 +29,11 @@ def get_config():
   # 29]), aud_ds.npy / aud_eo.npy (RAD-NeRF), aud_hu.npy (ER-NeRF HuBERT
   # [N, 2, 1024]); audio_dim must then equal its last axis.
   config.data.audio_file = ''
+  # Video settings (builder_config 'video', configs/video.py): a talking-head
+  # video, preprocessed on first use into <data_dir>/videos/ (keyed by its
+  # content hash) and then read like a processed folder.
+  config.data.video = ''
+  config.data.video_size = 512  # side of the preprocessed square frames, px
   # Audio features: 16 steps of 20 ms per video frame, C features per step.
   config.data.audio_feature = 'logmel'  # 'logmel' or 'mfcc'
   config.data.audio_dim = 29

@@ -6,6 +6,8 @@ Command line, from the repository root (the config files import `configs`):
       [--config.data.size=48 ...]
   python -m ssp_nerf_jax.data --config=configs/adnerf.py:cpu \
       --config.data.path=PROCESSED_FOLDER
+  python -m ssp_nerf_jax.data --config=configs/video.py:cpu \
+      --config.data.video=clip.mp4
 
 It builds the dataset unless it is already there and prints one line:
 frames per split, frame size and the folder.  Bad settings end with one
@@ -45,6 +47,34 @@ def resolve_data_dir(config) -> str:
   return os.path.abspath(os.path.expanduser(data_dir))
 
 
+def resolve_video(config, data_dir: Optional[str] = None):
+  """`config` itself, or for builder_config 'video' a copy reading the
+  video's processed folder (builder_config 'adnerf', data.path = the
+  folder), preprocessing the video first if its folder is not cached.
+
+  The folder is `<data_dir>/videos/video-<content hash>-<size>px`; process
+  0 makes it first, as `build_dataset` builds.
+  """
+  if config.data.builder_config != 'video':
+    return config
+  video = config.data.get('video', '')
+  if not video:
+    raise portrait_dataset.DatasetError(
+        'config.data.video must name the video (--config.data.video=clip.mp4)')
+  from ssp_nerf_jax.preprocess import pipeline  # pylint: disable=g-import-not-at-top
+  root = os.path.join(data_dir or resolve_data_dir(config), 'videos')
+  size = config.data.get('video_size', pipeline.DEFAULT_SIZE)
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      pipeline.cached_folder(video, root, size)
+    multihost_utils.sync_global_devices('ssp_nerf_jax.data.resolve_video')
+  folder = pipeline.cached_folder(video, root, size)
+  config = config.copy_and_resolve_references()
+  config.data.builder_config = 'adnerf'
+  config.data.path = folder
+  return config
+
+
 def build_dataset(config, data_dir: Optional[str] = None):
   """Returns the builder for `config.data`, building the data if needed.
 
@@ -59,6 +89,7 @@ def build_dataset(config, data_dir: Optional[str] = None):
   Raises:
     portrait_dataset.DatasetError: invalid settings or unusable data_dir.
   """
+  config = resolve_video(config, data_dir)
   builder_config = portrait_dataset.config_from_data_config(config.data)
   data_dir = data_dir or resolve_data_dir(config)
   if jax.process_count() == 1:

@@ -33,6 +33,7 @@ from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import lipsync
 from ssp_nerf_jax import metrics
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import render_inputs
@@ -325,12 +326,25 @@ def mouth_area(class_ids: np.ndarray, class_names) -> Optional[np.ndarray]:
   return None if mask is None else mask.sum(axis=(1, 2)).astype(np.float64)
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-  """Pearson correlation of two [N] series; NaN if either is constant."""
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  if len(a) < 2 or a.std() == 0 or b.std() == 0:
-    return float('nan')
-  return float(np.corrcoef(a, b)[0, 1])
+def mouth_area_sync(pred_ids: np.ndarray, true_ids: np.ndarray,
+                    class_names) -> Optional[float]:
+  """Pearson correlation over frames of the rendered vs true mouth area.
+
+  Needs true parsing (synthetic data, processed folders), unlike the
+  landmark `mouth_sync` of `lipsync.score`.
+
+  Args:
+    pred_ids, true_ids: int [N, H, W] rendered / true parsing.
+    class_names: the dataset's class names.
+  Returns:
+    In [-1, 1]; None if the parsing has no mouth classes (4-class data) or
+    either area is constant over the frames.
+  """
+  rendered = mouth_area(pred_ids, class_names)
+  if rendered is None:
+    return None
+  sync = lipsync.pearson(rendered, mouth_area(true_ids, class_names))
+  return None if np.isnan(sync) else sync
 
 
 def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
@@ -343,22 +357,31 @@ def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
 
 
 def score_val(trained: Trained, frames, rendered) -> dict:
-  """metrics.json payload: psnr, ssim, region_psnr, miou, mouth_sync."""
+  """metrics.json payload of the val split.
+
+  Args:
+    trained: from `load_trained`.
+    frames: the val split (`input_pipeline.load_split`): 'image' uint8
+      [N, H, W, 3], 'parsing' uint8 [N, H, W].
+    rendered: `stack_frames` of `iter_frames(..., keep_float=True)`.
+  Returns:
+    step, num_frames, psnr, ssim, region_psnr, miou; the landmark metrics
+    lmd, mouth_sync and landmark_frames (`lipsync.score`; None without a
+    face in any frame); mouth_area_sync (`mouth_area_sync`).
+  """
   rgb = rendered['rgb_float']
   class_names = trained.scene.class_names
   scores = evaluation.frame_scores(rgb, frames['image'], rendered['class_id'],
                                    frames['parsing'], class_names)
-  rendered_area = mouth_area(rendered['class_id'], class_names)
-  sync = (float('nan') if rendered_area is None else
-          pearson(rendered_area, mouth_area(frames['parsing'], class_names)))
   return {
       'step': trained.step, 'num_frames': int(len(rgb)),
       'psnr': scores['psnr'], 'ssim': scores['ssim'],
       'region_psnr': scores['region_psnr'],
       'miou': scores['miou'],
-      # None (null) when a mouth area is constant over the frames or the
-      # parsing has no mouth classes.
-      'mouth_sync': None if np.isnan(sync) else sync,
+      # Landmarks of the uint8 frames that val.mp4 shows, as a viewer sees.
+      **lipsync.score(rendered['rgb'], frames['image']),
+      'mouth_area_sync': mouth_area_sync(rendered['class_id'],
+                                         frames['parsing'], class_names),
   }
 
 
@@ -390,6 +413,18 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
     evaluation.write_json_atomic(os.path.join(out_dir, 'metrics.json'),
                                  result)
   return result
+
+
+def val_summary(result: dict) -> str:
+  """One line of `score_val`'s main figures (null ones as 'n/a')."""
+  def figure(name, spec):
+    value = result[name]
+    return f'{name}=' + ('n/a' if value is None else format(value, spec))
+  return ' '.join([
+      figure('psnr', '.2f'), figure('ssim', '.4f'), figure('miou', '.4f'),
+      figure('lmd', '.3f'), figure('mouth_sync', '.3f'),
+      f'landmark_frames={result["landmark_frames"]}/{result["num_frames"]}',
+      figure('mouth_area_sync', '.3f')])
 
 
 def write_val_frames(trained: Trained, out_dir: str, frame_ids: np.ndarray,

@@ -354,6 +354,9 @@ def train_and_evaluate(config, workdir):
       was saved first.
   """
   validate_config(config)
+  # A video is preprocessed (once) here, so that the config saved in the
+  # workdir names its processed folder and renders need not redo it.
+  config = data.resolve_video(config)
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:

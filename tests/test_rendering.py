@@ -68,8 +68,15 @@ def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
   # The benchmarks' grouped regions, all present in 11-class parsing.
   assert set(metrics['region_psnr']) == set(metrics_lib.REGIONS)
   assert all(np.isfinite(v) for v in metrics['region_psnr'].values())
-  sync = metrics['mouth_sync']
-  assert sync is None or -1 <= sync <= 1
+  # The untrained model's renders may show no face: the landmark metrics
+  # are then null, but they are always reported.
+  assert 0 <= metrics['landmark_frames'] <= trained.scene.num_val
+  if metrics['landmark_frames']:
+    assert metrics['lmd'] >= 0
+  else:
+    assert metrics['lmd'] is None and metrics['mouth_sync'] is None
+  for name in ('mouth_sync', 'mouth_area_sync'):
+    assert metrics[name] is None or -1 <= metrics[name] <= 1, name
   num_val = trained.scene.num_val
   pngs = [n for n in os.listdir(tmp_path) if n.endswith('.png')]
   assert len(pngs) == 2 * num_val
@@ -98,16 +105,35 @@ def test_pingpong_indices():
   np.testing.assert_array_equal(render_inputs.pose_track_pingpong(1, 3), [0, 0, 0])
 
 
-def test_mouth_sync_is_pearson_of_mouth_area():
+def test_mouth_area_sync_is_pearson_of_mouth_area():
   truth = np.zeros((3, 4, 4), np.uint8)
   truth[1, 0, :2] = 7
   truth[2, :2, :2] = 6
   names = synthetic.CLASS_NAMES
   np.testing.assert_array_equal(rendering.mouth_area(truth, names), [0, 2, 4])
-  assert rendering.mouth_area(truth, ('background', 'head', 'neck',
-                                      'torso')) is None
-  assert rendering.pearson([0, 2, 4], [1, 2, 3]) == pytest.approx(1.0)
-  assert np.isnan(rendering.pearson([1, 1, 1], [1, 2, 3]))
+  four_classes = ('background', 'head', 'neck', 'torso')
+  assert rendering.mouth_area(truth, four_classes) is None
+  assert rendering.mouth_area_sync(truth, truth, names) == pytest.approx(1.0)
+  assert rendering.mouth_area_sync(truth[::-1], truth,
+                                   names) == pytest.approx(-1.0)
+  assert rendering.mouth_area_sync(truth, truth, four_classes) is None
+  # A constant mouth area has no correlation.
+  assert rendering.mouth_area_sync(np.zeros_like(truth), truth, names) is None
+
+
+def test_a_perfect_render_scores_lmd_zero_and_full_sync(trained):
+  """score_val's landmark metrics on the val frames themselves: the real
+  frames (32 px synthetic faces) have faces, unlike the tiny renders."""
+  frames = input_pipeline.load_split(trained.config, trained.builder, 'val')
+  perfect = {'rgb': frames['image'], 'class_id': frames['parsing'],
+             'rgb_float': frames['image'].astype(np.float32) / 255}
+  result = rendering.score_val(trained, frames, perfect)
+  assert 1 <= result['landmark_frames'] <= len(frames['image'])
+  assert result['lmd'] == 0
+  assert result['mouth_sync'] is None or result['mouth_sync'] == (
+      pytest.approx(1.0))
+  assert result['mouth_area_sync'] == pytest.approx(1.0)
+  assert 'landmark_frames=' in rendering.val_summary(result)
 
 
 def test_missing_or_empty_workdir(tmp_path):
@@ -333,6 +359,7 @@ def test_two_processes_render_val_like_one(workdir, val_here, tmp_path):
   for run in runs:
     assert run.wait(300) == 0, run.output()[-3000:]
   assert 'val: psnr=' in runs[0].output()
+  assert ' lmd=' in runs[0].output()
   assert 'val: psnr=' not in runs[1].output()
   assert not os.listdir(outs[1])
   pngs, pngs_here = read_pngs(outs[0]), read_pngs(here_dir)
@@ -343,6 +370,7 @@ def test_two_processes_render_val_like_one(workdir, val_here, tmp_path):
     assert diff <= 1, name
   with open(outs[0] / 'metrics.json') as f:
     metrics = json.load(f)
+  assert set(metrics) == set(here)
   for name in ('psnr', 'ssim', 'miou'):
     np.testing.assert_allclose(metrics[name], here[name], rtol=1e-4)
   for region, value in here['region_psnr'].items():

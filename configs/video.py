@@ -1,0 +1,25 @@
+"""Train on a talking-head video: preprocessed on first use, then trained.
+
+  python train_main.py --config=configs/video.py:cpu --config.data.video=clip.mp4
+  python train_main.py --config=configs/video.py --config.data.video=clip.mp4
+
+The video is preprocessed once (`python -m ssp_nerf_jax.preprocess` does the
+same by hand) into `<data_dir>/videos/`, keyed by its content hash, into
+square frames of `config.data.video_size` px; the folder is then read like
+an AD-NeRF/SSP-NeRF processed folder (configs/adnerf.py).  The plain config
+is the accelerator starting point (paper-scale model at the preprocessed
+size); `:cpu` is a laptop trial: the synthetic demo's model and step
+budget on frames resized to 96 px.
+"""
+from configs import adnerf
+
+
+def get_config(config_string=None):
+  """`config_string`: None/'' (accelerator) or 'cpu'."""
+  if config_string not in (None, '', 'cpu'):
+    raise ValueError(f"configs/video.py takes '' or ':cpu', got "
+                     f'{config_string!r}')
+  config = adnerf.get_config(config_string)
+  config.data.builder_config = 'video'
+  config.data.video = ''  # required: --config.data.video=clip.mp4
+  return config

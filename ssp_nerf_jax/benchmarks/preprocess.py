@@ -1,0 +1,131 @@
+"""Video preprocessing against exact ground truth, as one JSON line.
+
+  python -m ssp_nerf_jax.benchmarks.preprocess --size=256 --duration_s=10 \
+      --out=DIR
+
+Renders a synthetic talking-portrait clip with its audio to mp4 (the
+generator's head moves with a real tracked head-pose track), preprocesses
+the mp4 like a user's video, and compares what came out with the truth:
+head rotation error per frame after one global rotation between the two
+head frames (median, 95th percentile), the focal length, and the 11-class
+parsing (mean IoU, IoU of the mouth region = lips + mouth interior).
+"""
+import json
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+from PIL import Image
+
+from ssp_nerf_jax import adnerf_folder
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import metrics
+from ssp_nerf_jax import parsing_schemes
+from ssp_nerf_jax import synthetic
+from ssp_nerf_jax import video
+from ssp_nerf_jax.preprocess import landmarks
+from ssp_nerf_jax.preprocess import pipeline
+from ssp_nerf_jax.preprocess import pose_fit
+
+_MOUTH = (synthetic.CLASS_NAMES.index('lips'),
+          synthetic.CLASS_NAMES.index('mouth'))
+
+
+def write_clip(clip: synthetic.Clip, path: str) -> str:
+  """The clip as H.264 mp4 with its audio (what a user would have)."""
+  return video.write_mp4(path, clip.images, clip.fps, clip.audio,
+                         clip.sample_rate)
+
+
+def crop_truth(parsing: np.ndarray, crop, size: int) -> np.ndarray:
+  """Ground-truth class ids [N, H, W] cropped and resized (nearest) like
+  the preprocessed frames."""
+  x, y, side = crop
+  return np.stack([np.asarray(Image.fromarray(ids[y:y + side, x:x + side])
+                              .resize((size, size), Image.Resampling.NEAREST))
+                   for ids in parsing])
+
+
+def iou(pred: np.ndarray, true: np.ndarray) -> float:
+  union = np.count_nonzero(pred | true)
+  return float(np.count_nonzero(pred & true) / union) if union else float(
+      'nan')
+
+
+def compare(folder: str, clip: synthetic.Clip) -> dict:
+  """Pose, focal and parsing figures of a processed folder against `clip`."""
+  with open(os.path.join(folder, pipeline.INFO_FILE)) as f:
+    info = json.load(f)
+  meta = {}
+  for split in ('train', 'val'):
+    with open(os.path.join(folder, pipeline.TRANSFORMS[split])) as f:
+      meta[split] = json.load(f)
+  frames = meta['train']['frames'] + meta['val']['frames']
+  c2w = np.array([fr['transform_matrix'] for fr in frames], np.float64)
+  errors_deg = pose_fit.rotation_errors_deg(c2w, clip.c2w.astype(np.float64))
+  crop = (info['crop']['x'], info['crop']['y'], info['crop']['side'])
+  truth = crop_truth(clip.parsing, crop, info['size'])
+  scheme = parsing_schemes.SCHEMES['ssp']
+  pred = np.stack([parsing_schemes.parsing_ids(adnerf_folder.read_rgb(
+      os.path.join(folder, 'parsing', f'{i}.png')), scheme)
+                   for i in range(len(frames))])
+  true_focal = clip.focal * info['scale']
+  return {
+      'frames': len(frames),
+      'rotation_error_deg': {
+          'median': float(np.median(errors_deg)),
+          'p95': float(np.percentile(errors_deg, 95)),
+          'max': float(errors_deg.max())},
+      'focal': {'estimated': info['focal'], 'true': true_focal,
+                'relative_error': info['focal'] / true_focal - 1},
+      'parsing': {
+          'miou': metrics.mean_iou(pred, truth, len(synthetic.CLASS_NAMES)),
+          'mouth_iou': iou(np.isin(pred, _MOUTH), np.isin(truth, _MOUTH)),
+          'class_iou': {name: iou(pred == k, truth == k) for k, name in
+                        enumerate(synthetic.CLASS_NAMES)}},
+      'preprocess_seconds': info['seconds'],
+  }
+
+
+def run(size: int, duration_s: float, seed: int, out: str) -> dict:
+  clip = synthetic.generate_clip(size=size, duration_s=duration_s, seed=seed)
+  os.makedirs(out, exist_ok=True)
+  mp4 = write_clip(clip, os.path.join(out, 'synthetic.mp4'))
+  folder = os.path.join(out, 'processed')
+  tick = time.perf_counter()
+  pipeline.preprocess_video(mp4, folder, size)
+  result = {'benchmark': 'preprocess', 'size': size,
+            'duration_s': duration_s, 'seed': seed,
+            'wall_s': time.perf_counter() - tick}
+  result.update(compare(folder, clip))
+  return result
+
+
+_SIZE = flags.DEFINE_integer('size', 256, 'Clip size (px), also the output.')
+_DURATION = flags.DEFINE_float('duration_s', 10.0, 'Clip length (s).')
+_SEED = flags.DEFINE_integer('seed', 0, 'Synthetic clip seed.')
+_OUT = flags.DEFINE_string('out', None, 'Folder for the mp4 and the output '
+                           '(its processed/ must not exist).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  landmarks.quiet_native_logs()
+  if not _OUT.value:
+    sys.exit('error: --out is required')
+  try:
+    result = run(_SIZE.value, _DURATION.value, _SEED.value, _OUT.value)
+  except errors.UserError as e:
+    sys.exit(f'error: {e}')
+  print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

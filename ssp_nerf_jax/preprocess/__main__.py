@@ -1,0 +1,43 @@
+"""python -m ssp_nerf_jax.preprocess --video=clip.mp4 --out=DIR [--size=512]
+
+Writes a processed folder that `configs/adnerf.py` (or `configs/video.py`)
+trains on, and prints one summary line.  Bad input ends with one
+`error: ...` line and exit status 1, and no folder is left behind.
+"""
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from ssp_nerf_jax import errors
+from ssp_nerf_jax.preprocess import landmarks
+from ssp_nerf_jax.preprocess import pipeline
+
+_VIDEO = flags.DEFINE_string('video', None, 'Talking-head video (with audio).')
+_OUT = flags.DEFINE_string('out', None, 'Folder to create (absent or empty).')
+_SIZE = flags.DEFINE_integer('size', pipeline.DEFAULT_SIZE,
+                             'Side of the square output frames, px.')
+_SMOOTHING = flags.DEFINE_float(
+    'smoothing', 2.0, 'Temporal smoothing of head poses (Gaussian sigma in '
+    'frames, centred: no lag; 0 = none).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  landmarks.quiet_native_logs()
+  if not _VIDEO.value or not _OUT.value:
+    sys.exit('error: --video and --out are required')
+  try:
+    summary = pipeline.preprocess_video(_VIDEO.value, _OUT.value, _SIZE.value,
+                                        _SMOOTHING.value)
+  except errors.UserError as e:
+    sys.exit(f'error: {e}')
+  print(summary.line(), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

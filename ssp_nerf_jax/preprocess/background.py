@@ -1,0 +1,68 @@
+"""The static background plate, from pixels seen as background.
+
+Each pixel is the median of its colour over the sampled frames in which
+the person mask leaves it uncovered.  Pixels the person covers in every
+sample (usually behind the torso) are inpainted; the NeRF renders over
+them wherever the person is, so only the torso's moving edge sees them.
+"""
+import warnings
+
+import cv2
+import numpy as np
+
+# A pixel counts as background where the person probability is below
+# this, after growing the person by DILATE_FRACTION of the image size
+# (segmentation edges are soft and hair is thin).
+PERSON_THRESHOLD = 0.2
+DILATE_FRACTION = 0.02
+# Inpainting runs at this size and is upsampled into the unseen area: the
+# fill is smooth anyway, and full-size Telea on half the image is slow.
+INPAINT_SIZE = 128
+
+
+def background_mask(person: np.ndarray) -> np.ndarray:
+  """bool [H, W]: True where a pixel shows background for sure."""
+  size = max(1, int(round(DILATE_FRACTION * max(person.shape))))
+  kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                     (2 * size + 1, 2 * size + 1))
+  covered = cv2.dilate((person >= PERSON_THRESHOLD).astype(np.uint8), kernel)
+  return covered == 0
+
+
+def plate(frames: np.ndarray, persons: np.ndarray):
+  """(plate uint8 [H, W, 3], unseen fraction).
+
+  Args:
+    frames: uint8 [K, H, W, 3] sampled frames.
+    persons: float [K, H, W] their person probabilities.
+  """
+  seen = np.stack([background_mask(p) for p in persons])  # [K, H, W]
+  stack = np.where(seen[..., None], frames.astype(np.float32), np.nan)
+  with warnings.catch_warnings():  # all-NaN pixels: handled below
+    warnings.simplefilter('ignore', RuntimeWarning)
+    median = np.nanmedian(stack, axis=0)
+  unseen = ~seen.any(axis=0)
+  result = np.nan_to_num(median).astype(np.uint8)
+  if unseen.any():
+    result = fill(result, unseen)
+  return result, float(unseen.mean())
+
+
+def fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+  """`image` with the `hole` pixels inpainted (OpenCV Telea)."""
+  height, width = hole.shape
+  scale = INPAINT_SIZE / max(height, width)
+  small_hw = (max(1, int(round(width * scale))),
+              max(1, int(round(height * scale))))
+  small = cv2.resize(image, small_hw, interpolation=cv2.INTER_AREA)
+  # Area-averaging blends the hole's placeholder into the pixels around
+  # it: grow the small hole by a pixel so that those are filled too.
+  small_hole = cv2.dilate(
+      cv2.resize(hole.astype(np.uint8), small_hw,
+                 interpolation=cv2.INTER_AREA), np.ones((3, 3), np.uint8))
+  small_hole = (small_hole > 0).astype(np.uint8)
+  if small_hole.all():  # nothing seen at all: a neutral grey plate
+    return np.full_like(image, 128)
+  filled = cv2.inpaint(small, small_hole, 3, cv2.INPAINT_TELEA)
+  filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
+  return np.where(hole[..., None], filled, image)
