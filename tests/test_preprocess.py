@@ -56,8 +56,9 @@ def test_folder_is_read_by_the_adnerf_reader(processed):
     frame = json.load(f)['frames'][0]
   assert 0.0 < frame['eye_openness'] < 1.0
   assert len(frame['face_rect']) == 4
-  assert 'x=' not in summary.line() and f'{summary.num_frames} frames' in (
-      summary.line())
+  line = summary.line()
+  assert f'{summary.num_frames} frames (25.00 -> 25 fps)' in line
+  assert f'-> {SIZE} px' in line and 'focal' in line
 
 
 def test_matches_ground_truth(processed, clip):
