@@ -105,11 +105,14 @@ def run(size: int, duration_s: float, seed: int, out: str) -> dict:
   return result
 
 
-_SIZE = flags.DEFINE_integer('size', 256, 'Clip size (px), also the output.')
-_DURATION = flags.DEFINE_float('duration_s', 10.0, 'Clip length (s).')
-_SEED = flags.DEFINE_integer('seed', 0, 'Synthetic clip seed.')
-_OUT = flags.DEFINE_string('out', None, 'Folder for the mp4 and the output '
-                           '(its processed/ must not exist).')
+def define_flags():
+  """Defined only when run as a program: tests import this module next to
+  entry points that define their own --out."""
+  flags.DEFINE_integer('size', 256, 'Clip size (px), also the output.')
+  flags.DEFINE_float('duration_s', 10.0, 'Clip length (s).')
+  flags.DEFINE_integer('seed', 0, 'Synthetic clip seed.')
+  flags.DEFINE_string('out', None, 'Folder for the mp4 and the output (its '
+                      'processed/ must not exist).')
 
 
 def main(argv):
@@ -118,14 +121,16 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   landmarks.quiet_native_logs()
-  if not _OUT.value:
+  args = flags.FLAGS
+  if not args.out:
     sys.exit('error: --out is required')
   try:
-    result = run(_SIZE.value, _DURATION.value, _SEED.value, _OUT.value)
+    result = run(args.size, args.duration_s, args.seed, args.out)
   except errors.UserError as e:
     sys.exit(f'error: {e}')
   print(json.dumps(result), flush=True)
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
