@@ -27,7 +27,6 @@ from ssp_nerf_jax import metrics
 from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import synthetic
 from ssp_nerf_jax import video
-from ssp_nerf_jax.preprocess import landmarks
 from ssp_nerf_jax.preprocess import pipeline
 from ssp_nerf_jax.preprocess import pose_fit
 
@@ -120,7 +119,6 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
-  landmarks.quiet_native_logs()
   args = flags.FLAGS
   if not args.out:
     sys.exit('error: --out is required')

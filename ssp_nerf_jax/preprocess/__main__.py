@@ -11,7 +11,6 @@ from absl import flags
 from absl import logging
 
 from ssp_nerf_jax import errors
-from ssp_nerf_jax.preprocess import landmarks
 from ssp_nerf_jax.preprocess import pipeline
 
 _VIDEO = flags.DEFINE_string('video', None, 'Talking-head video (with audio).')
@@ -28,7 +27,6 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
-  landmarks.quiet_native_logs()
   if not _VIDEO.value or not _OUT.value:
     sys.exit('error: --video and --out are required')
   try:

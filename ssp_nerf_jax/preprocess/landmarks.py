@@ -21,6 +21,7 @@ image's left in a frontal view):
 import contextlib
 import io
 import os
+import sys
 from typing import Optional
 
 import numpy as np
@@ -71,7 +72,52 @@ def _rgb(image: np.ndarray) -> np.ndarray:
   return image
 
 
-class FaceMesh:
+@contextlib.contextmanager
+def _native_stderr_silenced():
+  """Discards what native code writes to file descriptor 2 meanwhile.
+
+  mediapipe's C++ side logs INFO/WARNING lines (TF Lite delegate, feedback
+  tensors) when a graph starts, through a logger that no environment
+  variable quiets; failures still surface as Python exceptions.
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, 'w') as devnull:
+      os.dup2(devnull.fileno(), 2)
+      yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+class _Solution:
+  """A mediapipe graph, closed with `close()` or a `with` block.
+
+  The graph starts on the first image; its native log lines are dropped.
+  """
+  _graph = None
+  _started = False
+
+  def _process(self, image):
+    if self._started:
+      return self._graph.process(image)
+    with _native_stderr_silenced():
+      result = self._graph.process(image)
+    self._started = True
+    return result
+
+  def close(self):
+    self._graph.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+class FaceMesh(_Solution):
   """478 landmarks of the (largest) face per image.
 
   `tracking=True` is mediapipe's video mode: landmarks seed the next
@@ -81,7 +127,7 @@ class FaceMesh:
 
   def __init__(self, tracking: bool = True, max_faces: int = 1):
     solutions = _import_mediapipe()
-    self._mesh = solutions.face_mesh.FaceMesh(
+    self._graph = solutions.face_mesh.FaceMesh(
         static_image_mode=not tracking, max_num_faces=max_faces,
         refine_landmarks=True, min_detection_confidence=0.5,
         min_tracking_confidence=0.5)
@@ -90,7 +136,7 @@ class FaceMesh:
     """float32 [478, 3]: x, y in pixels, z in pixels (relative depth,
     smaller is nearer the camera); None without a face."""
     image = _rgb(image)
-    result = self._mesh.process(image)
+    result = self._process(image)
     if not result.multi_face_landmarks:
       return None
     height, width = image.shape[:2]
@@ -99,28 +145,19 @@ class FaceMesh:
              for face in result.multi_face_landmarks]
     return max(faces, key=lambda lms: np.ptp(lms[:, 0]) * np.ptp(lms[:, 1]))
 
-  def close(self):
-    self._mesh.close()
 
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    self.close()
-
-
-class FaceDetector:
+class FaceDetector(_Solution):
   """Face boxes per image (mediapipe's full-range BlazeFace)."""
 
   def __init__(self, min_confidence: float = 0.5):
     solutions = _import_mediapipe()
-    self._detector = solutions.face_detection.FaceDetection(
+    self._graph = solutions.face_detection.FaceDetection(
         model_selection=1, min_detection_confidence=min_confidence)
 
   def __call__(self, image: np.ndarray) -> np.ndarray:
     """float32 [F, 5]: x, y, w, h in pixels and the score, one row a face."""
     image = _rgb(image)
-    result = self._detector.process(image)
+    result = self._process(image)
     height, width = image.shape[:2]
     boxes = []
     for detection in result.detections or ():
@@ -129,37 +166,19 @@ class FaceDetector:
                     box.height * height, detection.score[0]))
     return np.array(boxes, np.float32).reshape(-1, 5)
 
-  def close(self):
-    self._detector.close()
 
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    self.close()
-
-
-class PersonSegmenter:
+class PersonSegmenter(_Solution):
   """Soft person masks (mediapipe selfie segmentation, general model)."""
 
   def __init__(self):
     solutions = _import_mediapipe()
-    self._segmenter = solutions.selfie_segmentation.SelfieSegmentation(
+    self._graph = solutions.selfie_segmentation.SelfieSegmentation(
         model_selection=0)
 
   def __call__(self, image: np.ndarray) -> np.ndarray:
     """float32 [H, W] in [0, 1]: probability that a pixel is the person."""
-    result = self._segmenter.process(_rgb(image))
+    result = self._process(_rgb(image))
     return np.clip(result.segmentation_mask, 0.0, 1.0).astype(np.float32)
-
-  def close(self):
-    self._segmenter.close()
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    self.close()
 
 
 def _distance(lms: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -196,9 +215,3 @@ def mouth_opening(lms: np.ndarray) -> np.ndarray:
     lms: [..., 478, 2 or 3] landmarks.
   """
   return _distance(lms, *INNER_LIP_GAP) / interocular(lms)
-
-
-def quiet_native_logs() -> None:
-  """Silences mediapipe's native INFO/WARNING lines (TF Lite, absl)."""
-  os.environ.setdefault('GLOG_minloglevel', '2')
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
