@@ -1,6 +1,6 @@
 """Processed-data folders of AD-NeRF, SSP-NeRF and RAD-NeRF: read + validate.
 
-Layout (DESIGN.md section 2):
+Layout:
 
   transforms_train.json, transforms_val.json
       {"focal_len": f, "cx": cx, "cy": cy, "frames": [{"img_id": i,

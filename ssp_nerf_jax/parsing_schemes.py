@@ -1,6 +1,6 @@
 """The two colour codes of face-parsing maps on disk, and class ids.
 
-AD-NeRF / RAD-NeRF draw 4 classes, SSP-NeRF 11 (DESIGN.md section 2; RGB
+AD-NeRF / RAD-NeRF draw 4 classes, SSP-NeRF 11 (RGB
 as on disk: their cv2 code wrote BGR arrays).  White is background in
 both, and AD-NeRF's head blue is SSP-NeRF's ears blue, so a folder's
 scheme is told by the colours only one scheme uses (`detect_scheme`).

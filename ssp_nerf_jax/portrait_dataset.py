@@ -9,7 +9,7 @@ Two builder configs:
 One example per video frame, self-contained for random access:
 
   image       uint8   [H, W, 3]
-  parsing     uint8   [H, W]          class ids (DESIGN.md §1, K classes)
+  parsing     uint8   [H, W]          class ids (K classes, see parsing_schemes)
   audio       float32 [A, S, C]       AudioAttNet context windows, A = 8:
                                       frames i-4 .. i+3 (edge-padded), see
                                       `audio_features.context_windows`;

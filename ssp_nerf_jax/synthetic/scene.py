@@ -1,6 +1,6 @@
 """The procedural talking portrait: head, neck, torso, and their rendering.
 
-Frames (see DESIGN.md sections 1-2):
+Frames:
   * camera: fixed in the world; we use camera coordinates AS the world.
   * head space: the head is exactly static here; per frame, c2w maps camera
     coordinates to head coordinates (p_head = R p_cam + t), so a camera ray
@@ -17,7 +17,7 @@ import numpy as np
 
 CLASS_NAMES = ('background', 'skin', 'brows', 'eyes', 'ears', 'nose', 'mouth',
                'lips', 'neck', 'torso', 'hair')
-# SSP-NeRF parsing colours as RGB on disk (DESIGN.md section 2).
+# SSP-NeRF parsing colours as RGB on disk.
 CLASS_COLORS = np.array(
     [[255, 255, 255], [25, 202, 173], [140, 199, 181], [160, 238, 225],
      [0, 0, 255], [190, 237, 199], [214, 213, 183], [209, 186, 116],
