@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Optional
 
 from absl import logging
 import cv2
@@ -263,7 +264,8 @@ def prepare_out(out: str) -> str:
 
 
 def preprocess_video(video: str, out: str, size: int = DEFAULT_SIZE,
-                     smoothing_sigma: float = 2.0) -> Summary:
+                     smoothing_sigma: float = 2.0,
+                     digest: Optional[str] = None) -> Summary:
   """Writes the processed folder of `video` to `out` (see module doc).
 
   Args:
@@ -271,6 +273,7 @@ def preprocess_video(video: str, out: str, size: int = DEFAULT_SIZE,
     out: the folder to create (absent or empty).
     size: side of the square output frames in pixels.
     smoothing_sigma: temporal smoothing of the poses, in frames.
+    digest: the video's `file_digest` if already computed.
   Returns:
     The run's Summary.
   Raises:
@@ -306,7 +309,8 @@ def preprocess_video(video: str, out: str, size: int = DEFAULT_SIZE,
                       focal=fit.focal, rotation_range_deg=rotation_range(
                           fit.c2w), seconds=0.0)
     summary.seconds = time.perf_counter() - tick
-    write_info(tmp, video, info, summary, fit, unseen)
+    write_info(tmp, video, digest or file_digest(video), info, summary, fit,
+               unseen)
     if os.path.isdir(out):
       os.rmdir(out)  # empty (checked by prepare_out)
     os.rename(tmp, out)
@@ -316,7 +320,7 @@ def preprocess_video(video: str, out: str, size: int = DEFAULT_SIZE,
   return summary
 
 
-def write_info(folder: str, video: str, info: decode.VideoInfo,
+def write_info(folder: str, video: str, digest: str, info: decode.VideoInfo,
                summary: Summary, fit: pose_fit.PoseFit,
                unseen: float) -> None:
   """preprocess.json: the source, crop box (source pixels) and scale, so
@@ -325,7 +329,7 @@ def write_info(folder: str, video: str, info: decode.VideoInfo,
   x, y, side = summary.crop
   payload = {
       'source': os.path.abspath(video),
-      'source_sha256': file_digest(video),
+      'source_sha256': digest,
       'source_size': [info.width, info.height],
       'source_fps': info.source_fps,
       'source_start_s': info.start_s,
@@ -359,11 +363,13 @@ def cached_folder(video: str, cache_root: str,
   """
   if not os.path.isfile(video):
     raise errors.UserError(f'config.data.video {video}: no such file')
-  key = f'video-{file_digest(video)[:16]}-{size}px'
+  digest = file_digest(video)
+  key = f'video-{digest[:16]}-{size}px'
   folder = os.path.join(cache_root, key)
   if os.path.isfile(os.path.join(folder, INFO_FILE)):
     return folder
   errors.ensure_writable_dir(cache_root, 'data_dir')
   logging.info('Preprocessing %s into %s', video, folder)
-  print(preprocess_video(video, folder, size).line(), flush=True)
+  print(preprocess_video(video, folder, size, digest=digest).line(),
+        flush=True)
   return folder
