@@ -5,7 +5,9 @@ Layout:
   transforms_train.json, transforms_val.json
       {"focal_len": f, "cx": cx, "cy": cy, "frames": [{"img_id": i,
        "aud_id": a, "transform_matrix": 4x4 camera-to-head,
-       "face_rect": [x, y, w, h] (optional), ...other keys ignored}]}
+       "face_rect": [x, y, w, h] (optional), "mouth_open": m (optional,
+       the measured mouth opening in [0, 1], as `python -m
+       ssp_nerf_jax.preprocess` writes it), ...other keys ignored}]}
   ori_imgs/<img_id>.jpg|png     frames (folder name configurable)
   parsing/<img_id>.png          colour-coded parsing, one of two schemes
   bc.jpg|png                    background plate
@@ -98,6 +100,7 @@ class FrameRecord:
   face_rect: Optional[np.ndarray]  # float64 [4] x, y, w, h; None: compute.
   image_path: Optional[str] = None
   parsing_path: Optional[str] = None
+  mouth_open: float = float('nan')  # NaN: not measured.
 
 
 @dataclasses.dataclass
@@ -210,7 +213,14 @@ def read_frame(frame, where: str, problems: Problems):
       problems.add('json', f'{where}: face_rect must be [x, y, w, h] with '
                    f'w, h > 0, got {frame.get("face_rect")}')
       rect = None
-  return FrameRecord(img_id, aud_id, c2w.astype(np.float32), rect)
+  mouth = frame.get('mouth_open', float('nan'))
+  if 'mouth_open' in frame and (not isinstance(mouth, (int, float)) or
+                                not 0 <= mouth <= 1):
+    problems.add('json', f'{where}: mouth_open must be a number in [0, 1], '
+                 f'got {mouth!r}')
+    mouth = float('nan')
+  return FrameRecord(img_id, aud_id, c2w.astype(np.float32), rect,
+                     mouth_open=float(mouth))
 
 
 def check_transforms(records: Sequence[FrameRecord], name: str,

@@ -52,8 +52,8 @@ def resolve_video(config, data_dir: Optional[str] = None):
   video's processed folder (builder_config 'adnerf', data.path = the
   folder), preprocessing the video first if its folder is not cached.
 
-  The folder is `<data_dir>/videos/video-<content hash>-<size>px`; process
-  0 makes it first, as `build_dataset` builds.
+  The folder is `<data_dir>/videos/video-<content hash>-<size>px-v<version>`;
+  process 0 makes it first, as `build_dataset` builds.
   """
   if config.data.builder_config != 'video':
     return config

@@ -17,8 +17,9 @@ One example per video frame, self-contained for random access:
   c2w         float32 [4, 4]          camera-to-head, OpenGL axes
   face_rect   int32   [4]             x, y, w, h
   frame_id    int32   []              index in the clip (adnerf: img_id)
-  mouth_open  float32 []              ground-truth mouth opening (synthetic;
-                                      NaN for real folders)
+  mouth_open  float32 []              mouth opening in [0, 1] (synthetic:
+                                      ground truth; folders: their
+                                      transforms' measured value, else NaN)
 
 Splits (AD-NeRF): `train` = the first int(N * 10 / 11) frames, `val` = the
 rest (adnerf: the frames of transforms_train.json / transforms_val.json).
@@ -441,7 +442,7 @@ class SspPortrait(tfds.core.GeneratorBasedBuilder):
                                                 offsets),
           'c2w': record.c2w,
           'frame_id': np.int32(record.img_id),
-          'mouth_open': np.float32(np.nan),  # Unknown for real video.
+          'mouth_open': np.float32(record.mouth_open),
       }
 
   def _generate_examples(self, clip, windows, frame_ids):

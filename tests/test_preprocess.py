@@ -55,6 +55,9 @@ def test_folder_is_read_by_the_adnerf_reader(processed):
   with open(os.path.join(out, 'transforms_train.json')) as f:
     frame = json.load(f)['frames'][0]
   assert 0.0 < frame['eye_openness'] < 1.0
+  records = folder.frames()
+  mouth = np.array([r.mouth_open for r in records])
+  assert np.all((mouth >= 0) & (mouth <= 1)) and mouth.max() == 1.0
   assert len(frame['face_rect']) == 4
   line = summary.line()
   assert f'{summary.num_frames} frames (25.00 -> 25 fps)' in line
@@ -70,6 +73,7 @@ def test_matches_ground_truth(processed, clip):
   assert abs(result['focal']['relative_error']) < 0.5
   assert result['parsing']['miou'] > 0.5
   assert result['parsing']['mouth_iou'] > 0.4
+  assert result['mouth_open_r'] > 0.6
 
 
 def test_crop_maps_source_pixels(processed):

@@ -73,6 +73,7 @@ def compare(folder: str, clip: synthetic.Clip) -> dict:
       os.path.join(folder, 'parsing', f'{i}.png')), scheme)
                    for i in range(len(frames))])
   true_focal = clip.focal * info['scale']
+  mouth_open = np.array([fr['mouth_open'] for fr in frames])
   return {
       'frames': len(frames),
       'rotation_error_deg': {
@@ -86,6 +87,8 @@ def compare(folder: str, clip: synthetic.Clip) -> dict:
           'mouth_iou': iou(np.isin(pred, _MOUTH), np.isin(truth, _MOUTH)),
           'class_iou': {name: iou(pred == k, truth == k) for k, name in
                         enumerate(synthetic.CLASS_NAMES)}},
+      # Pearson r of the measured mouth opening with the true one.
+      'mouth_open_r': float(np.corrcoef(mouth_open, clip.mouth_open)[0, 1]),
       'preprocess_seconds': info['seconds'],
   }
 

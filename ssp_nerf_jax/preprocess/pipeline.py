@@ -60,6 +60,10 @@ BACKGROUND_SAMPLES = 48
 UNSEEN_WARNING = 0.05
 JPEG_QUALITY = 95
 INFO_FILE = 'preprocess.json'
+# Part of the cache key of `cached_folder`: bumped when what a processed
+# folder holds changes (2: per-frame mouth_open), so that folders cached by
+# older code are made again rather than trained on without it.
+FOLDER_VERSION = 2
 LANDMARKS_FILE = 'landmarks.npy'
 TRANSFORMS = {'train': 'transforms_train.json', 'val': 'transforms_val.json'}
 
@@ -235,15 +239,28 @@ def principal_point(info: decode.VideoInfo, crop, size: int):
   return ((info.width / 2 - x) * scale, (info.height / 2 - y) * scale)
 
 
+def mouth_open_unit(lms: np.ndarray) -> np.ndarray:
+  """[N] mouth opening in [0, 1]: the inner-lip gap over the eye distance,
+  divided by its 99th percentile over the clip (the synthetic data's
+  ground truth has the same range, so one loss weight suits both)."""
+  opening = landmarks_lib.mouth_opening(lms)
+  widest = max(float(np.percentile(opening, 99)), 1e-6)
+  return np.clip(opening / widest, 0.0, 1.0)
+
+
 def write_transforms(folder: str, fit: pose_fit.PoseFit, center,
-                     rects: np.ndarray, eyes: np.ndarray) -> None:
-  """transforms_train/val.json, AD-NeRF's split (first 10/11 train)."""
+                     rects: np.ndarray, lms: np.ndarray) -> None:
+  """transforms_train/val.json, AD-NeRF's split (first 10/11 train), with
+  each frame's eye openness and mouth opening measured from `lms`."""
   n = len(fit.c2w)
   num_train, _ = portrait_dataset.split_sizes(n)
+  eyes = landmarks_lib.eye_openness(lms)
+  mouth = mouth_open_unit(lms)
   frames = [{'img_id': i, 'aud_id': i,
              'transform_matrix': fit.c2w[i].tolist(),
              'face_rect': rects[i].tolist(),
-             'eye_openness': float(eyes[i])} for i in range(n)]
+             'eye_openness': float(eyes[i]),
+             'mouth_open': float(mouth[i])} for i in range(n)]
   for split, chosen in (('train', frames[:num_train]),
                         ('val', frames[num_train:])):
     with open(os.path.join(folder, TRANSFORMS[split]), 'w') as f:
@@ -302,8 +319,7 @@ def preprocess_video(video: str, out: str, size: int = DEFAULT_SIZE,
     soundfile.write(os.path.join(tmp, 'aud.wav'), audio, SAMPLE_RATE,
                     subtype='PCM_16')
     np.save(os.path.join(tmp, LANDMARKS_FILE), lms)
-    write_transforms(tmp, fit, center, rects,
-                     landmarks_lib.eye_openness(lms))
+    write_transforms(tmp, fit, center, rects, lms)
     summary = Summary(out=os.path.abspath(out), num_frames=info.num_frames,
                       source_fps=info.source_fps, crop=crop, size=size,
                       focal=fit.focal, rotation_range_deg=rotation_range(
@@ -358,13 +374,14 @@ def cached_folder(video: str, cache_root: str,
                   size: int = DEFAULT_SIZE) -> str:
   """The processed folder of `video` under `cache_root`, made on first use.
 
-  Keyed by the video's content hash and the size, so a renamed copy hits
-  the cache and an edited video does not.
+  Keyed by the video's content hash, the size and FOLDER_VERSION, so a
+  renamed copy hits the cache, and an edited video or a folder made by an
+  older version of this code does not.
   """
   if not os.path.isfile(video):
     raise errors.UserError(f'config.data.video {video}: no such file')
   digest = file_digest(video)
-  key = f'video-{digest[:16]}-{size}px'
+  key = f'video-{digest[:16]}-{size}px-v{FOLDER_VERSION}'
   folder = os.path.join(cache_root, key)
   if os.path.isfile(os.path.join(folder, INFO_FILE)):
     return folder
