@@ -1,0 +1,189 @@
+"""How much of the mouth's motion a dataset's audio features carry, as one
+JSON line.
+
+  python -m ssp_nerf_jax.benchmarks.audio_probe \
+      --config=configs/video.py:cpu --config.data.video=clip.mp4
+  python -m ssp_nerf_jax.benchmarks.audio_probe \
+      --config=configs/adnerf.py:cpu --config.data.path=DIR
+
+A ridge regression from each frame's audio feature window (the 16 steps
+AudioNet encodes) to the frame's measured mouth opening (`mouth_open`: the
+synthetic data's ground truth, or the landmarks that `python -m
+ssp_nerf_jax.preprocess` measured), fitted on the train split, its ridge
+strength chosen by cross-validation over contiguous blocks of the train
+frames, and scored on the val split by Pearson r.  A linear read-out is a
+floor on what a trained audio encoder can know about the mouth, so this
+compares audio features (log-mel, MFCC, a precomputed DeepSpeech / wav2vec
+/ HuBERT .npy) in a minute, before any NeRF is trained, and tells whether a
+lip-sync figure is held back by the audio or by the renderer.
+
+It also checks the clip's sync: `loudness_lag_frames` is the shift L that
+best correlates the mouth opening of frame i with the loudness (the waveform's
+level in dB) around frame i + L.  Speakers open the mouth slightly before the
+sound comes, so L is 0 to 3 frames (0-120 ms) on a well-synced clip; a value
+far outside that means the audio track is shifted against the picture.
+"""
+import json
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from ssp_nerf_jax import audio_features
+from ssp_nerf_jax import data
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import input_pipeline
+
+RIDGE_STRENGTHS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+CV_FOLDS = 5
+MAX_LAG_FRAMES = 6
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+  """Pearson correlation of two [N] series (0 if either is constant)."""
+  a = np.asarray(a, np.float64) - np.mean(a)
+  b = np.asarray(b, np.float64) - np.mean(b)
+  norm = np.sqrt(np.sum(a * a) * np.sum(b * b))
+  return float(np.sum(a * b) / norm) if norm > 0 else 0.0
+
+
+def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float):
+  """Ridge regression on standardised inputs, with an unpenalised intercept.
+
+  Args:
+    x: [N, D] inputs.
+    y: [N] targets.
+    strength: lambda of the L2 penalty on the weights of the standardised
+      inputs (0: least squares).
+
+  Returns:
+    predict: a function [M, D] -> [M].
+  """
+  x = np.asarray(x, np.float64)
+  mean, scale = x.mean(0), x.std(0) + 1e-8
+  z = (x - mean) / scale
+  offset = float(np.mean(y))
+  gram = z.T @ z + strength * np.eye(z.shape[1])
+  weights = np.linalg.lstsq(gram, z.T @ (np.asarray(y) - offset),
+                            rcond=None)[0]
+  return lambda new: ((np.asarray(new, np.float64) - mean) / scale) @ (
+      weights) + offset
+
+
+def choose_strength(x: np.ndarray, y: np.ndarray,
+                    strengths=RIDGE_STRENGTHS, folds: int = CV_FOLDS):
+  """The ridge strength with the best mean held-out r over `folds`
+  contiguous blocks (neighbouring frames are alike: random folds would
+  leak), and that r."""
+  blocks = np.array_split(np.arange(len(y)), folds)
+  best = None
+  for strength in strengths:
+    scores = []
+    for held in blocks:
+      kept = np.setdiff1d(np.arange(len(y)), held)
+      predict = ridge_fit(x[kept], y[kept], strength)
+      scores.append(pearson(predict(x[held]), y[held]))
+    score = float(np.mean(scores))
+    if best is None or score > best[1]:
+      best = (strength, score)
+  return best
+
+
+def frame_loudness(waveform: np.ndarray, num_frames: int,
+                   fps: float = audio_features.FPS) -> np.ndarray:
+  """[num_frames] level in dB of 16 kHz `waveform` (RMS over two frame
+  periods centred on each frame's time; silence outside the audio).  In dB
+  because the mouth follows syllables, not how loud the vowels are."""
+  half = int(round(audio_features.SAMPLE_RATE / fps))
+  padded = np.pad(np.asarray(waveform, np.float64), half)
+  centres = np.round(np.arange(num_frames) * audio_features.SAMPLE_RATE /
+                     fps).astype(int) + half
+  rms = np.array([np.sqrt(np.mean(padded[c - half:c + half]**2))
+                  for c in centres])
+  return 20 * np.log10(np.maximum(rms, 1e-4))  # dB, floored at -80 dB
+
+
+def best_lag(mouth: np.ndarray, loudness: np.ndarray,
+             max_lag: int = MAX_LAG_FRAMES):
+  """(L, r): the shift L in [-max_lag, max_lag] maximising the correlation
+  of mouth[i] with loudness[i + L], and that correlation."""
+  scores = {}
+  for lag in range(-max_lag, max_lag + 1):
+    if lag >= 0:
+      scores[lag] = pearson(mouth[:len(mouth) - lag], loudness[lag:])
+    else:
+      scores[lag] = pearson(mouth[-lag:], loudness[:lag])
+  lag = max(scores, key=scores.get)
+  return lag, scores[lag]
+
+
+def centre_windows(audio: np.ndarray) -> np.ndarray:
+  """[N, S * C]: each frame's own feature window, flattened, from the
+  dataset's [N, A, S, C] context windows (the frame is at A // 2)."""
+  return audio[:, audio.shape[1] // 2].reshape(len(audio), -1)
+
+
+def measured_mouth(frames: dict, split: str) -> np.ndarray:
+  """The split's `mouth_open`; UserError if it was not measured."""
+  mouth = np.asarray(frames['mouth_open'], np.float64)
+  if len(mouth) < CV_FOLDS or not np.all(np.isfinite(mouth)):
+    raise errors.UserError(
+        f'the {split} split has no measured mouth opening (mouth_open) for '
+        'every frame: use a folder made by python -m ssp_nerf_jax.preprocess '
+        '(or a video config), or the synthetic data')
+  return mouth
+
+
+def probe(config, builder) -> dict:
+  """The figures of the module docstring for a prepared dataset."""
+  train = input_pipeline.load_split(config, builder, 'train')
+  val = input_pipeline.load_split(config, builder, 'val')
+  y_train = measured_mouth(train, 'train')
+  y_val = measured_mouth(val, 'val')
+  x_train, x_val = centre_windows(train['audio']), centre_windows(val['audio'])
+  strength, cv_r = choose_strength(x_train, y_train)
+  predict = ridge_fit(x_train, y_train, strength)
+  frame_ids = np.concatenate([train['frame_id'], val['frame_id']])
+  order = np.argsort(frame_ids)
+  loudness = frame_loudness(input_pipeline.load_waveform(builder),
+                            int(frame_ids.max()) + 1)
+  lag, lag_r = best_lag(np.concatenate([y_train, y_val])[order],
+                        loudness[frame_ids[order]])
+  return {
+      'benchmark': 'audio_probe',
+      'audio_feature': builder.info.metadata['audio']['feature'],
+      'window': list(train['audio'].shape[2:]),
+      'frames_train': len(y_train), 'frames_val': len(y_val),
+      'ridge_strength': strength,
+      'r_train_cv': round(cv_r, 4),
+      'r_val': round(pearson(predict(x_val), y_val), 4),
+      'loudness_lag_frames': lag,
+      'loudness_r': round(lag_r, 4),
+  }
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  config = flags.FLAGS.config
+  if config is None:
+    sys.exit('error: --config is required, e.g. --config=configs/video.py:cpu '
+             '--config.data.video=clip.mp4')
+  tfds.disable_progress_bar()
+  try:
+    builder = data.build_dataset(config, flags.FLAGS.data_dir)
+    config = data.resolve_video(config, flags.FLAGS.data_dir)
+    result = probe(config, builder)
+  except errors.UserError as e:
+    sys.exit(f'error: {e}')
+  print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  data.define_flags()
+  app.run(main)
