@@ -62,7 +62,7 @@ JPEG_QUALITY = 95
 INFO_FILE = 'preprocess.json'
 # Part of the cache key of `cached_folder`: bumped when what a processed
 # folder holds changes (2: per-frame mouth_open), so that folders cached by
-# older code are made again rather than trained on without it.
+# older code are made again rather than used without it.
 FOLDER_VERSION = 2
 LANDMARKS_FILE = 'landmarks.npy'
 TRANSFORMS = {'train': 'transforms_train.json', 'val': 'transforms_val.json'}
@@ -241,8 +241,8 @@ def principal_point(info: decode.VideoInfo, crop, size: int):
 
 def mouth_open_unit(lms: np.ndarray) -> np.ndarray:
   """[N] mouth opening in [0, 1]: the inner-lip gap over the eye distance,
-  divided by its 99th percentile over the clip (the synthetic data's
-  ground truth has the same range, so one loss weight suits both)."""
+  divided by its 99th percentile over the clip: the range of the
+  synthetic data's ground truth, so that figures on both compare."""
   opening = landmarks_lib.mouth_opening(lms)
   widest = max(float(np.percentile(opening, 99)), 1e-6)
   return np.clip(opening / widest, 0.0, 1.0)
