@@ -379,6 +379,7 @@ def _train(config, workdir, watcher):
   state = parallel.replicate(init_state(config, model, scene, tx), mesh)
   manager = checkpoints.create_manager(workdir, config)
   start_step, restored = checkpoints.restore_latest(manager, state)
+  saver = checkpoints.Saver(manager)
   if restored is not None:
     state = restored
     if is_main:
@@ -436,7 +437,7 @@ def _train(config, workdir, watcher):
           writer.add_scalar('train/rays_per_s', rays_per_s, step)
       if watcher.reached(step):
         # Before eval: the grace period before the kill is short.
-        checkpoints.save(manager, step, state, force=True)
+        saver.save(step, state, force=True)
         preempted_at = step
         break
       if step % config.train.eval_every == 0 or step == num_steps:
@@ -449,11 +450,11 @@ def _train(config, workdir, watcher):
                     f'miou={eval_metrics["miou"]:.4f}')
           for name in ('psnr', 'ssim', 'miou'):
             writer.add_scalar(f'eval/{name}', eval_metrics[name], step)
-      checkpoints.save(manager, step, state, force=step == num_steps)
+      saver.save(step, state, force=step == num_steps)
   finally:
     bar.close()
     batches.close()
-    manager.wait_until_finished()
+    saver.finish()
     if writer:
       writer.close()
   if preempted_at is not None:
