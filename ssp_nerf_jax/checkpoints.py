@@ -192,10 +192,10 @@ class Saver:
   """Saves train states through `manager` and seals each complete step
   with its manifest.
 
-  Orbax saves in the background; a step is complete only once its save has
-  finished, so the manifest of a step is written when the next save starts
-  (orbax waits for the previous one then anyway) or at `finish`.  Training
-  is not held up between saves.
+  Orbax saves in the background and a step is complete only once its save
+  has finished.  A save first waits for the previous one, so that is when
+  the previous step is sealed (while the new one is written), and `finish`
+  seals the last: training is never held up for a manifest.
   """
 
   def __init__(self, manager: ocp.CheckpointManager):
@@ -204,24 +204,27 @@ class Saver:
 
   def save(self, step: int, state: Any, force: bool = False) -> bool:
     """Saves `state` at `step` if the policy (or `force`) says so."""
-    if not (force or self.manager.should_save(step)):
-      return False
-    self.finish()
     saved = self.manager.save(step, args=ocp.args.StandardSave(state),
                               force=force)
     if saved:
-      self._unsealed.append(step)
+      self._seal(self._unsealed)
+      self._unsealed = [step]
     return saved
 
   def finish(self) -> None:
-    """Waits for the save in progress, then writes the missing manifests."""
+    """Waits for the save in progress, then seals it."""
     self.manager.wait_until_finished()
-    if jax.process_index() == 0:
-      for step in self._unsealed:
-        step_dir = step_path(self.manager, step)
-        if step_dir.is_dir():  # not already removed by the keep policy
-          write_manifest(step_dir)
+    self._seal(self._unsealed)
     self._unsealed = []
+
+  def _seal(self, steps) -> None:
+    if jax.process_index() != 0:
+      return
+    for step in steps:
+      try:
+        write_manifest(step_path(self.manager, step))
+      except FileNotFoundError:
+        pass  # removed meanwhile by the keep policy
 
 
 def step_path(manager, step) -> epath.Path:
