@@ -38,6 +38,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import parallel
 
 MANIFEST_NAME = 'integrity.json'
 MANIFEST_FORMAT = 1
@@ -411,21 +412,22 @@ def restore_latest(manager, abstract_state):
     CheckpointError: no step verifies and restores (one line listing them,
       nothing moved), or the state structure differs (see `restore_step`).
   """
-  if jax.process_count() > 1:
-    from ssp_nerf_jax import parallel  # pylint: disable=g-import-not-at-top
-    parallel.wait_for_all_processes('checkpoints_restore_latest')
+  is_main = jax.process_index() == 0
+  # Lined up first: the broadcasts below are collectives (see
+  # parallel.wait_for_all_processes).
+  parallel.wait_for_all_processes('checkpoints_restore_latest')
   # Only process 0's list and file checks count.
   candidates = sorted(manager.all_steps(), reverse=True)
-  failed = []  # (step, cause); the causes are process 0's
+  failed = []  # (step, cause)
   while True:
     step = candidates[len(failed)] if len(failed) < len(candidates) else -1
     problem = (integrity_problem(step_path(manager, step))
-               if step >= 0 and jax.process_index() == 0 else None)
+               if step >= 0 and is_main else None)
     step, verified = from_main_process(
         np.array([step, problem is None], np.int64)).tolist()
     if step < 0:
       break
-    state, cause = None, problem
+    state, cause = None, problem or 'its files failed the check on process 0'
     if verified:
       state, cause = restore_or_cause(manager, step, abstract_state)
     if everyone_agrees(state is not None):
