@@ -1,7 +1,7 @@
 """Damaged checkpoints: the manifest, training's fallback, readers' one line.
 
-One tiny run trains a workdir with steps 3 and 6 (module fixture); each
-test damages step 6 of its own copy, as a full disk, a bad copy or a dying
+The session's tiny workdir (`tiny_workdir`: steps 3 and 6) is copied per
+test, and step 6 of the copy damaged as a full disk, a bad copy or a dying
 host would: truncated, bytes flipped in place (same size), a file missing,
 and the manifest itself missing (an older checkpoint: verified by restore).
 """
@@ -35,15 +35,15 @@ def tiny_config(data_dir, **train_overrides):
   return config
 
 
-@pytest.fixture(scope='module')
-def trained(tiny_data, tmp_path_factory):
-  """(workdir with steps 3 and 6, data dir): trained once, never changed."""
+@pytest.fixture
+def trained(tiny_data, tiny_workdir):
+  """(workdir with steps 3 and 6, data dir); the workdir is shared by the
+  session: tests damage copies of it."""
   data_config, _ = tiny_data
-  data_dir = data_config.data.data_dir
-  workdir = str(tmp_path_factory.mktemp('integrity') / 'trained')
-  train.train_and_evaluate(tiny_config(data_dir), workdir)
-  assert processes.complete_steps(workdir) == [3, 6]
-  return workdir, data_dir
+  assert tiny_config(data_config.data.data_dir).train == (
+      data_config.train)  # the steps the shared workdir was trained to
+  assert processes.complete_steps(tiny_workdir) == [3, 6]
+  return tiny_workdir, data_config.data.data_dir
 
 
 def largest_data_file(step_dir):
@@ -177,6 +177,16 @@ def test_resume_falls_back_to_the_newest_good_step(trained, tmp_path, kind,
   assert manager.all_steps() == [3]
   assert checkpoints.create_manager(
       workdir, tiny_config(trained[1])).all_steps() == [3]
+
+
+def test_a_second_damaged_step_6_keeps_the_first(trained, tmp_path):
+  workdir = damaged_copy(trained, tmp_path, 'truncated')
+  first = checkpoints.checkpoint_dir(workdir) / 'corrupt-6'
+  first.mkdir()
+  manager = checkpoints.create_manager(workdir, tiny_config(trained[1]))
+  assert checkpoints.restore_latest(manager, abstract_state(workdir))[0] == 3
+  assert sorted(os.listdir(checkpoints.checkpoint_dir(workdir))) == [
+      '3', 'corrupt-6', 'corrupt-6.2']
 
 
 def test_resumed_run_after_fallback_equals_the_uninterrupted_one(trained,
