@@ -97,7 +97,8 @@ def damaged_copy(trained, tmp_path, kind, step=6):
 
 
 def abstract_state(workdir, **model_overrides):
-  """What training restores into, without compiling anything."""
+  """A restore target (this process's first device) for the workdir's state,
+  traced: nothing compiles."""
   config = rendering.load_config(workdir)
   config.model.update(model_overrides)
   scene = input_pipeline.load_scene_info(data.build_dataset(config))
