@@ -24,7 +24,6 @@ import imageio.v3 as iio
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import tqdm
 
 from ssp_nerf_jax import audio_features
@@ -95,17 +94,19 @@ def load_trained(workdir: str,
   Returns:
     `Trained`; params are host (unreplicated) arrays.
   Raises:
-    errors.UserError: missing/empty workdir, no config.json, no checkpoint.
+    errors.UserError: missing/empty workdir, no config.json, no checkpoint;
+      checkpoints.CheckpointError: a damaged step (named, with the steps
+      that verify) or one saved from another state structure.
   """
   config = load_config(workdir)
   step = pick_step(workdir, checkpoint_step)
+  checkpoints.check_step(workdir, step)  # before the (slow) dataset and model
   train.validate_config(config)
   builder = data.build_dataset(config)
   scene = input_pipeline.load_scene_info(builder)
   model = train.make_model(config, scene)
-  state = checkpoints.open_read_only(workdir).restore(
-      step, args=ocp.args.StandardRestore(restore_target(config, model,
-                                                         scene)))
+  state = checkpoints.restore_for_reading(
+      workdir, step, restore_target(config, model, scene))
   return Trained(config, builder, scene, model, state.params, int(step))
 
 

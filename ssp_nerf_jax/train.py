@@ -135,6 +135,15 @@ def init_state(config, model, scene, tx) -> TrainState:
                                              jnp.float32))
 
 
+def abstract_state(config, model, scene, tx, mesh):
+  """The shapes, dtypes and (replicated) shardings of `init_state`'s state,
+  traced, not computed: what a checkpoint is restored into."""
+  sharding = parallel.replicated(mesh)
+  return jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+      jax.eval_shape(lambda: init_state(config, model, scene, tx)))
+
+
 def gather_pixels(image, pixels):
   """image [H, W, ...] at pixels [R, 2] (row, col) -> [R, ...]."""
   return image[pixels[:, 0], pixels[:, 1]]
@@ -375,17 +384,21 @@ def _train(config, workdir, watcher):
   tx = make_optimizer(config.train)
 
   # Restored straight into the replicated layout, so that with several
-  # processes every one reads the checkpoint into its own devices.
-  state = parallel.replicate(init_state(config, model, scene, tx), mesh)
+  # processes every one reads the checkpoint into its own devices.  Fresh
+  # parameters are computed (compiled) only without a checkpoint.
   manager = checkpoints.create_manager(workdir, config)
-  start_step, restored = checkpoints.restore_latest(manager, state)
-  if restored is not None:
-    state = restored
-    if is_main:
-      tqdm.tqdm.write(f'Resuming from the checkpoint at step {start_step} in '
-                      f'{workdir}')
+  start_step, state = checkpoints.restore_latest(
+      manager, abstract_state(config, model, scene, tx, mesh))
+  saver = checkpoints.Saver(manager)
+  if state is None:
+    state = parallel.replicate(init_state(config, model, scene, tx), mesh)
+  elif is_main:
+    tqdm.tqdm.write(f'Resuming from the checkpoint at step {start_step} in '
+                    f'{workdir}')
   if is_main:
     checkpoints.write_config(workdir, config)
+  if start_step >= config.train.num_steps:
+    return state  # trained already: nothing to compile
   scene_arrays = parallel.replicate(
       {'background': jnp.asarray(scene.background, jnp.float32)}, mesh)
   key = parallel.replicate(jax.random.PRNGKey(config.seed), mesh)
@@ -436,7 +449,7 @@ def _train(config, workdir, watcher):
           writer.add_scalar('train/rays_per_s', rays_per_s, step)
       if watcher.reached(step):
         # Before eval: the grace period before the kill is short.
-        checkpoints.save(manager, step, state, force=True)
+        saver.save(step, state, force=True)
         preempted_at = step
         break
       if step % config.train.eval_every == 0 or step == num_steps:
@@ -449,11 +462,11 @@ def _train(config, workdir, watcher):
                     f'miou={eval_metrics["miou"]:.4f}')
           for name in ('psnr', 'ssim', 'miou'):
             writer.add_scalar(f'eval/{name}', eval_metrics[name], step)
-      checkpoints.save(manager, step, state, force=step == num_steps)
+      saver.save(step, state, force=step == num_steps)
   finally:
     bar.close()
     batches.close()
-    manager.wait_until_finished()
+    saver.finish()
     if writer:
       writer.close()
   if preempted_at is not None:

@@ -27,4 +27,4 @@ jax.config.update('jax_compilation_cache_dir',
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 # Session fixtures shared by the test modules (the tiny TFDS dataset).
-from data_fixtures import tiny_data  # pylint: disable=g-import-not-at-top,unused-import
+from data_fixtures import tiny_data, tiny_workdir  # pylint: disable=g-import-not-at-top,unused-import

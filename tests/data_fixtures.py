@@ -3,6 +3,9 @@
 conftest.py exposes the `tiny_data` fixture to every test module:
 
     def test_x(tiny_data): config, builder = tiny_data
+
+and `tiny_workdir`, configs/tiny.py trained once (checkpoints at steps 3
+and 6, eval at 6), for tests that only read it or copy it.
 """
 import pytest
 import tensorflow_datasets as tfds
@@ -32,3 +35,13 @@ def build_tiny(tmp_path_factory):
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory):
   return build_tiny(tmp_path_factory)
+
+
+@pytest.fixture(scope='session')
+def tiny_workdir(tiny_data, tmp_path_factory):
+  """A workdir of configs/tiny.py trained in full; never modify it."""
+  from ssp_nerf_jax import train  # pylint: disable=g-import-not-at-top
+  config, _ = tiny_data
+  workdir = str(tmp_path_factory.mktemp('tiny_workdir') / 'workdir')
+  train.train_and_evaluate(config.copy_and_resolve_references(), workdir)
+  return workdir

@@ -9,6 +9,7 @@ import pytest
 from configs import default
 from configs import tiny
 from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax.benchmarks import checkpoint_integrity
 from ssp_nerf_jax.benchmarks import render_speed
 from ssp_nerf_jax.benchmarks import throughput
 from ssp_nerf_jax.models import portrait
@@ -70,3 +71,14 @@ def test_render_speed_times_chunks_of_a_full_frame():
   assert result['seconds_per_frame'] == pytest.approx(
       result['chunk_time_s'] * result['chunks_per_frame'])
   assert result['seconds_per_frame'] > 0
+
+
+def test_checkpoint_integrity_times_save_manifest_verify_and_restore():
+  # One device: orbax's first save to a 4-device mesh takes seconds more.
+  result = checkpoint_integrity.measure(tiny.get_config(), repeats=1,
+                                        devices=jax.devices()[:1])
+  for name in ('save_s', 'manifest_s', 'verify_s', 'restore_s'):
+    assert result[name] > 0, name
+  assert result['manifest_percent'] == pytest.approx(
+      100 * result['manifest_s'] / result['save_s'])
+  assert result['checkpoint_mib'] > 0

@@ -123,10 +123,9 @@ def read_params(workdir):
   return step, restored
 
 
-def test_end_to_end_and_resume(data_dir, tmp_path):
+def test_end_to_end_and_resume(data_dir, tiny_workdir, tmp_path):
   config = tiny_config(data_dir)
-  straight = str(tmp_path / 'straight')
-  train.train_and_evaluate(config, straight)
+  straight = tiny_workdir  # configs/tiny.py trained in one go
   metrics = json.load(open(os.path.join(straight, 'eval_metrics.json')))
   assert metrics['step'] == config.train.num_steps
   assert np.isfinite(metrics['psnr']) and 0 < metrics['ssim'] <= 1
