@@ -27,6 +27,7 @@ import json
 import logging as python_logging
 import os
 import sys
+import traceback
 import zlib
 from typing import Any, Optional
 
@@ -277,18 +278,31 @@ def root_cause(error: BaseException) -> str:
   return line if len(line) <= 300 else line[:297] + '...'
 
 
-def _is_closed_loop_noise(unraisable) -> bool:
-  return (isinstance(unraisable.exc_value, RuntimeError) and
-          str(unraisable.exc_value) == 'Event loop is closed')
+def _from_orbax(unraisable) -> bool:
+  """Whether an unraisable error was raised in orbax's code, or by an
+  orbax coroutine that was dropped unfinished."""
+  files = [frame.filename for frame in
+           traceback.extract_tb(unraisable.exc_traceback)]
+  code = getattr(unraisable.object, 'cr_code', None)
+  if code is not None:
+    files.append(code.co_filename)
+  return any(f'{os.sep}orbax{os.sep}' in name for name in files)
 
 
-def _drop_closed_loop_noise(default_hook):
+def _is_restore_noise(unraisable) -> bool:
+  closed_loop = (isinstance(unraisable.exc_value, RuntimeError) and
+                 str(unraisable.exc_value) == 'Event loop is closed')
+  return closed_loop or _from_orbax(unraisable)
+
+
+def _drop_restore_noise(default_hook):
   def hook(unraisable):
-    if _is_closed_loop_noise(unraisable):
-      logging.debug('ignored after a failed restore: %s', unraisable.exc_value)
+    if _is_restore_noise(unraisable):
+      logging.debug('ignored after a failed restore: %s',
+                    str(unraisable.exc_value).split('\n', 1)[0])
     else:
       default_hook(unraisable)
-  hook.drops_closed_loop_noise = True
+  hook.drops_restore_noise = True
   return hook
 
 
@@ -322,14 +336,16 @@ def quiet_restore():
   """Keeps a failed restore's noise off stderr.
 
   A failed orbax restore leaves TensorStore reads whose completion
-  callbacks find orbax's asyncio loop closed: Python reports each as an
-  unraisable "Event loop is closed" (dozens), possibly after the restore
-  returned, so that hook stays installed (it drops nothing else).  asyncio
-  logs "exception was never retrieved" for the abandoned tasks when they
-  are collected: collected here, while its logs are off.
+  callbacks find orbax's asyncio loop closed, and orbax read coroutines
+  dropped with their error: Python reports each as an unraisable error
+  (dozens, each with TensorStore's whole spec), possibly after the restore
+  returned, so that hook stays installed (it drops only those two kinds:
+  "Event loop is closed", and errors raised in orbax's code).  asyncio logs
+  "exception was never retrieved" for the abandoned tasks when they are
+  collected: collected here, while its logs are off.
   """
-  if not getattr(sys.unraisablehook, 'drops_closed_loop_noise', False):
-    sys.unraisablehook = _drop_closed_loop_noise(sys.unraisablehook)
+  if not getattr(sys.unraisablehook, 'drops_restore_noise', False):
+    sys.unraisablehook = _drop_restore_noise(sys.unraisablehook)
   with orbax_logs_off():
     try:
       yield
