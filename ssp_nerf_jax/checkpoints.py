@@ -220,7 +220,7 @@ class Saver:
     self._unsealed = []
 
   def _seal(self, steps) -> None:
-    if jax.process_index() != 0:
+    if not parallel.is_main_process():
       return
     for step in steps:
       try:
@@ -387,21 +387,6 @@ def restore_or_cause(manager, step, abstract_state):
     return None, f'restore failed: {root_cause(e)}'
 
 
-def everyone_agrees(ok: bool) -> bool:
-  """Whether `ok` holds on every process (True alone when there is one)."""
-  if jax.process_count() == 1:
-    return ok
-  flags = multihost_utils.process_allgather(np.int32(ok))
-  return bool(np.all(flags))
-
-
-def from_main_process(values: np.ndarray) -> np.ndarray:
-  """Process 0's `values` (an int array of the same shape everywhere)."""
-  if jax.process_count() == 1:
-    return values
-  return np.asarray(multihost_utils.broadcast_one_to_all(values))
-
-
 def move_aside(manager, step) -> epath.Path:
   """Renames step `step` to `corrupt-<step>` (`corrupt-<step>.<n>` if taken):
   kept for inspection, invisible to orbax."""
@@ -428,7 +413,7 @@ def restore_latest(manager, abstract_state):
     CheckpointError: no step verifies and restores (one line listing them,
       nothing moved), or the state structure differs (see `restore_step`).
   """
-  is_main = jax.process_index() == 0
+  is_main = parallel.is_main_process()
   # Lined up first: the broadcasts below are collectives (see
   # parallel.wait_for_all_processes).
   parallel.wait_for_all_processes('checkpoints_restore_latest')
@@ -439,14 +424,14 @@ def restore_latest(manager, abstract_state):
     step = candidates[len(failed)] if len(failed) < len(candidates) else -1
     problem = (integrity_problem(step_path(manager, step))
                if step >= 0 and is_main else None)
-    step, verified = from_main_process(
+    step, verified = parallel.from_main_process(
         np.array([step, problem is None], np.int64)).tolist()
     if step < 0:
       break
     state, cause = None, problem or 'its files failed the check on process 0'
     if verified:
       state, cause = restore_or_cause(manager, step, abstract_state)
-    if everyone_agrees(state is not None):
+    if parallel.all_processes_agree(state is not None):
       _set_aside(manager, failed, step)
       return step, state
     failed.append((step, cause or 'restore failed on another process'))
@@ -462,7 +447,7 @@ def restore_latest(manager, abstract_state):
 def _set_aside(manager, failed, good_step):
   """Moves the failed steps aside (process 0) and makes every process's
   manager forget them."""
-  if jax.process_index() == 0:
+  if parallel.is_main_process():
     for step, cause in failed:
       target = move_aside(manager, step)
       print(f'warning: checkpoint step {step} is damaged ({cause}); moved to '

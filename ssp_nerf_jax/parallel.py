@@ -11,7 +11,9 @@ from typing import Optional
 
 from absl import flags
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
+import numpy as np
 
 from ssp_nerf_jax import errors
 
@@ -122,6 +124,22 @@ def detected_cluster() -> Optional[str]:
 def is_main_process() -> bool:
   """Whether this is process 0, the one that writes files and logs."""
   return jax.process_index() == 0
+
+
+def all_processes_agree(ok: bool) -> bool:
+  """Whether `ok` holds on every process (a collective; `ok` alone when
+  there is one process)."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
+def from_main_process(values: np.ndarray) -> np.ndarray:
+  """Process 0's `values`, an int array of the same shape on every process
+  (a collective)."""
+  if jax.process_count() == 1:
+    return values
+  return np.asarray(multihost_utils.broadcast_one_to_all(values))
 
 
 def make_data_mesh(devices=None) -> jax.sharding.Mesh:
