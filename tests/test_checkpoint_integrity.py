@@ -17,6 +17,7 @@ import pytest
 from configs import tiny
 import processes
 from processes import Run, distributed_flags, free_port, train_command
+from ssp_nerf_jax import checkpoint_manifest
 from ssp_nerf_jax import checkpoints
 from ssp_nerf_jax import data
 from ssp_nerf_jax import input_pipeline
@@ -76,7 +77,7 @@ def remove_file(step_dir):
 
 def remove_manifest_and_truncate(step_dir):
   """An older (manifest-less) checkpoint that orbax cannot restore."""
-  os.remove(os.path.join(step_dir, checkpoints.MANIFEST_NAME))
+  os.remove(os.path.join(step_dir, checkpoint_manifest.MANIFEST_NAME))
   truncate(step_dir)
 
 
@@ -120,30 +121,30 @@ def test_manifest_round_trip_and_each_kind_of_damage(tmp_path):
   (step_dir / 'default' / 'd').mkdir(parents=True)
   (step_dir / 'default' / 'd' / 'data').write_bytes(bytes(range(256)) * 40)
   (step_dir / '_METADATA').write_text('{"a": 1}')
-  checkpoints.write_manifest(step_dir)
+  checkpoint_manifest.write_manifest(step_dir)
   assert sorted(os.listdir(step_dir)) == ['_METADATA', 'default',
-                                          checkpoints.MANIFEST_NAME]
-  assert checkpoints.read_manifest(step_dir) == checkpoints.describe_files(
-      step_dir) == {'_METADATA': [8, checkpoints.file_crc32(
+                                          checkpoint_manifest.MANIFEST_NAME]
+  assert checkpoint_manifest.read_manifest(step_dir) == checkpoint_manifest.describe_files(
+      step_dir) == {'_METADATA': [8, checkpoint_manifest.file_crc32(
           step_dir / '_METADATA')], 'default/d/data': [10240, zlib.crc32(
               bytes(range(256)) * 40)]}
-  assert checkpoints.integrity_problem(step_dir) is None
+  assert checkpoint_manifest.integrity_problem(step_dir) is None
 
   data = step_dir / 'default' / 'd' / 'data'
   original = data.read_bytes()
   data.write_bytes(original[:5000])
-  assert checkpoints.integrity_problem(step_dir) == (
+  assert checkpoint_manifest.integrity_problem(step_dir) == (
       'default/d/data has 5000 bytes, the manifest says 10240')
   data.write_bytes(original[:5000] + b'\0' + original[5001:])
   assert 'default/d/data does not match its checksum' in (
-      checkpoints.integrity_problem(step_dir))
+      checkpoint_manifest.integrity_problem(step_dir))
   data.unlink()
-  assert checkpoints.integrity_problem(step_dir) == 'default/d/data is missing'
-  (step_dir / checkpoints.MANIFEST_NAME).write_text('{"trunc')
-  assert 'integrity.json is unreadable' in checkpoints.integrity_problem(
+  assert checkpoint_manifest.integrity_problem(step_dir) == 'default/d/data is missing'
+  (step_dir / checkpoint_manifest.MANIFEST_NAME).write_text('{"trunc')
+  assert 'integrity.json is unreadable' in checkpoint_manifest.integrity_problem(
       step_dir)
-  (step_dir / checkpoints.MANIFEST_NAME).unlink()
-  assert checkpoints.integrity_problem(step_dir) is None  # verified by restore
+  (step_dir / checkpoint_manifest.MANIFEST_NAME).unlink()
+  assert checkpoint_manifest.integrity_problem(step_dir) is None  # verified by restore
 
 
 def test_layout_mismatch_names_the_first_difference():
@@ -198,9 +199,9 @@ def test_resumed_run_after_fallback_equals_the_uninterrupted_one(trained,
   jax.tree.map(np.testing.assert_array_equal, read_step(workdir, 6),
                read_step(trained[0], 6))
   # The new step 6 has its manifest, and it verifies.
-  assert checkpoints.read_manifest(
+  assert checkpoint_manifest.read_manifest(
       checkpoints.checkpoint_dir(workdir) / '6') is not None
-  assert checkpoints.integrity_problem(
+  assert checkpoint_manifest.integrity_problem(
       checkpoints.checkpoint_dir(workdir) / '6') is None
 
 
@@ -208,7 +209,7 @@ def test_a_step_without_manifest_is_verified_by_restore(trained, tmp_path):
   workdir = str(tmp_path / 'older')
   shutil.copytree(trained[0], workdir)
   os.remove(os.path.join(workdir, 'checkpoints', '6',
-                         checkpoints.MANIFEST_NAME))
+                         checkpoint_manifest.MANIFEST_NAME))
   manager = checkpoints.create_manager(workdir, tiny_config(trained[1]))
   step, _ = checkpoints.restore_latest(manager, abstract_state(workdir))
   assert step == 6

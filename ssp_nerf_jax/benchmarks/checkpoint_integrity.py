@@ -5,8 +5,8 @@
 Saves a train state of the config's shapes (random values: zstd cannot
 shrink them, as it cannot shrink trained weights) --repeats times into a
 temporary directory, each save timed until orbax has finished it, then the
-manifest written (`checkpoints.write_manifest`, as training does) and
-verified (`checkpoints.integrity_problem`, as a restore does).  Prints one
+manifest written (`checkpoint_manifest.write_manifest`, as training does) and
+verified (`checkpoint_manifest.integrity_problem`, as a restore does).  Prints one
 JSON object of medians:
   checkpoint_mib        bytes of one step directory
   save_s                orbax save, from the call until finished
@@ -29,6 +29,7 @@ from ml_collections import config_flags
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ssp_nerf_jax import checkpoint_manifest
 from ssp_nerf_jax import checkpoints
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import train
@@ -76,8 +77,8 @@ def measure(config, repeats, devices=None):
       figures['save_s'].append(timed(save)[0])
       step_dir = checkpoints.step_path(manager, step)
       figures['manifest_s'].append(
-          timed(lambda: checkpoints.write_manifest(step_dir))[0])
-      seconds, problem = timed(lambda: checkpoints.integrity_problem(step_dir))
+          timed(lambda: checkpoint_manifest.write_manifest(step_dir))[0])
+      seconds, problem = timed(lambda: checkpoint_manifest.integrity_problem(step_dir))
       assert problem is None, problem
       figures['verify_s'].append(seconds)
       figures['restore_s'].append(timed(lambda: jax.block_until_ready(
