@@ -12,8 +12,11 @@ import os
 import zlib
 from typing import Optional
 
+from ssp_nerf_jax import files
+
 MANIFEST_NAME = 'integrity.json'
 MANIFEST_FORMAT = 1
+_MANIFEST_PREFIX = MANIFEST_NAME.split('.')[0] + '.'
 _READ_BYTES = 8 << 20
 
 
@@ -37,10 +40,11 @@ def checkpoint_files(step_dir) -> list[str]:
   manifest and its tmp file."""
   step_dir = os.fspath(step_dir)
   names = []
-  for root, _, files in os.walk(step_dir):
-    for name in files:
+  for root, _, file_names in os.walk(step_dir):
+    for name in file_names:
       relative = os.path.relpath(os.path.join(root, name), step_dir)
-      if not relative.startswith(MANIFEST_NAME):
+      # integrity.json and the temporary integrity.tmp.json it is written as.
+      if not relative.startswith(_MANIFEST_PREFIX):
         names.append(relative.replace(os.sep, '/'))
   return sorted(names)
 
@@ -58,13 +62,8 @@ def write_manifest(step_dir) -> None:
   a reader sees the whole manifest or none."""
   manifest = {'format': MANIFEST_FORMAT, 'checksum': 'crc32',
               'files': describe_files(step_dir)}
-  path = os.path.join(os.fspath(step_dir), MANIFEST_NAME)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(manifest, f, indent=0, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  files.write_json(os.path.join(os.fspath(step_dir), MANIFEST_NAME), manifest,
+                   sync=True, indent=0, sort_keys=True)
 
 
 def read_manifest(step_dir) -> Optional[dict[str, list[int]]]:

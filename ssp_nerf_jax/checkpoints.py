@@ -38,6 +38,7 @@ import orbax.checkpoint as ocp
 
 from ssp_nerf_jax import checkpoint_manifest
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import files
 from ssp_nerf_jax import parallel
 
 CORRUPT_PREFIX = 'corrupt-'
@@ -78,11 +79,8 @@ def open_read_only(workdir) -> ocp.CheckpointManager:
 
 def write_config(workdir, config):
   """Writes the resolved config as `<workdir>/config.json` (human-readable)."""
-  path = os.path.join(workdir, 'config.json')
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  os.replace(tmp, path)
+  files.write_text(os.path.join(workdir, 'config.json'),
+                   config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 # ----------------------------------------------------------------- saving --

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssp_nerf_jax import files
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import parallel
@@ -175,7 +176,7 @@ class Evaluator:
                              self.scene.class_names),
               **(extra or {})}
     if is_main:
-      write_json_atomic(os.path.join(workdir, 'eval_metrics.json'), result)
+      files.write_json(os.path.join(workdir, 'eval_metrics.json'), result)
       with open(os.path.join(workdir, 'eval_history.jsonl'), 'a') as f:
         f.write(json.dumps(result) + '\n')
     return result
@@ -216,9 +217,3 @@ def to_uint8(image):
   """float [..., 3] in [0, 1] -> uint8, rounded."""
   return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
-
-def write_json_atomic(path, payload):
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(payload, f, indent=2)
-  os.replace(tmp, path)

@@ -31,6 +31,7 @@ from ssp_nerf_jax import checkpoints
 from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import evaluation
+from ssp_nerf_jax import files
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import lipsync
 from ssp_nerf_jax import metrics
@@ -411,8 +412,7 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   result = score_val(trained, frames, stack_frames(rendered))
   result['seconds_per_frame'] = seconds / len(frames['frame_id'])
   if parallel.is_main_process():
-    evaluation.write_json_atomic(os.path.join(out_dir, 'metrics.json'),
-                                 result)
+    files.write_json(os.path.join(out_dir, 'metrics.json'), result)
   return result
 
 

@@ -21,6 +21,7 @@ import imageio.v3 as iio
 from ml_collections import config_flags
 import numpy as np
 
+from ssp_nerf_jax import files
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import rendering
 from ssp_nerf_jax.benchmarks import sweep
@@ -58,8 +59,8 @@ def write_strip(out_dir, workdirs):
                                        frames['audio'][i:i + 1], desc='strip')
     images.append(rendered['rgb'][0])
   path = os.path.join(out_dir, 'strip.png')
-  iio.imwrite(path + '.tmp.png', np.concatenate(images, axis=1))
-  os.replace(path + '.tmp.png', path)
+  with files.atomic_path(path) as tmp:
+    iio.imwrite(tmp, np.concatenate(images, axis=1))
   return path
 
 

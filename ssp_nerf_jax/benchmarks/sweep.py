@@ -21,6 +21,7 @@ import tqdm
 
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import evaluation
+from ssp_nerf_jax import files
 from ssp_nerf_jax import metrics
 from ssp_nerf_jax import train
 
@@ -132,14 +133,11 @@ def markdown_table(results, title):
 
 def write_results(out_dir, results, title, notes=()):
   """Writes results.json and results.md atomically."""
-  evaluation.write_json_atomic(os.path.join(out_dir, 'results.json'), results)
+  files.write_json(os.path.join(out_dir, 'results.json'), results)
   text = markdown_table(results, title)
   if notes:
     text += '\n' + '\n'.join(notes) + '\n'
-  tmp = os.path.join(out_dir, 'results.md.tmp')
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, os.path.join(out_dir, 'results.md'))
+  files.write_text(os.path.join(out_dir, 'results.md'), text)
 
 
 def plot_psnr_vs_step(path, histories, regions=('mouth', 'full')):
@@ -161,10 +159,9 @@ def plot_psnr_vs_step(path, histories, regions=('mouth', 'full')):
     ax.grid(alpha=0.3)
     ax.legend()
   fig.tight_layout()
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp, dpi=100)
+  with files.atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=100)
   pyplot.close(fig)
-  os.replace(tmp, path)
 
 
 def run_cli(run, out_dir):

@@ -1,0 +1,51 @@
+"""Writing files so that a reader never sees half of one.
+
+Every file a later run or reader trusts (configs, metrics, manifests,
+videos, results tables) is written under a temporary name beside its
+destination and renamed over it only once complete: `os.replace` is atomic
+on one file system, so a crash leaves the old file or none, never a torso.
+"""
+import contextlib
+import json
+import os
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, sync: bool = False) -> Iterator[str]:
+  """Yields a temporary path to write `path` through.
+
+  The temporary name keeps `path`'s extension (writers such as imageio and
+  ffmpeg pick the format from it).  When the block ends normally it is
+  renamed to `path`; when it raises, the temporary file is removed.
+
+  Args:
+    path: the destination.
+    sync: fsync the file before the rename (for files a crash must not
+      leave empty, such as checkpoint manifests).
+  """
+  root, ext = os.path.splitext(path)
+  tmp = f'{root}.tmp{ext}'
+  try:
+    yield tmp
+    if sync:
+      with open(tmp, 'rb') as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
+def write_text(path: str, text: str, sync: bool = False) -> None:
+  """Writes `text` to `path` atomically."""
+  with atomic_path(path, sync) as tmp, open(tmp, 'w') as f:
+    f.write(text)
+
+
+def write_json(path: str, payload: Any, sync: bool = False,
+               **dump_args) -> None:
+  """Writes `payload` as JSON to `path` atomically (indent 2 by default)."""
+  dump_args.setdefault('indent', 2)
+  write_text(path, json.dumps(payload, **dump_args), sync)
