@@ -20,6 +20,7 @@ from ssp_nerf_jax import parallel
 from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import render
+from ssp_nerf_jax import train_step
 
 P = jax.sharding.PartitionSpec
 
@@ -156,7 +157,7 @@ class Evaluator:
       The record: 'step', 'psnr', 'ssim', 'region_psnr', 'miou' (over the
       eval frames) and `extra`.
     """
-    smooth = step >= self.config.train.audio_smoothing_start
+    smooth = train_step.smoothing_on(step, self.config.train)
     rgbs, preds = [], []
     image_dir = os.path.join(workdir, 'eval', f'step_{step:07d}')
     is_main = jax.process_index() == 0

@@ -1,25 +1,56 @@
-"""Training losses: photometric + parsing per level, the torso warp's
-regularisers, and per-class sums for the semantic sampler's statistics.
+"""Training losses: photometric + parsing per level and the torso warp's
+regularisers, weighted into one total by `total_loss`.
 
 All act on one device's rays ([F, R] leading axes).  Loss terms are means
 over all of those rays, so that per-device means of equal ray counts
 average to the global mean whatever the device count.
 """
-import jax
 import jax.numpy as jnp
 
 from ssp_nerf_jax import render
 
 
-def render_losses(outputs, targets, semantic_weight):
-  """Photometric + parsing losses of one level-pair (coarse and fine).
+def total_loss(outputs, targets, train_config, body_classes=None):
+  """The training loss: every term with its config weight.
+
+    mse_coarse + mse_fine + semantic_weight (ce_coarse + ce_fine)
+      [+ warp_blend_weight (blend_coarse + blend_fine)
+       + warp_offset_weight (offset_coarse + offset_fine)]
+
+  Args:
+    outputs: model outputs of a chunk of rays (see `render_terms`; with the
+      torso warp also 'blend' and 'offset_sq').
+    targets: from `train_step.draw_rays`.
+    train_config: config.train (the weights).
+    body_classes: the torso warp's body-class mask (`torso_warp.
+      body_class_mask`), or None without the warp.
+  Returns:
+    (loss, dict of scalar terms and the per-ray fine squared error
+    'sq_err_fine' [F, R]).
+  """
+  terms = render_terms(outputs, targets)
+  loss = (terms['mse_coarse'] + terms['mse_fine'] +
+          train_config.semantic_weight * (terms['ce_coarse'] +
+                                          terms['ce_fine']))
+  if body_classes is not None:
+    terms.update(warp_losses(outputs, targets['class_id'], body_classes))
+    loss += train_config.warp_blend_weight * (terms['blend_coarse'] +
+                                              terms['blend_fine'])
+    loss += train_config.warp_offset_weight * (terms['offset_coarse'] +
+                                               terms['offset_fine'])
+  return loss, terms
+
+
+def render_terms(outputs, targets):
+  """Photometric + parsing terms of the coarse and fine levels (unweighted).
 
   Args:
     outputs: model outputs {'coarse'|'fine': {'rgb' [F,R,3], 'acc' [F,R],
       'semantics' [F,R,K]}}.
-    targets: from `train.draw_rays`.
+    targets: from `train_step.draw_rays`.
   Returns:
-    (total loss, dict of per-ray fine squared error [F,R] and scalar terms).
+    dict of scalars mse_{level}, ce_{level} and the per-ray fine squared
+    error 'sq_err_fine' [F, R].
   """
   terms = {}
   for level in ('coarse', 'fine'):
@@ -33,9 +64,7 @@ def render_losses(outputs, targets, semantic_weight):
     terms[f'ce_{level}'] = jnp.mean(cross_ent)
     if level == 'fine':
       terms['sq_err_fine'] = sq_err
-  loss = (terms['mse_coarse'] + terms['mse_fine'] + semantic_weight *
-          (terms['ce_coarse'] + terms['ce_fine']))
-  return loss, terms
+  return terms
 
 
 def warp_losses(outputs, class_id, body_classes):
@@ -64,8 +93,3 @@ def warp_losses(outputs, class_id, body_classes):
     terms[f'offset_{level}'] = jnp.mean(outputs[level]['offset_sq'])
   return terms
 
-
-def class_sums(values, class_id, num_classes):
-  """Per-class (sum of values, count) over rays: ([K], [K])."""
-  one_hot = jax.nn.one_hot(class_id.reshape(-1), num_classes)
-  return values.reshape(-1) @ one_hot, jnp.sum(one_hot, axis=0)

@@ -14,8 +14,13 @@ All samplers draw with replacement; they are pure and run inside the jitted
 train step, once per frame.  `sample_pixels` also returns each ray's
 importance weight 1 / (H W p(pixel)) (1 for uniform sampling): the mean of
 weight x error over the rays estimates the uniform-pixel mean error.
+
+The semantic sampler's memory, each class's running loss over every
+device's rays, is `SemanticStats`, carried in the train state.
 """
+import flax
 import jax
+from jax import lax
 import jax.numpy as jnp
 
 STRATEGIES = ('uniform', 'face_rect', 'semantic')
@@ -193,3 +198,43 @@ def sample_pixels(key, sampling_config, num_rays, height, width, frame,
     return pixels, weights
   raise ValueError(f'config.sampling.strategy={strategy!r} is not one of '
                    f'{STRATEGIES}')
+
+
+def class_sums(values, class_id, num_classes):
+  """Per-class (sum of values, count) over rays: ([K], [K])."""
+  one_hot = jax.nn.one_hot(class_id.reshape(-1), num_classes)
+  return values.reshape(-1) @ one_hot, jnp.sum(one_hot, axis=0)
+
+
+@flax.struct.dataclass
+class SemanticStats:
+  """The semantic sampler's state: the running (EMA) photometric loss of
+  each parsing class over all devices' rays; -1 until a class is seen."""
+  class_loss_ema: jax.Array  # float32 [K]
+
+  @classmethod
+  def create(cls, num_classes: int) -> 'SemanticStats':
+    return cls(class_loss_ema=-jnp.ones((num_classes,), jnp.float32))
+
+  def update(self, sq_err, class_id, decay, axis_name):
+    """Folds one step's rays into the running class losses.
+
+    Args:
+      sq_err: float [...] per-ray squared error of this device's rays.
+      class_id: int [...] their true classes.
+      decay: the EMA's decay (config.sampling.semantic_ema_decay).
+      axis_name: the mesh axis the rays are spread over (summed over).
+    Returns:
+      (updated stats, float [K] this step's class losses, float [K] rays
+      per class); classes without rays keep their EMA, and a class seen for
+      the first time starts at its measured loss.
+    """
+    num_classes = self.class_loss_ema.shape[0]
+    err_sum, counts = lax.psum(class_sums(sq_err, class_id, num_classes),
+                               axis_name)
+    class_loss = err_sum / jnp.maximum(counts, 1.0)
+    ema = self.class_loss_ema
+    updated = jnp.where(ema < 0, class_loss,
+                        decay * ema + (1.0 - decay) * class_loss)
+    return (SemanticStats(jnp.where(counts > 0, updated, ema)), class_loss,
+            counts)

@@ -28,16 +28,16 @@ import tqdm
 
 from ssp_nerf_jax import audio_features
 from ssp_nerf_jax import checkpoints
-from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import evaluation
+from ssp_nerf_jax import experiment
 from ssp_nerf_jax import files
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import lipsync
 from ssp_nerf_jax import metrics
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import render_inputs
-from ssp_nerf_jax import train
+from ssp_nerf_jax import train_step
 from ssp_nerf_jax import video
 
 Trained = collections.namedtuple(
@@ -102,28 +102,14 @@ def load_trained(workdir: str,
   config = load_config(workdir)
   step = pick_step(workdir, checkpoint_step)
   checkpoints.check_step(workdir, step)  # before the (slow) dataset and model
-  train.validate_config(config)
-  builder = data.build_dataset(config)
-  scene = input_pipeline.load_scene_info(builder)
-  model = train.make_model(config, scene)
+  experiment.validate_config(config)
+  exp = experiment.setup(config)
+  # Restored onto this process's first device; replicated when rendering.
   state = checkpoints.restore_for_reading(
-      workdir, step, restore_target(config, model, scene))
-  return Trained(config, builder, scene, model, state.params, int(step))
-
-
-def restore_target(config, model, scene):
-  """The train state's shapes and dtypes, placed on this process's first
-  device: what orbax restores a checkpoint into.
-
-  Traced, not compiled: compiling model.init only for its shapes took 12 s
-  of a tiny-config render's start on 2 CPU cores (tracing: 0.4 s).
-  """
-  shapes = jax.eval_shape(lambda: train.init_state(
-      config, model, scene, train.make_optimizer(config.train)))
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  return jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
-      shapes)
+      workdir, step, exp.abstract_state(
+          jax.sharding.SingleDeviceSharding(jax.local_devices()[0])))
+  return Trained(config, exp.builder, exp.scene, exp.model, state.params,
+                 int(step))
 
 
 def with_background(trained: Trained, path: str) -> Trained:
@@ -154,7 +140,7 @@ def with_background(trained: Trained, path: str) -> Trained:
 
 def smoothing_on(trained: Trained) -> bool:
   """Whether the checkpoint was trained past the audio-smoothing start."""
-  return trained.step >= trained.config.train.audio_smoothing_start
+  return bool(train_step.smoothing_on(trained.step, trained.config.train))
 
 
 # -------------------------------------------------------------- rendering --

@@ -1,8 +1,9 @@
-"""Checks that camera poses are finite rigid transforms.
+"""Rigid camera poses on the host: validity checks and their mean.
 
 Poses reach us from transforms.json files (datasets and render tracks);
 one bad matrix would silently skew every ray of its frame, so both readers
-validate with the same rule here.
+validate with the same rule here.  The mean pose is the torso warp's
+reference (see models/torso_warp.py).
 """
 import numpy as np
 
@@ -33,3 +34,15 @@ def pose_problems(c2w) -> list[tuple[int, str]]:
       problems.append((i, 'is not rigid (rotation not orthonormal, or last '
                           'row not 0 0 0 1)'))
   return problems
+
+
+def mean_pose(c2w) -> np.ndarray:
+  """Mean of rigid poses [N, 4, 4] -> float64 [4, 4]: mean translation, and
+  the mean rotation matrix projected back onto SO(3) (SVD)."""
+  c2w = np.asarray(c2w, np.float64)
+  u, _, vt = np.linalg.svd(c2w[:, :3, :3].mean(axis=0))
+  flip = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+  mean = np.eye(4)
+  mean[:3, :3] = u @ flip @ vt
+  mean[:3, 3] = c2w[:, :3, 3].mean(axis=0)
+  return mean

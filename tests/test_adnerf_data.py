@@ -28,6 +28,7 @@ from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import portrait_dataset
+from ssp_nerf_jax import scene as scene_lib
 from ssp_nerf_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +65,7 @@ def test_round_trip_4_classes_wav_face_rect(tmp_path):
   expected = audio_features.context_windows(features, 8)[written['img_ids']]
   np.testing.assert_allclose(frames['audio'], expected, atol=1e-5)
 
-  scene = input_pipeline.load_scene_info(builder)
+  scene = scene_lib.load_scene_info(builder)
   assert scene.class_names == ('background', 'head', 'neck', 'torso')
   assert scene.num_classes == 4
   assert (scene.height, scene.width, scene.audio_window_steps) == (32, 32, 16)
@@ -111,7 +112,7 @@ def test_round_trip_11_classes_npy_no_face_rect_resized(tmp_path):
   # JPEG and bicubic resizing: close to the 32 px original, not exact.
   assert np.abs(frames['image'].astype(int) -
                 written['images'][10:]).mean() < 3
-  scene = input_pipeline.load_scene_info(builder)
+  scene = scene_lib.load_scene_info(builder)
   assert scene.num_classes == 11 and scene.class_names[7] == 'lips'
   # Pixel centres at integer coordinates: u -> (u + 0.5) / 2 - 0.5.
   assert (scene.focal, scene.cx, scene.cy) == pytest.approx(
@@ -143,7 +144,7 @@ def test_hubert_layout_keeps_two_steps_per_frame(tmp_path):
   # ER-NeRF feeds its AudioNet the frame's [2, 1024] HuBERT steps.
   np.testing.assert_array_equal(
       frame, written['features'][written['img_ids'][3] + np.arange(8) - 4])
-  scene = input_pipeline.load_scene_info(builder)
+  scene = scene_lib.load_scene_info(builder)
   assert (scene.audio_window_steps, scene.audio_dim) == (2, 8)
   assert scene.audio_feature == 'precomputed:aud_hu.npy'
 
@@ -333,7 +334,7 @@ def test_built_dataset_is_reused_never_stale(tmp_path):
   os.rename(root, tmp_path / 'moved')
   again = data.build_dataset(config)
   assert again.data_dir == builder.data_dir
-  assert input_pipeline.load_scene_info(again).num_classes == 4
+  assert scene_lib.load_scene_info(again).num_classes == 4
 
 
 # ------------------------------------------------------ configs, training --

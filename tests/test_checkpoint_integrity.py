@@ -19,8 +19,7 @@ import processes
 from processes import Run, distributed_flags, free_port, train_command
 from ssp_nerf_jax import checkpoint_manifest
 from ssp_nerf_jax import checkpoints
-from ssp_nerf_jax import data
-from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import experiment
 from ssp_nerf_jax import rendering
 from ssp_nerf_jax import train
 
@@ -102,9 +101,8 @@ def abstract_state(workdir, **model_overrides):
   traced: nothing compiles."""
   config = rendering.load_config(workdir)
   config.model.update(model_overrides)
-  scene = input_pipeline.load_scene_info(data.build_dataset(config))
-  return rendering.restore_target(config, train.make_model(config, scene),
-                                  scene)
+  return experiment.setup(config).abstract_state(
+      jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
 
 
 def read_step(workdir, step):

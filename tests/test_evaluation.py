@@ -5,9 +5,9 @@ import numpy as np
 
 from configs import tiny
 from ssp_nerf_jax import evaluation
+from ssp_nerf_jax import experiment
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import rays as rays_lib
-from ssp_nerf_jax import train
 from ssp_nerf_jax.benchmarks import fake_data
 
 
@@ -16,9 +16,8 @@ def test_chunked_render_on_4_devices_equals_1_device_and_direct_apply():
   config.data.size = 10  # 100 rays: chunks of 4 x 7, the last one padded
   config.render.chunk = 7
   scene = fake_data.random_scene(config)
-  model = train.make_model(config, scene)
-  params = train.init_state(config, model, scene,
-                            train.make_optimizer(config.train)).params
+  exp = experiment.setup(config, scene=scene)
+  model, params = exp.model, exp.host_init_state().params
   batch = fake_data.random_batch(config, scene, num_frames=1)
   c2w, audio = batch['c2w'][0], batch['audio'][0]
 

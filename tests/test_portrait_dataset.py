@@ -14,6 +14,7 @@ from ssp_nerf_jax import audio_features
 from ssp_nerf_jax import data
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import portrait_dataset
+from ssp_nerf_jax import scene as scene_lib
 from ssp_nerf_jax import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +77,7 @@ def test_round_trip_matches_generator_and_imports_no_tensorflow(tiny_data):
 
 def test_scene_info(tiny_data):
   _, builder = tiny_data
-  scene = input_pipeline.load_scene_info(builder)
+  scene = scene_lib.load_scene_info(builder)
   assert (scene.height, scene.width, scene.num_classes) == (32, 32, 11)
   assert (scene.num_train, scene.num_val, scene.fps) == (45, 5, 25.0)
   assert scene.background.dtype == np.float32

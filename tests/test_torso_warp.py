@@ -12,6 +12,7 @@ import numpy as np
 from configs import tiny
 from ssp_nerf_jax import losses
 from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax import rigid
 from ssp_nerf_jax import synthetic
 from ssp_nerf_jax.benchmarks import ablation
 from ssp_nerf_jax.models import portrait
@@ -185,7 +186,7 @@ def test_warp_learns_through_the_fine_pass_only_when_asked():
 
 def test_mean_pose_of_symmetric_turns_is_the_middle_pose():
   poses = np.stack([pose(-0.2), pose(0.0), pose(0.2)])
-  mean = torso_warp.mean_pose(poses)
+  mean = rigid.mean_pose(poses)
   np.testing.assert_allclose(mean[:3, :3], np.eye(3), atol=1e-9)
   np.testing.assert_allclose(mean[:3, 3], poses[:, :3, 3].mean(0), atol=1e-9)
 

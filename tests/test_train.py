@@ -1,8 +1,12 @@
-"""Train step parity across device counts, losses, end-to-end and resume."""
+"""Train step parity across device counts, losses, the sampler's class
+statistics, end-to-end and resume."""
+import dataclasses
 import json
 import os
 
 import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -10,8 +14,10 @@ import pytest
 
 from configs import tiny
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import experiment
 from ssp_nerf_jax import losses
 from ssp_nerf_jax import parallel
+from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import train
 from ssp_nerf_jax.benchmarks import fake_data
 
@@ -25,20 +31,20 @@ def tiny_config(data_dir, **train_overrides):
 
 
 def run_steps(config, scene, batch, devices, tx, num_steps):
-  mesh = parallel.make_data_mesh(devices)
-  model = train.make_model(config, scene)
-  state = parallel.replicate(train.init_state(config, model, scene, tx), mesh)
-  step_fn = train.make_train_step(config, model, tx, scene, mesh)
-  batch = jax.device_put(batch, parallel.data_sharded(mesh))
-  arrays = parallel.replicate({'background': scene.background}, mesh)
-  key = parallel.replicate(jax.random.PRNGKey(0), mesh)
+  exp = dataclasses.replace(
+      experiment.setup(config, parallel.make_data_mesh(devices), scene=scene),
+      tx=tx)
+  state = exp.init_state()
+  batch = jax.device_put(batch, parallel.data_sharded(exp.mesh))
+  arrays = exp.scene_arrays()
+  key = parallel.replicate(jax.random.PRNGKey(0), exp.mesh)
   losses = []
   for _ in range(num_steps):
-    state, metrics = step_fn(state, batch, arrays, key)
+    state, metrics = exp.train_step(state, batch, arrays, key)
     losses.append(float(metrics['loss']))
   # The semantic sampler's running class losses: one value on every device.
   shards = [np.asarray(x.data) for x in
-            state.class_loss_ema.addressable_shards]
+            state.sampler.class_loss_ema.addressable_shards]
   assert len(shards) == len(devices)
   for shard in shards[1:]:
     np.testing.assert_array_equal(shard, shards[0])
@@ -74,8 +80,8 @@ def test_one_vs_four_devices_same_loss_and_params(torso_warp, strategy):
   assert metrics['class_rays'].sum() == 4 * config.train.rays_per_frame
   assert np.isfinite(metrics['grad_norm']) and metrics['grad_norm'] > 0
   if torso_warp:  # the warp learns, from finite gradients
-    model = train.make_model(config, scene)
-    init = train.init_state(config, model, scene, tx).params['params']['warp']
+    exp = experiment.setup(config, scene=scene)
+    init = exp.host_init_state().params['params']['warp']
     for before, after in zip(jax.tree.leaves(init),
                              jax.tree.leaves(params_1['params']['warp'])):
       assert np.all(np.isfinite(after))
@@ -84,7 +90,7 @@ def test_one_vs_four_devices_same_loss_and_params(torso_warp, strategy):
     assert np.isfinite(metrics['blend_fine'])
 
 
-def test_render_losses_against_hand_computation():
+def test_total_loss_against_hand_computation():
   rng = np.random.default_rng(3)
   k = 3
   def level():
@@ -96,7 +102,8 @@ def test_render_losses_against_hand_computation():
   targets = {'rgb': rng.uniform(size=(1, 2, 3)).astype(np.float32),
              'background': rng.uniform(size=(1, 2, 3)).astype(np.float32),
              'class_id': np.array([[0, 2]])}
-  loss, terms = losses.render_losses(outputs, targets, 0.5)
+  weights = ml_collections.ConfigDict({'semantic_weight': 0.5})
+  loss, terms = losses.total_loss(outputs, targets, weights)
   expected = 0.0
   for name in ('coarse', 'fine'):
     out = outputs[name]
@@ -107,6 +114,21 @@ def test_render_losses_against_hand_computation():
                                                 targets['class_id'][0, r]]) / 2
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   assert terms['sq_err_fine'].shape == (1, 2)
+
+
+def test_semantic_stats_update_keeps_unseen_classes_and_starts_new_ones():
+  stats = ray_sampling.SemanticStats(jnp.array([-1.0, 0.5, 0.2]))
+  # Two "devices" (a named vmap axis): class 0 seen for the first time,
+  # class 1 again, class 2 not at all.
+  sq_err = jnp.array([[0.1, 0.3], [0.4, 0.6]])
+  class_id = jnp.array([[0, 1], [0, 1]])
+  update = lambda e, c: stats.update(e, c, 0.9, 'devices')
+  new, class_loss, counts = jax.vmap(update, axis_name='devices')(sq_err,
+                                                                 class_id)
+  np.testing.assert_allclose(counts[0], [2, 2, 0])
+  np.testing.assert_allclose(class_loss[0], [0.25, 0.45, 0.0])
+  np.testing.assert_allclose(new.class_loss_ema[0],
+                             [0.25, 0.9 * 0.5 + 0.1 * 0.45, 0.2], rtol=1e-6)
 
 
 @pytest.fixture
@@ -158,4 +180,4 @@ def test_invalid_config_is_one_clear_error(section, field, value, message):
   config = tiny.get_config()
   config[section][field] = value
   with pytest.raises(errors.UserError, match=message):
-    train.validate_config(config)
+    experiment.validate_config(config)

@@ -31,17 +31,15 @@ import orbax.checkpoint as ocp
 
 from ssp_nerf_jax import checkpoint_manifest
 from ssp_nerf_jax import checkpoints
+from ssp_nerf_jax import experiment
 from ssp_nerf_jax import parallel
-from ssp_nerf_jax import train
 from ssp_nerf_jax.benchmarks import fake_data
 
 
 def random_state(config, mesh):
   """A train state of the config's shapes, random, replicated on `mesh`."""
-  scene = fake_data.random_scene(config)
-  abstract = train.abstract_state(config, train.make_model(config, scene),
-                                  scene, train.make_optimizer(config.train),
-                                  mesh)
+  abstract = experiment.setup(
+      config, mesh, scene=fake_data.random_scene(config)).abstract_state()
   rng = np.random.default_rng(0)
   host = jax.tree.map(
       lambda s: rng.standard_normal(s.shape).astype(s.dtype), abstract)

@@ -5,11 +5,11 @@ dataset (a 450 px paper-scale dataset takes minutes to generate).
 """
 import numpy as np
 
-from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import scene as scene_lib
 from ssp_nerf_jax import synthetic
 
 
-def random_scene(config, num_classes=11) -> input_pipeline.SceneInfo:
+def random_scene(config, num_classes=11) -> scene_lib.SceneInfo:
   """A SceneInfo of config.data.size with AD-NeRF's Obama-like bounds."""
   size = config.data.size
   rng = np.random.default_rng(0)
@@ -19,7 +19,7 @@ def random_scene(config, num_classes=11) -> input_pipeline.SceneInfo:
     class_names = tuple(f'class_{k}' for k in range(num_classes))
   reference = np.eye(4)
   reference[2, 3] = 0.87  # the mean pose of `random_batch`'s cameras
-  return input_pipeline.SceneInfo(
+  return scene_lib.SceneInfo(
       background=rng.uniform(size=(size, size, 3)).astype(np.float32),
       height=size, width=size, focal=1100.0 * size / 450, cx=size / 2,
       cy=size / 2, near=0.57, far=1.17, fps=25.0, num_classes=num_classes,

@@ -29,7 +29,7 @@ from ml_collections import config_flags
 
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import ray_sampling
-from ssp_nerf_jax import train
+from ssp_nerf_jax import train_step
 from ssp_nerf_jax.benchmarks import fake_data
 from ssp_nerf_jax.benchmarks import sweep
 
@@ -59,7 +59,7 @@ def sampler_seconds(config, repeats=20):
   scene = fake_data.random_scene(config)
   batch = fake_data.random_batch(config, scene, num_frames=1)
   class_loss = jax.numpy.linspace(0.01, 0.1, scene.num_classes)
-  draw = jax.jit(functools.partial(train.draw_rays, config=config,
+  draw = jax.jit(functools.partial(train_step.draw_rays, config=config,
                                    scene=scene))
   keys = jax.random.split(jax.random.PRNGKey(0), 1)
   arrays = {'background': scene.background}

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
 
+from ssp_nerf_jax import experiment
 from ssp_nerf_jax import parallel
-from ssp_nerf_jax import train
 from ssp_nerf_jax.benchmarks import fake_data
 
 config_flags.DEFINE_config_file('config', 'configs/default.py',
@@ -94,17 +94,15 @@ def matmul_peak_gflops(reps=5):
 
 
 def measure(config, steps, warmup):
-  mesh = parallel.make_data_mesh()
-  scene = fake_data.random_scene(config)
+  exp = experiment.setup(config, scene=fake_data.random_scene(config))
+  scene, mesh = exp.scene, exp.mesh
   num_frames = config.data.frames_per_device * jax.device_count()
-  model = train.make_model(config, scene)
-  tx = train.make_optimizer(config.train)
-  state = parallel.replicate(train.init_state(config, model, scene, tx), mesh)
+  state = exp.init_state()
   batch = jax.device_put(fake_data.random_batch(config, scene, num_frames),
                          parallel.data_sharded(mesh))
-  arrays = parallel.replicate({'background': scene.background}, mesh)
+  arrays = exp.scene_arrays()
   key = parallel.replicate(jax.random.PRNGKey(0), mesh)
-  step_fn = train.make_train_step(config, model, tx, scene, mesh)
+  step_fn = exp.train_step
 
   start = time.perf_counter()
   state, metrics = step_fn(state, batch, arrays, key)

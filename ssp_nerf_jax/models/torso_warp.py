@@ -38,7 +38,6 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ssp_nerf_jax.models import encoding
 from ssp_nerf_jax.models import nerf
@@ -78,18 +77,6 @@ def apply_transform(transform, points):
   rot = transform[:, :3, :3].reshape((-1,) + (1,) * extra + (3, 3))
   trans = transform[:, :3, 3].reshape((-1,) + (1,) * extra + (3,))
   return jnp.einsum('...ij,...j->...i', rot, points) + trans
-
-
-def mean_pose(c2w) -> np.ndarray:
-  """Mean of rigid poses [N, 4, 4] -> float64 [4, 4]: mean translation, and
-  the mean rotation matrix projected back onto SO(3) (SVD)."""
-  c2w = np.asarray(c2w, np.float64)
-  u, _, vt = np.linalg.svd(c2w[:, :3, :3].mean(axis=0))
-  flip = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-  mean = np.eye(4)
-  mean[:3, :3] = u @ flip @ vt
-  mean[:3, 3] = c2w[:, :3, 3].mean(axis=0)
-  return mean
 
 
 class TorsoWarp(nn.Module):

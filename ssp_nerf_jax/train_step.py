@@ -1,0 +1,272 @@
+"""The train state and the data-parallel train step.
+
+The step is one pure function, jitted over a `jax.shard_map` on the
+('data',) mesh.  On each device it
+
+  1. derives a key per frame (`frame_keys`: folded from the step and the
+     frame's global index, so the rays do not depend on how frames are
+     spread over devices),
+  2. draws rays and their targets from its own frames (`draw_rays`, with
+     the configured pixel sampler),
+  3. renders them in sequential chunks and sums the gradients of
+     `losses.total_loss` (`loss_and_grads`),
+  4. averages the gradients over devices and updates the replicated
+     parameters and the semantic sampler's class statistics
+     (`ray_sampling.SemanticStats`), and
+  5. reports metrics (`step_metrics`).
+"""
+import functools
+
+import flax
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import losses
+from ssp_nerf_jax import metrics as metrics_lib
+from ssp_nerf_jax import parallel
+from ssp_nerf_jax import ray_sampling
+from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax.models import torso_warp
+
+P = jax.sharding.PartitionSpec
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: flax.core.FrozenDict
+  opt_state: optax.OptState
+  # Drives the semantic sampler; updated by every step whatever the
+  # strategy, so that switching strategies on resume keeps the statistics.
+  sampler: ray_sampling.SemanticStats
+
+
+def init_state(config, model, scene, tx) -> TrainState:
+  """Fresh parameters and optimizer state (host, unreplicated)."""
+  dummy_rays = rays_lib.Rays(
+      origins=jnp.zeros((1, 1, 3)), directions=jnp.ones((1, 1, 3)),
+      viewdirs=jnp.ones((1, 1, 3)) / np.sqrt(3.0))
+  # The dataset's window shape; config.data.audio_dim equals its width
+  # (checked when the dataset is built and read).
+  dummy_audio = jnp.zeros((1, scene.audio_context, scene.audio_window_steps,
+                           scene.audio_dim))
+  params = jax.jit(functools.partial(model.init, smooth_audio=True))(
+      jax.random.PRNGKey(config.seed), dummy_rays, dummy_audio,
+      c2w=jnp.eye(4)[None])
+  return TrainState(step=jnp.array(0, jnp.int32), params=params,
+                    opt_state=tx.init(params),
+                    sampler=ray_sampling.SemanticStats.create(
+                        scene.num_classes))
+
+
+def smoothing_on(step, train_config):
+  """Whether the audio attention (smoothing over the context windows) is
+  on at `step`: AD-NeRF trains it only after the per-frame code settles.
+  `step` may be traced."""
+  return step >= train_config.audio_smoothing_start
+
+
+def gather_pixels(image, pixels):
+  """image [H, W, ...] at pixels [R, 2] (row, col) -> [R, ...]."""
+  return image[pixels[:, 0], pixels[:, 1]]
+
+
+def frame_keys(key, step, num_frames):
+  """(sample keys, render keys), each [F] PRNG keys, of this device's frames.
+
+  Folded from the step and each frame's global index, so a frame's rays do
+  not depend on how frames are spread over devices.
+  """
+  first_frame = lax.axis_index(parallel.DATA_AXIS) * num_frames
+  step_key = jax.random.fold_in(key, step)
+  keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(
+      first_frame + jnp.arange(num_frames))
+  sample_keys, render_keys = jnp.split(jax.vmap(jax.random.split)(keys), 2,
+                                       axis=1)
+  return sample_keys[:, 0], render_keys[:, 0]
+
+
+def draw_rays(frame_keys_, batch, scene_arrays, class_loss, use_loss, *,
+              config, scene):
+  """Samples pixels per frame and gathers their targets.
+
+  Args:
+    frame_keys_: [F] PRNG keys, one per frame.
+    batch: dict of this device's frames (leading axis F).
+    scene_arrays: dict with 'background' float32 [H, W, 3].
+    class_loss: float [K] running per-class loss (semantic sampler).
+    use_loss: bool scalar: the semantic sampler's warm-up is over.
+  Returns:
+    (rays with leading [F, R], dict of targets: 'rgb' [F, R, 3] in [0, 1],
+    'class_id' int32 [F, R], 'background' [F, R, 3], 'uniform_weight'
+    [F, R] the rays' importance weights, see `ray_sampling`).
+  """
+  height, width = scene.height, scene.width
+  num_rays = config.train.rays_per_frame
+
+  def one_frame(key, frame):
+    pixels, uniform_weight = ray_sampling.sample_pixels(
+        key, config.sampling, num_rays, height, width, frame, class_loss,
+        use_loss)
+    rays = rays_lib.pixel_rays(frame['c2w'], pixels, scene.focal, scene.cx,
+                               scene.cy)
+    targets = {
+        'rgb': gather_pixels(frame['image'], pixels).astype(jnp.float32) / 255,
+        'class_id': gather_pixels(frame['parsing'], pixels).astype(jnp.int32),
+        'background': gather_pixels(scene_arrays['background'], pixels),
+        'uniform_weight': uniform_weight,
+    }
+    return rays, targets
+
+  frames = {k: batch[k] for k in ('image', 'parsing', 'c2w', 'face_rect')}
+  return jax.vmap(one_frame)(frame_keys_, frames)
+
+
+def split_rays(tree, num_chunks):
+  """[F, R, ...] leaves -> [num_chunks, F, R / num_chunks, ...]."""
+  def split(x):
+    f, r = x.shape[:2]
+    return jnp.swapaxes(x.reshape(f, num_chunks, r // num_chunks,
+                                  *x.shape[2:]), 0, 1)
+  return jax.tree.map(split, tree)
+
+
+def merge_rays(tree):
+  """Inverse of `split_rays`: [num_chunks, F, r, ...] -> [F, num_chunks*r, ...]."""
+  def merge(x):
+    x = jnp.swapaxes(x, 0, 1)
+    return x.reshape(x.shape[0], -1, *x.shape[3:])
+  return jax.tree.map(merge, tree)
+
+
+def num_ray_chunks(train_config):
+  """How many sequential chunks the step's rays are processed in."""
+  chunk = min(train_config.ray_chunk, train_config.rays_per_frame)
+  if train_config.rays_per_frame % chunk:
+    raise errors.UserError(
+        f'config.train.rays_per_frame={train_config.rays_per_frame} is not a '
+        f'multiple of config.train.ray_chunk={train_config.ray_chunk}')
+  return train_config.rays_per_frame // chunk
+
+
+def render_frames(model, params, rays, batch, keys, smooth):
+  """Renders each frame's rays [F, r] with its own audio, pose and key.
+
+  One frame at a time (vmapped), so that its randomness depends only on its
+  own key, not on how many frames share the device.
+  """
+  def one_frame(frame_rays, audio, c2w, key):
+    add_axis = lambda x: x[None]
+    outputs = model.apply(params, jax.tree.map(add_axis, frame_rays),
+                          audio[None], smooth_audio=smooth, key=key,
+                          c2w=c2w[None])
+    return jax.tree.map(lambda x: x[0], outputs)
+  return jax.vmap(one_frame)(rays, batch['audio'], batch['c2w'], keys)
+
+
+def loss_and_grads(loss_fn, params, rays, targets, render_keys, num_chunks):
+  """This device's mean loss and gradients, over its rays in chunks.
+
+  Args:
+    loss_fn: (params, chunk rays, chunk targets, [F] chunk keys) -> (loss,
+      terms); its terms include the per-ray 'sq_err_fine'.
+    params: replicated parameters.
+    rays, targets: [F, R, ...] this device's rays and targets.
+    render_keys: [F] PRNG keys; chunk c renders with fold_in(key, c).
+    num_chunks: sequential chunks (a scan accumulating gradients): a chunk's
+      activations stay small enough to be cache-friendly, which on CPU
+      doubles throughput against one big batch, and bound memory on
+      accelerators.
+  Returns:
+    (per-chunk losses [num_chunks], gradients averaged over chunks, terms
+    with leading [num_chunks]).
+  """
+  # Gradients of this device's own loss: parameters made device-varying.
+  local_params = lax.pcast(params, parallel.DATA_AXIS, to='varying')
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def accumulate(grads, chunk):
+    chunk_rays, chunk_targets, chunk_index = chunk
+    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(render_keys,
+                                                           chunk_index)
+    (loss, terms), chunk_grads = grad_fn(local_params, chunk_rays,
+                                         chunk_targets, keys)
+    return jax.tree.map(jnp.add, grads, chunk_grads), (loss, terms)
+
+  zeros = jax.tree.map(jnp.zeros_like, local_params)
+  grads, (chunk_losses, terms) = lax.scan(
+      accumulate, zeros,
+      (split_rays(rays, num_chunks), split_rays(targets, num_chunks),
+       jnp.arange(num_chunks)))
+  return chunk_losses, jax.tree.map(lambda g: g / num_chunks, grads), terms
+
+
+def step_metrics(terms, sq_err_fine, targets, loss, grads, sampler,
+                 class_loss, counts):
+  """The step's metrics, averaged over devices: the loss terms, PSNR, the
+  gradient norm and the semantic sampler's per-class statistics ([K])."""
+  mean = lambda x: lax.pmean(x, parallel.DATA_AXIS)
+  metrics = {k: mean(jnp.mean(v)) for k, v in terms.items()}
+  # The loss of uniformly drawn pixels, whatever the sampler: rays weighted
+  # by 1 / (H W p(pixel)).
+  metrics['mse_uniform'] = mean(
+      jnp.mean(sq_err_fine * targets['uniform_weight']))
+  metrics['loss'] = loss
+  metrics['psnr'] = metrics_lib.mse_to_psnr(metrics['mse_fine'])
+  metrics['grad_norm'] = optax.tree.norm(grads)
+  metrics['class_loss'] = class_loss
+  metrics['class_loss_ema'] = sampler.class_loss_ema
+  metrics['class_rays'] = counts
+  metrics['class_share'] = counts / jnp.sum(counts)
+  return metrics
+
+
+def make_train_step(config, model, tx, scene, mesh):
+  """Returns jitted `train_step(state, batch, scene_arrays, key)`.
+
+  `batch` holds global arrays sharded along 'data'; `state`, `scene_arrays`
+  and `key` are replicated.  Returns (new state, metrics dict of replicated
+  scalars / [K] per-class arrays).
+  """
+  num_chunks = num_ray_chunks(config.train)
+  body_classes = (torso_warp.body_class_mask(scene.class_names)
+                  if model.torso_warp else None)
+  draw = functools.partial(draw_rays, config=config, scene=scene)
+
+  def per_device(state, batch, scene_arrays, key):
+    sample_keys, render_keys = frame_keys(key, state.step,
+                                          batch['image'].shape[0])
+    use_loss = state.step >= config.sampling.semantic_warmup_steps
+    rays, targets = draw(sample_keys, batch, scene_arrays,
+                         state.sampler.class_loss_ema, use_loss)
+    smooth = smoothing_on(state.step, config.train)
+
+    def loss_fn(params, chunk_rays, chunk_targets, keys):
+      outputs = render_frames(model, params, chunk_rays, batch, keys, smooth)
+      return losses.total_loss(outputs, chunk_targets, config.train,
+                               body_classes)
+
+    chunk_losses, grads, terms = loss_and_grads(
+        loss_fn, state.params, rays, targets, render_keys, num_chunks)
+    grads = lax.pmean(grads, parallel.DATA_AXIS)
+    sq_err_fine = merge_rays(terms.pop('sq_err_fine'))
+    sampler, class_loss, counts = state.sampler.update(
+        sq_err_fine, targets['class_id'], config.sampling.semantic_ema_decay,
+        parallel.DATA_AXIS)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = TrainState(step=state.step + 1,
+                           params=optax.apply_updates(state.params, updates),
+                           opt_state=opt_state, sampler=sampler)
+    loss = lax.pmean(jnp.mean(chunk_losses), parallel.DATA_AXIS)
+    return new_state, step_metrics(terms, sq_err_fine, targets, loss, grads,
+                                   sampler, class_loss, counts)
+
+  step_fn = jax.shard_map(
+      per_device, mesh=mesh,
+      in_specs=(P(), P(parallel.DATA_AXIS), P(), P()),
+      out_specs=(P(), P()))
+  return jax.jit(step_fn, donate_argnums=0)
