@@ -13,9 +13,9 @@ for a given track).  Val: `DIR/<frame_id>.png`, `DIR/parsing_<frame_id>.png`,
 line and exit status 1.
 
 Several hosts render together (each frame's rays spread over every device;
-process 0 writes the files) with the flags of train_main.py:
---coordinator_address, --num_processes, --process_id, or none of them on a
-cluster JAX detects.
+process 0 writes the files) with the flags of train_main.py: --distributed
+on a cluster JAX detects, or --coordinator_address, --num_processes and
+--process_id.
 """
 import sys
 

@@ -7,9 +7,10 @@
 Resumes from the latest checkpoint in --workdir.  The dataset is built on
 first use (see `python -m ssp_nerf_jax.data`).
 
-Several hosts: run the same command on each, with --coordinator_address,
---num_processes and --process_id, or with none of them on a cluster JAX
-detects (Cloud TPU, SLURM, Open MPI, Kubernetes); see the README.
+Several hosts: run the same command on each, with --distributed on a
+cluster JAX detects (Cloud TPU pod slice, SLURM, Open MPI, Kubernetes), or
+elsewhere with --coordinator_address, --num_processes and --process_id;
+see the README.  Without them it is a single-process run.
 
 SIGTERM (a preemption notice) saves a checkpoint at the current step and
 exits with status 75 after a line "preempted at step N: ..."; the same

@@ -1,11 +1,13 @@
-"""Device mesh and data-parallel helpers.
+"""Device mesh, data-parallel helpers and the multi-process job.
 
 One 1-D mesh with axis 'data' spans every device of every process, so the
 same program runs on one CPU, eight GPUs or a TPU pod.  Parameters are
 replicated; frames (and the rays drawn from them) are split along 'data'.
 
 Several processes (hosts) join one job through `initialize_distributed`,
-which the entry points call before JAX touches a device.
+which the entry points call before JAX touches a device.  A job is joined
+only when asked (as big_vision does): by --distributed on a cluster JAX
+detects, or by --coordinator_address, --num_processes and --process_id.
 """
 from typing import Optional
 
@@ -21,15 +23,24 @@ DATA_AXIS = 'data'
 # JAX's default: a process silent for this long is declared dead, and the
 # coordination service then stops every other process with an error.
 DEFAULT_HEARTBEAT_TIMEOUT_S = 100
+# What jax.distributed.initialize() recognises by itself (its docstring).
+DETECTED_CLUSTERS = 'Cloud TPU, SLURM, Open MPI, Kubernetes'
+EXPLICIT_FLAGS = ('--coordinator_address', '--num_processes', '--process_id')
 
 
 def define_flags():
   """The multi-process flags shared by train_main.py and render_main.py."""
+  flags.DEFINE_bool(
+      'distributed', False,
+      'Join the multi-process job of the cluster this runs in, which JAX '
+      f'detects ({DETECTED_CLUSTERS}); run the same command on every host. '
+      'Elsewhere give --coordinator_address, --num_processes and '
+      '--process_id instead.')
   flags.DEFINE_string(
       'coordinator_address', None,
       'HOST:PORT of process 0, where the coordination service listens '
-      '(multi-process runs outside an auto-detected cluster; give it with '
-      '--num_processes and --process_id).')
+      '(a multi-process job described by hand; give it with --num_processes '
+      'and --process_id).')
   flags.DEFINE_integer('num_processes', None,
                        'Number of processes in the job.')
   flags.DEFINE_integer('process_id', None,
@@ -45,20 +56,23 @@ def initialize_from_flags(flag_values=flags.FLAGS) -> bool:
   return initialize_distributed(flag_values.coordinator_address,
                                 flag_values.num_processes,
                                 flag_values.process_id,
-                                flag_values.heartbeat_timeout_s)
+                                flag_values.heartbeat_timeout_s,
+                                detect_cluster=flag_values.distributed)
 
 
 def initialize_distributed(
     coordinator_address: Optional[str] = None,
     num_processes: Optional[int] = None,
     process_id: Optional[int] = None,
-    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S) -> bool:
-  """Joins the multi-process job this process belongs to, if any.
+    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S,
+    detect_cluster: bool = False) -> bool:
+  """Joins a multi-process job if asked to; otherwise does nothing.
 
   With all three of `coordinator_address`, `num_processes` and `process_id`
-  the job is the one they describe.  With none, a cluster that JAX
-  recognises (Cloud TPU VMs and pod slices, SLURM, Open MPI, Kubernetes)
-  supplies them; elsewhere this is a single-process run and nothing happens.
+  the job is the one they describe.  With `detect_cluster` (--distributed)
+  `jax.distributed.initialize()` finds the job itself (Cloud TPU VMs and
+  pod slices, SLURM, Open MPI, Kubernetes).  With neither this is a
+  single-process run and JAX's distributed runtime is never started.
   Must run before JAX touches a device.
 
   Returns:
@@ -67,32 +81,40 @@ def initialize_distributed(
     errors.UserError: an incomplete or invalid setting (named), or a job
       that could not be joined.
   """
-  explicit = {'--coordinator_address': coordinator_address,
-              '--num_processes': num_processes, '--process_id': process_id}
+  explicit = dict(zip(EXPLICIT_FLAGS,
+                      (coordinator_address, num_processes, process_id)))
   given = [name for name, value in explicit.items() if value is not None]
   if given and len(given) < len(explicit):
     missing = [name for name in explicit if name not in given]
     raise errors.UserError(f'{", ".join(given)} also needs '
                            f'{", ".join(missing)}')
+  if given and detect_cluster:
+    raise errors.UserError('--distributed finds the job itself: give it or '
+                           f'{", ".join(EXPLICIT_FLAGS)}, not both')
   if not isinstance(heartbeat_timeout_s, int) or heartbeat_timeout_s < 1:
     raise errors.UserError('--heartbeat_timeout_s must be a positive integer, '
                            f'got {heartbeat_timeout_s!r}')
   if given:
     _check_explicit(coordinator_address, num_processes, process_id)
-  elif detected_cluster() is None:
+    where = ('cannot join the multi-process job (coordinator '
+             f'{coordinator_address}, process {process_id} of '
+             f'{num_processes})')
+  elif detect_cluster:
+    where = ('--distributed: cannot join the job JAX detects '
+             f'({DETECTED_CLUSTERS}; elsewhere give '
+             f'{", ".join(EXPLICIT_FLAGS)})')
+  else:
     return False
   # Cross-process collectives of the CPU backend (a CPU-only job, or the
   # tests' simulated devices) need an implementation; gloo runs over TCP.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   try:
+    # All three None (--distributed): JAX detects the cluster.
     jax.distributed.initialize(coordinator_address, num_processes, process_id,
                                heartbeat_timeout_seconds=heartbeat_timeout_s)
   except (RuntimeError, ValueError) as e:
-    where = (f' (coordinator {coordinator_address}, process {process_id} of '
-             f'{num_processes})' if given else f' ({detected_cluster()})')
     message = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-    raise errors.UserError(f'cannot join the multi-process job{where}: '
-                           f'{message}') from None
+    raise errors.UserError(f'{where}: {message}') from None
   return True
 
 
@@ -107,18 +129,6 @@ def _check_explicit(coordinator_address, num_processes, process_id):
   if not 0 <= process_id < num_processes:
     raise errors.UserError(f'--process_id={process_id} is not in [0, '
                            f'--num_processes={num_processes})')
-
-
-def detected_cluster() -> Optional[str]:
-  """The cluster environment jax.distributed would auto-detect, or None."""
-  # jax.distributed.initialize() detects these itself, but offers no public
-  # way to ask whether any is present (without one it raises ValueError),
-  # and a single-process run must not call it.
-  from jax._src import clusters  # pylint: disable=g-import-not-at-top
-  for env in clusters.ClusterEnv._cluster_types:  # pylint: disable=protected-access
-    if not env.opt_in_only_method and env.is_env_present():
-      return env.__name__
-  return None
 
 
 def is_main_process() -> bool:
@@ -180,15 +190,20 @@ def replicate(tree, mesh):
 def wait_for_all_processes(name: str, timeout_s: int = 1800) -> None:
   """Blocks until every process has reached the barrier `name`.
 
-  A no-op in a single-process run.  Uses the coordination service, not a
-  collective: on CPU, gloo gives the first collective over a set of devices
-  only 30 s to find every peer, less than compiling the train step can
-  take on a busy host, so processes line up here after compiling.
+  A no-op unless jax.distributed is initialised.  Uses the coordination
+  service, not a collective: on CPU, gloo gives the first collective over a
+  set of devices only 30 s to find every peer, less than what comes before
+  it can take (compiling the train step on a busy host, process 0 building
+  the dataset), so processes line up here first.  Every process calls it with the same
+  `name`.
   """
-  if jax.process_count() == 1:
+  if not jax.distributed.is_initialized():
     return
-  # The client of jax.distributed; JAX has no public barrier that is not a
-  # collective (multihost_utils.sync_global_devices is one).
+  # The only private JAX API of the project, checked against JAX 0.10.2:
+  # JAX has no public barrier that is not a collective
+  # (multihost_utils.sync_global_devices is one).  The client is
+  # jax.distributed's connection to the coordination service;
+  # tests/test_parallel.py fails if it moves.
   from jax._src import distributed  # pylint: disable=g-import-not-at-top
   distributed.global_state.client.wait_at_barrier(
       name, timeout_in_ms=timeout_s * 1000)

@@ -75,11 +75,12 @@ def distributed_flags(port, num_processes, process_id) -> list[str]:
 class Run:
   """A subprocess whose combined output goes to a log file."""
 
-  def __init__(self, command, num_devices, log_path):
+  def __init__(self, command, num_devices, log_path, extra_env=None):
     self.log_path = str(log_path)
     self._log = open(self.log_path, 'wb')
     self.process = subprocess.Popen(
-        command, cwd=REPO, env=subprocess_env(num_devices),
+        command, cwd=REPO, env={**subprocess_env(num_devices),
+                                **(extra_env or {})},
         stdout=self._log, stderr=subprocess.STDOUT)
 
   @property

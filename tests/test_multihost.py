@@ -1,7 +1,8 @@
 """Two real processes x 2 simulated CPU devices, over 127.0.0.1 with gloo.
 
 Each process is `train_main.py` with --coordinator_address, --num_processes
-and --process_id, training on its own shard of the data.  Their results must
+and --process_id, training on its own shard of the data (--distributed, the
+cluster JAX detects, is checked on a simulated SLURM job step).  Their results must
 match one process with the same 4 devices, and a dead peer must stop the
 other within a bounded time.  (Two `render_main.py` processes: see
 test_rendering.py.)
@@ -9,6 +10,7 @@ test_rendering.py.)
 import os
 import re
 import signal
+import sys
 
 import jax
 import numpy as np
@@ -141,3 +143,40 @@ def test_a_dead_peer_stops_the_other_process_in_bounded_time(data_dir,
   assert 'JAX distributed service detected fatal errors' in output, (
       output[-3000:])
   assert 'stopped sending heartbeats' in output
+
+
+# What a SLURM job step's process sees (of the variables JAX reads); the
+# coordinator is the step's first node, at JAX_COORDINATOR_PORT.
+JOIN_SCRIPT = """
+import sys
+from absl import flags
+from ssp_nerf_jax import parallel
+parallel.define_flags()
+flags.FLAGS(sys.argv)
+assert parallel.initialize_from_flags()
+parallel.wait_for_all_processes('joined')
+import jax
+print('process', jax.process_index(), 'of', jax.process_count(), 'with',
+      jax.device_count(), 'devices')
+"""
+
+
+def test_distributed_joins_the_job_jax_detects(tmp_path):
+  """--distributed and no other flag: JAX finds the job (here SLURM's) and
+  both processes pass the coordination-service barrier."""
+  port = free_port()
+  runs = [Run([sys.executable, '-c', JOIN_SCRIPT, '--distributed'],
+              num_devices=2, log_path=tmp_path / f'process_{i}.log',
+              extra_env={'SLURM_JOB_ID': '1', 'SLURM_STEP_NODELIST':
+                         '127.0.0.1', 'SLURM_NTASKS': '2',
+                         'SLURM_PROCID': str(i), 'SLURM_LOCALID': str(i),
+                         'JAX_COORDINATOR_PORT': str(port)})
+          for i in range(2)]
+  try:
+    statuses = [run.wait(120) for run in runs]
+  finally:
+    for run in runs:
+      run.kill()
+  for i, run in enumerate(runs):
+    assert statuses[i] == 0, run.output()[-3000:]
+    assert f'process {i} of 2 with 4 devices' in run.output()
