@@ -29,6 +29,7 @@ from ml_collections import config_flags
 import tensorflow_datasets as tfds
 
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import parallel
 from ssp_nerf_jax import portrait_dataset
 
 DATA_DIR_ENV = 'SSP_NERF_DATA_DIR'
@@ -64,11 +65,9 @@ def resolve_video(config, data_dir: Optional[str] = None):
   from ssp_nerf_jax.preprocess import pipeline  # pylint: disable=g-import-not-at-top
   root = os.path.join(data_dir or resolve_data_dir(config), 'videos')
   size = config.data.get('video_size', pipeline.DEFAULT_SIZE)
-  if jax.process_count() > 1:
-    if jax.process_index() == 0:
-      pipeline.cached_folder(video, root, size)
-    multihost_utils.sync_global_devices('ssp_nerf_jax.data.resolve_video')
-  folder = pipeline.cached_folder(video, root, size)
+  folder = _main_process_first(
+      lambda: pipeline.cached_folder(video, root, size),
+      'ssp_nerf_jax.data.resolve_video')
   config = config.copy_and_resolve_references()
   config.data.builder_config = 'adnerf'
   config.data.path = folder
@@ -92,19 +91,28 @@ def build_dataset(config, data_dir: Optional[str] = None):
   config = resolve_video(config, data_dir)
   builder_config = portrait_dataset.config_from_data_config(config.data)
   data_dir = data_dir or resolve_data_dir(config)
+  return _main_process_first(lambda: _prepare(builder_config, data_dir),
+                             'ssp_nerf_jax.data.build_dataset')
+
+
+def _main_process_first(make, barrier: str):
+  """`make()` on every process, process 0's call finishing first.
+
+  Process 0 makes a file-system cache (a build, a preprocessed video);
+  the others then find it on a shared file system, or make their own copy
+  on a local disk (making is deterministic).  Concurrent makes into one
+  shared folder would race on the final rename.  Every process takes the
+  same path (even when the cache exists) so that the barrier always pairs
+  up.
+  """
   if jax.process_count() == 1:
-    return _prepare(builder_config, data_dir)
-  # With several processes, process 0 builds first; the others then find
-  # the data on a shared file system, or build their own copy on a local
-  # disk (generation is deterministic).  Concurrent builds into one shared
-  # folder would race on TFDS's final rename.  Every process takes the same
-  # path (even when its data exists) so that the barrier always pairs up.
-  if jax.process_index() == 0:
-    builder = _prepare(builder_config, data_dir)
-  multihost_utils.sync_global_devices('ssp_nerf_jax.data.build_dataset')
-  if jax.process_index() != 0:
-    builder = _prepare(builder_config, data_dir)
-  return builder
+    return make()
+  if parallel.is_main_process():
+    result = make()
+  multihost_utils.sync_global_devices(barrier)
+  if not parallel.is_main_process():
+    result = make()
+  return result
 
 
 def _prepare(builder_config, data_dir):

@@ -1,6 +1,8 @@
 """TFDS builder: TF-free build + read round trip, cache keying, bad input,
 crash safety, and the build CLI."""
+import logging
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -8,14 +10,18 @@ import textwrap
 import numpy as np
 import pytest
 
+from adnerf_fixtures import write_folder
 from configs import tiny
 from data_fixtures import tiny_config
 from ssp_nerf_jax import audio_features
 from ssp_nerf_jax import data
+from ssp_nerf_jax import folder_source
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import portrait_dataset
+from ssp_nerf_jax import portrait_source
 from ssp_nerf_jax import scene as scene_lib
 from ssp_nerf_jax import synthetic
+from ssp_nerf_jax import synthetic_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,12 +111,34 @@ def test_parameters_get_their_own_folder_and_mismatch_is_detected(tiny_data):
   assert len(folders) == 6 and builder.data_dir not in folders
   # A builder pointed straight at a folder built with other parameters
   # refuses it rather than serving the wrong data.
-  wrong = portrait_dataset.PortraitConfig(name='synthetic', size=32,
-                                          duration_s=2.0, audio_dim=9)
+  wrong = synthetic_source.SyntheticConfig(size=32, duration_s=2.0,
+                                           audio_dim=9)
   key_dir = os.path.join(root, builder.builder_config.key())
   with pytest.raises(portrait_dataset.DatasetError, match='built with'):
     portrait_dataset.check_params(
         portrait_dataset.SspPortrait(data_dir=key_dir, config=wrong))
+
+
+def test_each_source_config_goes_through_the_constructor_silently(
+    tmp_path, caplog):
+  # TFDS warns on config instances it has not registered; ours are all
+  # such instances, so the builder must take them without that warning.
+  write_folder(tmp_path / 'clip', size=16)
+  configs = [synthetic_source.SyntheticConfig(size=16, duration_s=0.4),
+             folder_source.FolderConfig(path=str(tmp_path / 'clip'))]
+  with caplog.at_level(logging.WARNING):
+    for config in configs:
+      builder = portrait_dataset.SspPortrait(
+          data_dir=str(tmp_path / config.key()), config=config)
+      assert builder.builder_config is config
+      assert isinstance(builder.source, portrait_source.Source)
+      assert builder.info.features['image'].shape == (16, 16, 3)
+      assert builder.data_path.parts[-3:] == (
+          'ssp_portrait', config.name, '1.0.0')
+      copy = pickle.loads(pickle.dumps(builder))
+      assert copy.builder_config.params() == config.params()
+      assert copy.data_dir == builder.data_dir
+  assert not caplog.records, caplog.text
 
 
 @pytest.mark.parametrize('name,value,message', [
