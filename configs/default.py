@@ -8,109 +8,142 @@ import ml_collections
 def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0
+  config.data = _data()
+  config.model = _model()
+  config.render = _render()
+  config.sampling = _sampling()
+  config.train = _train()
+  return config
 
-  config.data = ml_collections.ConfigDict()
-  config.data.name = 'ssp_portrait'
-  config.data.builder_config = 'synthetic'
+
+def _data():
+  """Which dataset, how it is built, and what each step reads."""
+  data = ml_collections.ConfigDict()
+  data.name = 'ssp_portrait'
+  data.builder_config = 'synthetic'
   # Where TFDS datasets are built and read; '' means $SSP_NERF_DATA_DIR or
   # ~/.cache/ssp_nerf_jax/tensorflow_datasets.
-  config.data.data_dir = ''
-  # Synthetic builder settings (ignored by other builder configs).
-  config.data.size = 450
-  config.data.duration_s = 24.0
-  config.data.synthetic_seed = 0
+  data.data_dir = ''
+  # Synthetic builder settings (ignored by other builder configs); 450 px is
+  # AD-NeRF's frame size.
+  data.size = 450
+  data.duration_s = 24.0
+  data.synthetic_seed = 0
   # Processed-folder settings (builder_config 'adnerf', configs/adnerf.py;
   # ignored by other builder configs).
-  config.data.path = ''  # the AD-NeRF/SSP-NeRF/RAD-NeRF folder
-  config.data.images_dir = 'ori_imgs'  # frames subfolder
-  config.data.resolution = 0  # longer side in px; 0 keeps the folder's size
+  data.path = ''  # the AD-NeRF/SSP-NeRF/RAD-NeRF folder
+  data.images_dir = 'ori_imgs'  # frames subfolder, AD-NeRF's name
+  data.resolution = 0  # longer side in px; 0 keeps the folder's size
   # '' = aud.wav through our librosa features (audio_feature, audio_dim), or
   # a precomputed .npy in the folder: aud.npy (AD-NeRF DeepSpeech [N, 16,
   # 29]), aud_ds.npy / aud_eo.npy (RAD-NeRF), aud_hu.npy (ER-NeRF HuBERT
   # [N, 2, 1024]); audio_dim must then equal its last axis.
-  config.data.audio_file = ''
+  data.audio_file = ''
   # Video settings (builder_config 'video', configs/video.py): a talking-head
   # video, preprocessed on first use into <data_dir>/videos/ (keyed by its
   # content hash) and then read like a processed folder.
-  config.data.video = ''
-  config.data.video_size = 512  # side of the preprocessed square frames, px
-  # Audio features: 16 steps of 20 ms per video frame, C features per step.
-  config.data.audio_feature = 'logmel'  # 'logmel' or 'mfcc'
-  config.data.audio_dim = 29
-  config.data.audio_context = 8  # neighbouring frames seen by AudioAttNet
+  data.video = ''
+  data.video_size = 512  # side of the preprocessed square frames, px
+  # Audio features: 16 steps of 20 ms per video frame, C features per step;
+  # 29 per step is the shape of AD-NeRF's DeepSpeech features.
+  data.audio_feature = 'logmel'  # 'logmel' or 'mfcc'
+  data.audio_dim = 29
+  data.audio_context = 8  # neighbouring frames seen by AudioAttNet
   # Frames each device trains on per step.
-  config.data.frames_per_device = 1
-  config.data.prefetch = 2
+  data.frames_per_device = 1
+  # Device batches prepared ahead in a background thread, so that a step
+  # does not wait for its input.
+  data.prefetch = 2
+  return data
 
-  config.model = ml_collections.ConfigDict()
-  config.model.xyz_freqs = 10
-  config.model.dir_freqs = 4
-  config.model.depth = 8
-  config.model.width = 256
-  config.model.skip_layer = 4  # [PE(x), code] re-enters after this layer
-  config.model.view_width = 128
-  config.model.audio_code_dim = 64
-  config.model.share_coarse_fine = False
-  config.model.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16'
+
+def _model():
+  """AD-NeRF's MLP and audio code, and SSP-NeRF's torso warp."""
+  model = ml_collections.ConfigDict()
+  model.xyz_freqs = 10
+  model.dir_freqs = 4
+  model.depth = 8
+  model.width = 256
+  model.skip_layer = 4  # [PE(x), code] re-enters after this layer
+  model.view_width = 128
+  model.audio_code_dim = 64
+  model.share_coarse_fine = False
+  model.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16'
   # Torso warping (SSP-NeRF): one field for head and torso; samples are
   # blended between the head frame and the body frame (models/torso_warp.py).
-  config.model.torso_warp = True
-  config.model.warp_freqs = 6
-  config.model.warp_width = 64
-  config.model.warp_max_offset = 0.02  # head-space units
+  model.torso_warp = True
+  model.warp_freqs = 6
+  model.warp_width = 64
+  # Bound of the residual offset, head-space units: it only covers what the
+  # two rigid bones miss (neck bending, breathing).
+  model.warp_max_offset = 0.02
   # The warp is learned through the coarse pass; the fine pass reuses it
   # without differentiating it (see PortraitNeRF.warp_fine_gradients).
-  config.model.warp_fine_gradients = False
+  model.warp_fine_gradients = False
+  return model
 
-  config.render = ml_collections.ConfigDict()
-  config.render.num_coarse = 64
-  config.render.num_fine = 128
+
+def _render():
+  """Samples along a ray, ray bounds, and the eval chunk size."""
+  render = ml_collections.ConfigDict()
+  render.num_coarse = 64
+  render.num_fine = 128
   # Ray bounds; negative means "from the dataset" (mean head distance
   # -0.2 / +0.4, as AD-NeRF).
-  config.render.near = -1.0
-  config.render.far = -1.0
-  # Rays per device per chunk at eval: 2048 keeps a 450 px frame under 2 GiB
-  # of host memory on CPU (8192: 5.2 GiB).
-  config.render.chunk = 2048
+  render.near = -1.0
+  render.far = -1.0
+  # Rays per device per chunk at eval: host memory grows with it, and 2048
+  # renders a 450 px frame on CPU within 2 GiB (README, "Measured").
+  render.chunk = 2048
+  return render
 
-  config.sampling = ml_collections.ConfigDict()
+
+def _sampling():
+  """Which pixels of a frame become the step's rays."""
+  sampling = ml_collections.ConfigDict()
   # 'uniform', 'face_rect' (AD-NeRF) or 'semantic' (SSP-NeRF).
-  config.sampling.strategy = 'face_rect'
-  config.sampling.face_rect_fraction = 0.95
+  sampling.strategy = 'face_rect'
+  sampling.face_rect_fraction = 0.95  # AD-NeRF's share inside the face box
   # Semantic sampler (ray_sampling.class_shares): class k gets a share
   #   uniform_mix * n_k / N + (1 - uniform_mix) * s_k,
   #   s_k ~ n_k**size_exponent * L_k**power,
   # of the rays (n_k pixels, L_k running loss), at least `floor` per present
-  # class.  Measured on the synthetic demo (2 seeds, 256 rays): these
-  # defaults (importance sampling of the loss) gave mouth +0.6 / +0.7 dB,
-  # eyes +1.9 / +2.3 dB and full +0.2 / -0.1 dB against uniform at 700 /
-  # 900 steps.  More mouth rays (power 2 or 3, size_exponent 0.5, a higher
-  # floor) gave no more mouth PSNR and cost full PSNR: there the mouth waits
-  # for the audio -> shape mapping, not for rays (README, "Measured").
-  config.sampling.semantic_power = 1.0
-  config.sampling.semantic_size_exponent = 1.0
-  config.sampling.semantic_uniform_mix = 0.0
-  config.sampling.semantic_floor = 0.01
-  config.sampling.semantic_ema_decay = 0.95  # of the per-class loss L_k
-  config.sampling.semantic_warmup_steps = 100  # uniform sampling before
+  # class.  These defaults are importance sampling of the loss: rays go
+  # where the error is.  Weighting the loss harder (power 2 or 3) gives the
+  # mouth more rays but not more PSNR: the mouth waits for the audio ->
+  # shape mapping, not for rays (README, "Measured").
+  sampling.semantic_power = 1.0
+  sampling.semantic_size_exponent = 1.0
+  sampling.semantic_uniform_mix = 0.0
+  sampling.semantic_floor = 0.01  # no present class is ever left unsampled
+  sampling.semantic_ema_decay = 0.95  # of the per-class loss L_k
+  # Uniform sampling first, while the running losses L_k have too little
+  # history to rank the classes.
+  sampling.semantic_warmup_steps = 100
+  return sampling
 
-  config.train = ml_collections.ConfigDict()
-  config.train.num_steps = 400_000
-  config.train.rays_per_frame = 2048
+
+def _train():
+  """AD-NeRF's schedule and SSP-NeRF's loss weights."""
+  train = ml_collections.ConfigDict()
+  train.num_steps = 400_000
+  train.rays_per_frame = 2048
   # Rays per frame rendered at once inside a step (a scan accumulates the
   # gradients of the chunks); bounds activation memory.
-  config.train.ray_chunk = 64
-  config.train.lr = 5e-4
-  config.train.lr_decay_steps = 250_000  # lr * lr_decay_rate**(step/steps)
-  config.train.lr_decay_rate = 0.1
-  config.train.semantic_weight = 0.1  # lambda on the parsing cross-entropy
+  train.ray_chunk = 64
+  train.lr = 5e-4
+  train.lr_decay_steps = 250_000  # lr * lr_decay_rate**(step/steps)
+  train.lr_decay_rate = 0.1
+  train.semantic_weight = 0.1  # lambda on the parsing cross-entropy
   # Torso warp regularisers: parsing supervision of the blend, residual L2.
-  config.train.warp_blend_weight = 0.1
-  config.train.warp_offset_weight = 1.0
-  config.train.audio_smoothing_start = 200_000
-  config.train.log_every = 100
-  config.train.eval_every = 10_000
-  config.train.checkpoint_every = 10_000
-  config.train.keep_checkpoints = 3
-  config.train.eval_frames = 4
-  return config
+  train.warp_blend_weight = 0.1
+  train.warp_offset_weight = 1.0
+  # Half-way: AudioAttNet starts smoothing the audio code over neighbouring
+  # frames once the per-frame code has been learned.
+  train.audio_smoothing_start = 200_000
+  train.log_every = 100
+  train.eval_every = 10_000
+  train.checkpoint_every = 10_000
+  train.keep_checkpoints = 3
+  train.eval_frames = 4
+  return train

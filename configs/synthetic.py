@@ -1,8 +1,9 @@
 """Embedded CPU demo: the procedural talking portrait, trained end to end.
 
-Sized so that `python train_main.py` (this config) finishes in about 13
-minutes on a 2-core CPU.  Override any value on the command line, e.g.
-`--config=configs/synthetic.py --config.train.num_steps=100`.
+Sized so that `python train_main.py` (this config) trains in a quarter of
+an hour on a 2-core CPU (README, "Measured", has the figures).  Override any
+value on the command line, e.g. `--config=configs/synthetic.py
+--config.train.num_steps=100`.
 """
 from configs import default
 
@@ -30,11 +31,8 @@ def get_config():
   config.render.num_fine = 32
   config.render.chunk = 4096
 
-  # 3200 steps of 256 rays, torso warp + semantic sampler, 2-core CPU:
-  # val PSNR 24.27 dB (SSIM 0.83, mIoU 0.80) in 12.5 min wall at 0.213
-  # s/step.  Per ray, steps of 256 rays learn faster than steps of 512:
-  # 2400 x 512 rays (1.23M) reached 24.17 dB in 16.3 min.  This VM's speed
-  # drifts by ~20 % within an hour.
+  # 3200 steps of 256 rays: per ray, steps of 256 rays learn faster than
+  # steps of 512 (README, "Measured": the demo against 2400 x 512 rays).
   config.train.num_steps = 3200
   config.train.rays_per_frame = 256
   config.train.lr = 1e-3  # a short schedule: start higher, decay 10x

@@ -23,16 +23,11 @@ level in dB) around frame i + L.  Speakers open the mouth slightly before the
 sound comes, so L is 0 to 3 frames (0-120 ms) on a well-synced clip; a value
 far outside that means the audio track is shifted against the picture.
 """
-import json
-import sys
-
 from absl import app
-from absl import flags
-from absl import logging
 import numpy as np
-import tensorflow_datasets as tfds
 
 from ssp_nerf_jax import audio_features
+from ssp_nerf_jax import cli
 from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
@@ -166,22 +161,8 @@ def probe(config, builder) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  config = flags.FLAGS.config
-  if config is None:
-    sys.exit('error: --config is required, e.g. --config=configs/video.py:cpu '
-             '--config.data.video=clip.mp4')
-  tfds.disable_progress_bar()
-  try:
-    builder = data.build_dataset(config, flags.FLAGS.data_dir)
-    config = data.resolve_video(config, flags.FLAGS.data_dir)
-    result = probe(config, builder)
-  except errors.UserError as e:
-    sys.exit(f'error: {e}')
-  print(json.dumps(result), flush=True)
+  cli.dataset_main(argv, probe, example='--config=configs/video.py:cpu '
+                   '--config.data.video=clip.mp4')
 
 
 if __name__ == '__main__':

@@ -7,20 +7,17 @@ Builds the dataset if needed, then times `input_pipeline.create_train_iterator`
 `--steps` steps after `--warmup` steps.  The training loop does nothing
 else, so this is the ceiling the input side puts on training speed.
 """
-import json
-import sys
 import time
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
-import tensorflow_datasets as tfds
 
+from ssp_nerf_jax import cli
 from ssp_nerf_jax import data
-from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import parallel
+
 
 def measure(config, builder, mesh, *, steps: int, warmup: int) -> dict:
   """Times `steps` batches after `warmup`; returns the figures."""
@@ -47,21 +44,11 @@ def measure(config, builder, mesh, *, steps: int, warmup: int) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  config = flags.FLAGS.config
-  if config is None:
-    sys.exit('error: --config is required, e.g. --config=configs/synthetic.py')
-  tfds.disable_progress_bar()
-  try:
-    builder = data.build_dataset(config, flags.FLAGS.data_dir)
-  except errors.UserError as e:
-    sys.exit(f'error: {e}')
-  result = measure(config, builder, parallel.make_data_mesh(),
-                   steps=flags.FLAGS.steps, warmup=flags.FLAGS.warmup)
-  print(json.dumps(result), flush=True)
+  cli.dataset_main(
+      argv, lambda config, builder: measure(
+          config, builder, parallel.make_data_mesh(),
+          steps=flags.FLAGS.steps, warmup=flags.FLAGS.warmup),
+      example='--config=configs/synthetic.py')
 
 
 if __name__ == '__main__':

@@ -12,17 +12,15 @@ parsing (mean IoU, IoU of the mouth region = lips + mouth interior).
 """
 import json
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 from PIL import Image
 
 from ssp_nerf_jax import adnerf_folder
-from ssp_nerf_jax import errors
+from ssp_nerf_jax import cli
 from ssp_nerf_jax import metrics
 from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import synthetic
@@ -118,18 +116,11 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
+  cli.require('out')
   args = flags.FLAGS
-  if not args.out:
-    sys.exit('error: --out is required')
-  try:
-    result = run(args.size, args.duration_s, args.seed, args.out)
-  except errors.UserError as e:
-    sys.exit(f'error: {e}')
-  print(json.dumps(result), flush=True)
+  cli.print_json(cli.exit_on_user_error(
+      lambda: run(args.size, args.duration_s, args.seed, args.out)))
 
 
 if __name__ == '__main__':

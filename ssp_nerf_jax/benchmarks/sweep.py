@@ -19,6 +19,7 @@ import shutil
 import numpy as np
 import tqdm
 
+from ssp_nerf_jax import cli
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import files
@@ -167,9 +168,6 @@ def plot_psnr_vs_step(path, histories, regions=('mouth', 'full')):
 def run_cli(run, out_dir):
   """Runs a benchmark for its CLI: a bad setting exits with one `error:`
   line; on success the results table is printed."""
-  try:
-    run()
-  except errors.UserError as e:
-    raise SystemExit(f'error: {e}') from None
+  cli.exit_on_user_error(run)
   with open(os.path.join(out_dir, 'results.md')) as f:
     print(f.read())

@@ -23,6 +23,7 @@ AD-NeRF's FaceNeRF constructs a `feature_linear` but bypasses it
 (`feature = h`); `feature_layer=False` (the default) matches that, True adds
 the W -> W feature layer of the original NeRF.
 """
+import dataclasses
 from typing import Sequence
 
 import flax.linen as nn
@@ -82,8 +83,10 @@ class MultiInputDense(nn.Module):
     return out
 
 
-class NeRFMLP(nn.Module):
-  """Audio-conditioned radiance + parsing field.
+class NeRFLayout(nn.Module):
+  """The layer layout of a NeRFMLP, declared once: NeRFMLP's fields, and
+  those of a module that builds its MLPs from its own fields (PortraitNeRF,
+  with `layout_of`).
 
   Attributes:
     num_classes: K, number of parsing classes.
@@ -99,8 +102,6 @@ class NeRFMLP(nn.Module):
       None means depth // 4 (AD-NeRF).
     feature_layer: insert NeRF's W -> W feature layer before the view branch
       (AD-NeRF bypasses it).
-    dtype: computation dtype ('float32' or 'bfloat16'); parameters float32,
-      outputs float32.
   """
   num_classes: int
   xyz_freqs: int = 10
@@ -111,6 +112,29 @@ class NeRFMLP(nn.Module):
   view_width: int = 128
   num_view_layers: int | None = None
   feature_layer: bool = False
+
+
+# NeRFLayout's settings, named as in config.model: all its fields but
+# num_classes (the dataset's) and Flax's parent and name.
+LAYOUT_SETTINGS = tuple(f.name for f in dataclasses.fields(NeRFLayout)
+                        if f.name not in ('num_classes', 'parent', 'name'))
+
+
+def layout_of(module: NeRFLayout) -> dict:
+  """{field: value} of `module`'s NeRFLayout fields, to build a NeRFMLP."""
+  return {name: getattr(module, name)
+          for name in ('num_classes',) + LAYOUT_SETTINGS}
+
+
+class NeRFMLP(NeRFLayout):
+  """Audio-conditioned radiance + parsing field.
+
+  Attributes:
+    (NeRFLayout's): num_classes, xyz_freqs, dir_freqs, depth, width,
+      skip_layer, view_width, num_view_layers, feature_layer.
+    dtype: computation dtype ('float32' or 'bfloat16'); parameters float32,
+      outputs float32.
+  """
   dtype: str = 'float32'
 
   @nn.compact

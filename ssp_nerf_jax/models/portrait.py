@@ -13,7 +13,6 @@ module.  Parameter tree:
 """
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -23,13 +22,8 @@ from ssp_nerf_jax.models import audio as audio_lib
 from ssp_nerf_jax.models import nerf
 from ssp_nerf_jax.models import torso_warp as warp_lib
 
-# PortraitNeRF fields handed to each NeRFMLP unchanged (same names in
-# config.model; the last two are optional there).
-_MLP_FIELDS = ('xyz_freqs', 'dir_freqs', 'depth', 'width', 'skip_layer',
-               'view_width', 'num_view_layers', 'feature_layer')
 
-
-class PortraitNeRF(nn.Module):
+class PortraitNeRF(nerf.NeRFLayout):
   """Audio-driven portrait NeRF with a parsing branch.
 
   Construct with `PortraitNeRF.from_config(config, num_classes, near, far)`
@@ -39,8 +33,9 @@ class PortraitNeRF(nn.Module):
   Attributes:
     num_classes: K parsing classes (class 0 is the background).
     xyz_freqs, dir_freqs, depth, width, skip_layer, view_width,
-      num_view_layers, feature_layer: NeRFMLP settings (config.model; the
-      last two are optional there and default to AD-NeRF's layout).
+      num_view_layers, feature_layer: the NeRFLayout of both MLPs
+      (config.model; the last two are optional there and default to
+      AD-NeRF's layout).
     audio_code_dim: audio code width (config.model.audio_code_dim).
     share_coarse_fine: one MLP for both passes instead of two.
     dtype: MLP compute dtype, 'float32' or 'bfloat16'.
@@ -62,15 +57,6 @@ class PortraitNeRF(nn.Module):
       MLP's input gradient and the warp's backward pass on 2/3 of the
       points (about half of the warp's cost in a training step).
   """
-  num_classes: int
-  xyz_freqs: int = 10
-  dir_freqs: int = 4
-  depth: int = 8
-  width: int = 256
-  skip_layer: int = 4
-  view_width: int = 128
-  num_view_layers: int | None = None
-  feature_layer: bool = False
   audio_code_dim: int = 64
   share_coarse_fine: bool = False
   dtype: str = 'float32'
@@ -111,7 +97,7 @@ class PortraitNeRF(nn.Module):
       far = float(r.far)
     kwargs = dict(
         num_classes=int(num_classes),
-        **{name: m[name] for name in _MLP_FIELDS if name in m},
+        **{name: m[name] for name in nerf.LAYOUT_SETTINGS if name in m},
         audio_code_dim=m.audio_code_dim,
         share_coarse_fine=bool(m.share_coarse_fine),
         dtype=str(m.dtype),
@@ -135,9 +121,8 @@ class PortraitNeRF(nn.Module):
   def setup(self):
     self.audio_net = audio_lib.AudioNet(code_dim=self.audio_code_dim)
     self.audio_att = audio_lib.AudioAttNet()
-    mlp = functools.partial(
-        nerf.NeRFMLP, num_classes=self.num_classes, dtype=self.dtype,
-        **{name: getattr(self, name) for name in _MLP_FIELDS})
+    mlp = functools.partial(nerf.NeRFMLP, dtype=self.dtype,
+                            **nerf.layout_of(self))
     if self.share_coarse_fine:
       self.nerf = mlp()
       self.coarse = self.fine = self.nerf
@@ -243,15 +228,9 @@ class PortraitNeRF(nn.Module):
           squared residual |r|^2 averaged along each ray with the
           normalised (and gradient-stopped) weights.
     """
-    near = self.near if near is None else near
-    far = self.far if far is None else far
-    if near is None or far is None:
-      raise ValueError('PortraitNeRF needs near/far, as fields or arguments.')
+    near, far = self._ray_bounds(rays, near, far)
     if self.torso_warp and c2w is None:
       raise ValueError('PortraitNeRF with torso_warp needs the poses c2w.')
-    ray_shape = rays.origins.shape[:-1]
-    near = jnp.broadcast_to(jnp.asarray(near, jnp.float32), ray_shape)
-    far = jnp.broadcast_to(jnp.asarray(far, jnp.float32), ray_shape)
     keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
 
     code = self.audio_code(audio, smooth_audio)
@@ -262,20 +241,34 @@ class PortraitNeRF(nn.Module):
                                      coarse_samples, code, keys[1])
     }
     if self.num_fine > 0:
-      z_new = render.hierarchical_samples(keys[2], z_coarse,
-                                          outputs['coarse']['weights'],
-                                          self.num_fine)
-      # The fine pass queries the coarse samples again, with the new ones in
-      # depth order; the coarse samples' warp is reused, not recomputed.
-      order = render.merge_order(z_coarse, z_new)
-      in_depth_order = lambda coarse, new: jnp.take_along_axis(
-          jnp.concatenate([coarse, new], axis=2),
-          order.reshape(order.shape + (1,) * (coarse.ndim - 3)), axis=2)
-      z_fine = in_depth_order(z_coarse, z_new)
-      fine_samples = jax.tree.map(in_depth_order, coarse_samples,
-                                  self._points(rays, z_new, c2w))
-      if self.torso_warp and not self.warp_fine_gradients:
-        fine_samples = jax.lax.stop_gradient(fine_samples)
+      z_fine, fine_samples = self._fine_samples(
+          rays, z_coarse, coarse_samples, outputs['coarse']['weights'], c2w,
+          keys[2])
       outputs['fine'] = self._render_level(self.fine, rays, z_fine,
                                            fine_samples, code, keys[3])
     return outputs
+
+  def _ray_bounds(self, rays, near, far):
+    """near, far: the arguments or the fields, [F, R] float32."""
+    near = self.near if near is None else near
+    far = self.far if far is None else far
+    if near is None or far is None:
+      raise ValueError('PortraitNeRF needs near/far, as fields or arguments.')
+    ray_shape = rays.origins.shape[:-1]
+    return (jnp.broadcast_to(jnp.asarray(near, jnp.float32), ray_shape),
+            jnp.broadcast_to(jnp.asarray(far, jnp.float32), ray_shape))
+
+  def _fine_samples(self, rays, z_coarse, coarse_samples, weights, c2w, key):
+    """The fine pass's depths and samples (`_points`): the coarse ones and
+    `num_fine` importance samples of `weights`, in depth order."""
+    z_new = render.hierarchical_samples(key, z_coarse, weights, self.num_fine)
+    # The coarse samples' warp is reused, not recomputed.
+    order = render.merge_order(z_coarse, z_new)
+    in_depth_order = lambda coarse, new: jnp.take_along_axis(
+        jnp.concatenate([coarse, new], axis=2),
+        order.reshape(order.shape + (1,) * (coarse.ndim - 3)), axis=2)
+    fine_samples = jax.tree.map(in_depth_order, coarse_samples,
+                                self._points(rays, z_new, c2w))
+    if self.torso_warp and not self.warp_fine_gradients:
+      fine_samples = jax.lax.stop_gradient(fine_samples)
+    return in_depth_order(z_coarse, z_new), fine_samples

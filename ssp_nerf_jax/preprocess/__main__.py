@@ -4,13 +4,10 @@ Writes a processed folder that `configs/adnerf.py` (or `configs/video.py`)
 trains on, and prints one summary line.  Bad input ends with one
 `error: ...` line and exit status 1, and no folder is left behind.
 """
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 
-from ssp_nerf_jax import errors
+from ssp_nerf_jax import cli
 from ssp_nerf_jax.preprocess import pipeline
 
 _VIDEO = flags.DEFINE_string('video', None, 'Talking-head video (with audio).')
@@ -23,17 +20,10 @@ _SMOOTHING = flags.DEFINE_float(
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  if not _VIDEO.value or not _OUT.value:
-    sys.exit('error: --video and --out are required')
-  try:
-    summary = pipeline.preprocess_video(_VIDEO.value, _OUT.value, _SIZE.value,
-                                        _SMOOTHING.value)
-  except errors.UserError as e:
-    sys.exit(f'error: {e}')
+  cli.start(argv)
+  cli.require('video', 'out')
+  summary = cli.exit_on_user_error(lambda: pipeline.preprocess_video(
+      _VIDEO.value, _OUT.value, _SIZE.value, _SMOOTHING.value))
   print(summary.line(), flush=True)
 
 
