@@ -21,8 +21,8 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
+from ssp_nerf_jax import cli
 from ssp_nerf_jax import parallel
 
 flags.DEFINE_string('workdir', None, 'Training workdir (config.json + '
@@ -49,33 +49,35 @@ FLAGS = flags.FLAGS
 def run():
   """Does what the flags ask; raises UserError on bad input."""
   from ssp_nerf_jax import errors  # after flag parsing: jax reads XLA_FLAGS
-  from ssp_nerf_jax import render_inputs
-  from ssp_nerf_jax import rendering
+  from ssp_nerf_jax import evaluation
+  from ssp_nerf_jax import job_inputs
+  from ssp_nerf_jax import offline_jobs
+  from ssp_nerf_jax import trained as trained_lib
   if not FLAGS.workdir or not FLAGS.out:
     raise errors.UserError('--workdir and --out are required')
   if bool(FLAGS.audio) == bool(FLAGS.split):
     raise errors.UserError('give either --audio=FILE (repeatable) or '
                            '--split=val')
   parallel.initialize_from_flags()
-  trained = rendering.load_trained(FLAGS.workdir, FLAGS.checkpoint_step)
+  trained = trained_lib.load_trained(FLAGS.workdir, FLAGS.checkpoint_step)
   if FLAGS.chunk is not None:
     if FLAGS.chunk < 1:
       raise errors.UserError(f'--chunk must be positive, got {FLAGS.chunk}')
     trained.config.render.chunk = FLAGS.chunk
   if FLAGS.background:
-    trained = rendering.with_background(trained, FLAGS.background)
-  rendering.check_out_dir(FLAGS.out)
-  bound = rendering.make_renderer(trained)  # one compilation for all videos
+    trained = offline_jobs.with_background(trained, FLAGS.background)
+  offline_jobs.check_out_dir(FLAGS.out)
+  bound = offline_jobs.make_renderer(trained)  # one compilation for all videos
   if FLAGS.split:
-    result = rendering.render_val(trained, FLAGS.out, bound=bound)
-    report(f'val: {rendering.val_summary(result)} -> {FLAGS.out}')
+    result = offline_jobs.render_val(trained, FLAGS.out, bound=bound)
+    report(f'val: {evaluation.val_summary(result)} -> {FLAGS.out}')
     return
   # Every input is checked before the first (slow) render.
-  inputs = [render_inputs.audio_windows(path, trained)
+  inputs = [job_inputs.audio_windows(path, trained)
             for path in FLAGS.audio]
-  track = render_inputs.load_track(FLAGS.poses, trained)
+  track = job_inputs.load_track(FLAGS.poses, trained)
   for path, windows in zip(FLAGS.audio, inputs):
-    mp4 = rendering.render_audio(trained, path, FLAGS.out, track,
+    mp4 = offline_jobs.render_audio(trained, path, FLAGS.out, track,
                                  FLAGS.frames, FLAGS.parsing, bound=bound,
                                  inputs=windows)
     report(mp4)
@@ -88,10 +90,7 @@ def report(line):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   from ssp_nerf_jax import errors  # pylint: disable=g-import-not-at-top
   try:
     run()

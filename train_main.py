@@ -21,9 +21,9 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
+from ssp_nerf_jax import cli
 from ssp_nerf_jax import parallel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,12 +37,9 @@ parallel.define_flags()
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    # The progress bar and eval lines are the report; library INFO logs
-    # (orbax, TFDS) would bury them.  --verbosity=0 brings them back.
-    logging.set_verbosity(logging.WARNING)
+  # The progress bar and eval lines are the report; library INFO logs
+  # (orbax, TFDS) would bury them.  --verbosity=0 brings them back.
+  cli.start(argv)
   # After flag parsing (jax reads XLA_FLAGS when it first touches a
   # device, not on import, so parallel above is fine).
   from ssp_nerf_jax import errors

@@ -32,7 +32,6 @@ from typing import Any, Optional
 from absl import logging
 from etils import epath
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -350,8 +349,7 @@ def _set_aside(manager, failed, good_step):
             f'{target}, resuming from step {good_step}', file=sys.stderr,
             flush=True)
   if failed:
-    if jax.process_count() > 1:
-      multihost_utils.sync_global_devices('checkpoints_set_aside')
+    parallel.wait_for_all_processes('checkpoints_set_aside')
     manager.reload()
 
 

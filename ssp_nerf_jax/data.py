@@ -24,10 +24,10 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 from ml_collections import config_flags
 import tensorflow_datasets as tfds
 
+from ssp_nerf_jax import cli
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import portrait_dataset
@@ -95,6 +95,11 @@ def build_dataset(config, data_dir: Optional[str] = None):
                              'ssp_nerf_jax.data.build_dataset')
 
 
+# How long the other processes wait for process 0 to preprocess a video or
+# build a dataset (paper-scale builds and long clips take tens of minutes).
+_MAKE_TIMEOUT_S = 6 * 3600
+
+
 def _main_process_first(make, barrier: str):
   """`make()` on every process, process 0's call finishing first.
 
@@ -109,7 +114,8 @@ def _main_process_first(make, barrier: str):
     return make()
   if parallel.is_main_process():
     result = make()
-  multihost_utils.sync_global_devices(barrier)
+  # Not a collective: the others may wait longer than gloo's 30 s.
+  parallel.wait_for_all_processes(barrier, timeout_s=_MAKE_TIMEOUT_S)
   if not parallel.is_main_process():
     result = make()
   return result
@@ -141,11 +147,7 @@ def summary(builder) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    # Keep the output to the summary (or one error) line: no backend INFO.
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)  # the output is the summary (or one error) line
   tfds.disable_progress_bar()  # Its tqdm bars garble logs.
   if flags.FLAGS.config is None:
     sys.exit('error: --config is required, e.g. --config=configs/synthetic.py')

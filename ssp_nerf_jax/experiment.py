@@ -113,10 +113,11 @@ def make_model(config, scene) -> portrait.PortraitNeRF:
 
 
 def ray_bounds(config, scene):
-  """(near, far): the config's where set (> 0), else the dataset's."""
-  near = config.render.near if config.render.near > 0 else scene.near
-  far = config.render.far if config.render.far > 0 else scene.far
-  return float(near), float(far)
+  """(near, far): the config's where set, else the dataset's."""
+  near = portrait.configured_bound(config.render.near)
+  far = portrait.configured_bound(config.render.far)
+  return (float(scene.near if near is None else near),
+          float(scene.far if far is None else far))
 
 
 def validate_config(config):

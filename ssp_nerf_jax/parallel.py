@@ -168,9 +168,9 @@ def replicated(mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def data_sharded(mesh) -> NamedSharding:
-  """Leading axis split over 'data'."""
-  return NamedSharding(mesh, P(DATA_AXIS))
+def data_sharded(mesh, axis: int = 0) -> NamedSharding:
+  """Axis `axis` (default the leading one) split over 'data'."""
+  return NamedSharding(mesh, P(*([None] * axis), DATA_AXIS))
 
 
 def replicate(tree, mesh):

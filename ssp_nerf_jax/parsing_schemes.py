@@ -114,3 +114,15 @@ def face_rect_from_ids(ids: np.ndarray, scheme: Scheme) -> np.ndarray:
     return np.array([0, 0, ids.shape[1], ids.shape[0]], np.float64)
   return np.array([cols[0], rows[0], cols[-1] - cols[0] + 1,
                    rows[-1] - rows[0] + 1], np.float64)
+
+
+def palette(num_classes: int) -> np.ndarray:
+  """uint8 [K, 3] colours for class ids: the parsing maps' own colours for
+  SSP-NeRF's 11 and AD-NeRF's 4 classes, else random (background white)."""
+  scheme = scheme_for_classes(num_classes)
+  if scheme is not None:
+    return scheme.colors.copy()
+  rng = np.random.default_rng(0)
+  colors = rng.integers(0, 256, (num_classes, 3), dtype=np.uint8)
+  colors[0] = 255  # background white, as in the parsing maps on disk
+  return colors

@@ -2,7 +2,7 @@
 
 `train_and_evaluate(config, workdir)` sets the run up (`experiment.setup`),
 restores the latest checkpoint or starts fresh, and steps through the
-batches of `input_pipeline`, logging, evaluating (`evaluation.Evaluator`)
+batches of `input_pipeline`, logging, evaluating (`periodic_eval.Evaluator`)
 and checkpointing (`checkpoints.Saver`) on the config's schedule.  A
 preemption notice (SIGTERM) saves the step reached and raises
 `preemption.Preempted`.
@@ -19,10 +19,10 @@ import tqdm
 from ssp_nerf_jax import checkpoints
 from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
-from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import experiment
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import parallel
+from ssp_nerf_jax import periodic_eval
 from ssp_nerf_jax import preemption
 
 
@@ -121,7 +121,7 @@ def _train(config, workdir, watcher):
     checkpoints.write_config(workdir, config)
   if start_step >= config.train.num_steps:
     return state  # trained already: nothing to compile
-  evaluator = evaluation.Evaluator(config, exp.model, exp.scene, exp.builder,
+  evaluator = periodic_eval.Evaluator(config, exp.model, exp.scene, exp.builder,
                                    exp.mesh)
   batches = input_pipeline.create_train_iterator(config, exp.builder, exp.mesh,
                                                  start_step=start_step)

@@ -20,8 +20,8 @@ from processes import Run, distributed_flags, free_port, train_command
 from ssp_nerf_jax import checkpoint_manifest
 from ssp_nerf_jax import checkpoints
 from ssp_nerf_jax import experiment
-from ssp_nerf_jax import rendering
 from ssp_nerf_jax import train
+from ssp_nerf_jax import trained as trained_lib
 
 NUM_STEPS, EVERY = 6, 3  # steps 3 and 6
 TIMEOUT_S = 300
@@ -99,7 +99,7 @@ def damaged_copy(trained, tmp_path, kind, step=6):
 def abstract_state(workdir, **model_overrides):
   """A restore target (this process's first device) for the workdir's state,
   traced: nothing compiles."""
-  config = rendering.load_config(workdir)
+  config = trained_lib.load_config(workdir)
   config.model.update(model_overrides)
   return experiment.setup(config).abstract_state(
       jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
@@ -240,7 +240,7 @@ def test_another_state_structure_is_one_line_not_a_fallback(trained,
   assert processes.complete_steps(workdir) == [3, 6]
 
 
-# --------------------------------------------------------------- rendering --
+# ------------------------------------------------------------- readers --
 
 
 @pytest.mark.parametrize('kind', sorted(DAMAGE))
@@ -248,13 +248,13 @@ def test_a_reader_names_the_damaged_step_and_the_good_ones(trained, tmp_path,
                                                            kind):
   workdir = damaged_copy(trained, tmp_path, kind)
   with pytest.raises(checkpoints.CheckpointError) as error:
-    rendering.load_trained(workdir)
+    trained_lib.load_trained(workdir)
   message = str(error.value)
   assert message.startswith('checkpoint step 6 in ') and '\n' not in message
   assert CAUSE[kind] in message
   assert message.endswith('steps that verify: [3] (--checkpoint_step=3)')
   assert processes.complete_steps(workdir) == [3, 6]  # readers move nothing
-  assert rendering.load_trained(workdir, checkpoint_step=3).step == 3
+  assert trained_lib.load_trained(workdir, checkpoint_step=3).step == 3
 
 
 def test_render_main_on_a_damaged_step_is_one_line(trained, tmp_path):

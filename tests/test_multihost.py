@@ -5,7 +5,7 @@ and --process_id, training on its own shard of the data (--distributed, the
 cluster JAX detects, is checked on a simulated SLURM job step).  Their results must
 match one process with the same 4 devices, and a dead peer must stop the
 other within a bounded time.  (Two `render_main.py` processes: see
-test_rendering.py.)
+test_offline_jobs.py.)
 """
 import os
 import re

@@ -21,9 +21,11 @@ import imageio.v3 as iio
 from ml_collections import config_flags
 import numpy as np
 
+from ssp_nerf_jax import cli
 from ssp_nerf_jax import files
 from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import rendering
+from ssp_nerf_jax import offline_jobs
+from ssp_nerf_jax import trained as trained_lib
 from ssp_nerf_jax.benchmarks import sweep
 
 VARIANTS = ('warp_off', 'warp_on')
@@ -50,12 +52,12 @@ def most_turned_frame(frames, reference_c2w):
 
 def write_strip(out_dir, workdirs):
   """strip.png: ground truth | each run, on the most turned val frame."""
-  runs = [rendering.load_trained(workdir) for workdir in workdirs]
+  runs = [trained_lib.load_trained(workdir) for workdir in workdirs]
   frames = input_pipeline.load_split(runs[0].config, runs[0].builder, 'val')
   i = most_turned_frame(frames, runs[0].scene.reference_c2w)
   images = [frames['image'][i]]
   for trained in runs:
-    rendered = rendering.render_frames(trained, frames['c2w'][i:i + 1],
+    rendered = offline_jobs.render_frames(trained, frames['c2w'][i:i + 1],
                                        frames['audio'][i:i + 1], desc='strip')
     images.append(rendered['rgb'][0])
   path = os.path.join(out_dir, 'strip.png')
@@ -91,8 +93,7 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.start(argv)
   flag = flags.FLAGS
   sweep.run_cli(lambda: run_ablation(flag.config, flag.num_steps, flag.seeds,
                                      flag.eval_frames, flag.out), flag.out)

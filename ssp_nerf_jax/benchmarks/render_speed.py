@@ -22,15 +22,15 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
-from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import experiment
+from ssp_nerf_jax import frame_renderer
 from ssp_nerf_jax.benchmarks import fake_data
 
 def measure(config, num_chunks):
   exp = experiment.setup(config, scene=fake_data.random_scene(config))
   scene = exp.scene
   params = exp.init_state().params
-  renderer = evaluation.FrameRenderer(config, exp.model, scene, exp.mesh)
+  renderer = frame_renderer.FrameRenderer(config, exp.model, scene, exp.mesh)
   frame = fake_data.random_batch(config, scene, num_frames=1)
   chunks = renderer.frame_chunks(frame['c2w'][0])
   render = lambda chunk: jax.block_until_ready(renderer.render_chunk(

@@ -27,6 +27,7 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
+from ssp_nerf_jax import cli
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import train_step
@@ -106,8 +107,7 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.start(argv)
   flag = flags.FLAGS
   sweep.run_cli(lambda: run_sampling_benchmark(
       flag.config, flag.strategies, flag.num_steps, flag.seeds,

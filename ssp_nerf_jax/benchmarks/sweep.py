@@ -21,9 +21,9 @@ import tqdm
 
 from ssp_nerf_jax import cli
 from ssp_nerf_jax import errors
-from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import files
 from ssp_nerf_jax import metrics
+from ssp_nerf_jax import periodic_eval
 from ssp_nerf_jax import train
 
 
@@ -53,13 +53,13 @@ def train_run(config, workdir):
   """Trains `config` from scratch in `workdir`; returns its eval history.
 
   Returns:
-    The list of evaluation records (`evaluation.read_history`); the last
+    The list of evaluation records (`periodic_eval.read_history`); the last
     one is at the final step.
   """
   if os.path.exists(workdir):
     shutil.rmtree(workdir)  # a benchmark run never resumes an old one
   train.train_and_evaluate(config, workdir)
-  return evaluation.read_history(workdir)
+  return periodic_eval.read_history(workdir)
 
 
 def summarize(history):

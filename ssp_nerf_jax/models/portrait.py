@@ -12,6 +12,7 @@ module.  Parameter tree:
   warp        TorsoWarp shared by both passes (only with torso_warp=True)
 """
 import functools
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,12 @@ from ssp_nerf_jax import render
 from ssp_nerf_jax.models import audio as audio_lib
 from ssp_nerf_jax.models import nerf
 from ssp_nerf_jax.models import torso_warp as warp_lib
+
+
+def configured_bound(value) -> Optional[float]:
+  """config.render.near / far as a bound: the value when >= 0; negative
+  means "the dataset's" (None)."""
+  return float(value) if value >= 0 else None
 
 
 class PortraitNeRF(nerf.NeRFLayout):
@@ -48,7 +55,7 @@ class PortraitNeRF(nerf.NeRFLayout):
     torso_warp: warp samples with `TorsoWarp` before querying the field
       (then `__call__` needs the frames' poses).
     reference_c2w: the warp's reference pose, 16 floats (the mean training
-      pose, `input_pipeline.SceneInfo.reference_c2w`).
+      pose, `scene.SceneInfo.reference_c2w`).
     warp_freqs, warp_width, warp_max_offset: TorsoWarp settings.
     warp_fine_gradients: also differentiate the warp through the fine pass.
       Off by default: the warp is learned through the coarse pass (its
@@ -81,8 +88,9 @@ class PortraitNeRF(nerf.NeRFLayout):
     Args:
       config: the ml_collections config (uses its `model` and `render`).
       num_classes: number of parsing classes of the dataset.
-      near: default near bound; None uses config.render.near if >= 0.
-      far: default far bound; None uses config.render.far if >= 0.
+      near: default near bound; None uses config.render.near if set
+        (`configured_bound`).
+      far: default far bound; likewise config.render.far.
       reference_c2w: [4, 4] reference pose of the torso warp (needed when
         config.model.torso_warp is on).
       **overrides: any other field.
@@ -91,10 +99,10 @@ class PortraitNeRF(nerf.NeRFLayout):
       A `PortraitNeRF`.
     """
     m, r = config.model, config.render
-    if near is None and r.near >= 0:
-      near = float(r.near)
-    if far is None and r.far >= 0:
-      far = float(r.far)
+    if near is None:
+      near = configured_bound(r.near)
+    if far is None:
+      far = configured_bound(r.far)
     kwargs = dict(
         num_classes=int(num_classes),
         **{name: m[name] for name in nerf.LAYOUT_SETTINGS if name in m},

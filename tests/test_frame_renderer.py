@@ -1,12 +1,15 @@
-"""Chunked full-frame rendering over the mesh, and eval helpers."""
+"""Chunked full-frame rendering over the mesh, and the helpers of the
+periodic evaluation (frame picks, parsing palette)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from configs import tiny
-from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import experiment
+from ssp_nerf_jax import frame_renderer
 from ssp_nerf_jax import parallel
+from ssp_nerf_jax import parsing_schemes
+from ssp_nerf_jax import periodic_eval
 from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax.benchmarks import fake_data
 
@@ -24,7 +27,7 @@ def test_chunked_render_on_4_devices_equals_1_device_and_direct_apply():
   images = []
   for devices in (jax.devices()[:4], jax.devices()[:1]):
     mesh = parallel.make_data_mesh(devices)
-    renderer = evaluation.FrameRenderer(config, model, scene, mesh)
+    renderer = frame_renderer.FrameRenderer(config, model, scene, mesh)
     images.append(renderer.render(parallel.replicate(params, mesh), c2w,
                                   audio, smooth=True))
   assert images[0]['rgb'].shape == (10, 10, 3)
@@ -46,19 +49,19 @@ def test_chunked_render_on_4_devices_equals_1_device_and_direct_apply():
 def test_chunk_size_is_a_multiple_of_devices_and_at_most_a_frame():
   config = tiny.get_config()
   config.render.chunk = 1000
-  assert evaluation.chunk_size(config, 100) == 100  # 25 per device x 4
-  assert evaluation.chunk_size(config, 101) == 104
+  assert frame_renderer.chunk_size(config, 100) == 100  # 25 per device x 4
+  assert frame_renderer.chunk_size(config, 101) == 104
   config.render.chunk = 8
-  assert evaluation.chunk_size(config, 1000) == 32
+  assert frame_renderer.chunk_size(config, 1000) == 32
 
 
 def test_evenly_spaced_and_palette():
-  assert evaluation.evenly_spaced(3, 9) == [0, 4, 8]
-  assert evaluation.evenly_spaced(5, 2) == [0, 1]
-  palette = evaluation.parsing_palette(11)
+  assert periodic_eval.evenly_spaced(3, 9) == [0, 4, 8]
+  assert periodic_eval.evenly_spaced(5, 2) == [0, 1]
+  palette = parsing_schemes.palette(11)
   assert palette.shape == (11, 3) and tuple(palette[0]) == (255, 255, 255)
   # AD-NeRF's 4 classes in their own colours: white, blue head, green, red.
   np.testing.assert_array_equal(
-      evaluation.parsing_palette(4),
+      parsing_schemes.palette(4),
       [[255, 255, 255], [0, 0, 255], [0, 255, 0], [255, 0, 0]])
-  assert evaluation.parsing_palette(5).shape == (5, 3)
+  assert parsing_schemes.palette(5).shape == (5, 3)

@@ -1,11 +1,12 @@
-"""Offline rendering from a trained workdir: new audio -> mp4, val scoring.
+"""Offline jobs on a trained workdir: new audio -> mp4, the val split
+rendered and scored.
 
 Library behind `render_main.py`:
 
-* `load_trained(workdir)`: the config, dataset, model and parameters of a
-  training run (latest or a given checkpoint).
-* `render_inputs.audio_windows` / `render_inputs.pose_track`: the audio
-  windows and camera poses of a render (see that module).
+* `trained.load_trained(workdir)`: the run to render (see that module);
+  `with_background` swaps its plate.
+* `job_inputs.audio_windows` / `job_inputs.pose_track`: the audio windows
+  and camera poses of a job (see that module).
 * `iter_frames(...)` / `render_frames(...)`: frames on the device mesh, one
   compilation, streamed one at a time / collected in memory.
 * `render_audio(...)` / `render_val(...)`: whole jobs writing files (frames
@@ -13,104 +14,29 @@ Library behind `render_main.py`:
 """
 import collections
 import contextlib
-import json
 import os
 import time
-
 from typing import Optional
 
 from absl import logging
 import imageio.v3 as iio
 import jax
-import ml_collections
 import numpy as np
 import tqdm
 
 from ssp_nerf_jax import audio_features
-from ssp_nerf_jax import checkpoints
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import evaluation
-from ssp_nerf_jax import experiment
 from ssp_nerf_jax import files
+from ssp_nerf_jax import frame_renderer
 from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import lipsync
-from ssp_nerf_jax import metrics
+from ssp_nerf_jax import job_inputs
 from ssp_nerf_jax import parallel
-from ssp_nerf_jax import render_inputs
-from ssp_nerf_jax import train_step
+from ssp_nerf_jax import parsing_schemes
+from ssp_nerf_jax import trained as trained_lib
 from ssp_nerf_jax import video
 
-Trained = collections.namedtuple(
-    'Trained', ['config', 'builder', 'scene', 'model', 'params', 'step'])
-
-
-# ---------------------------------------------------------------- workdir --
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The resolved config a workdir was trained with (`config.json`)."""
-  if not os.path.isdir(workdir):
-    raise errors.UserError(f'--workdir {workdir} does not exist')
-  if not os.listdir(workdir):
-    raise errors.UserError(f'--workdir {workdir} is empty (nothing trained)')
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
-    raise errors.UserError(f'{path} not found: {workdir} is not a training '
-                           'workdir')
-  try:
-    with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
-  except (OSError, ValueError) as e:
-    raise errors.UserError(f'cannot read {path}: {e}') from None
-
-
-def checkpoint_steps(workdir: str) -> list[int]:
-  """Steps of the complete checkpoints in `<workdir>/checkpoints`."""
-  if not checkpoints.checkpoint_dir(workdir).is_dir():
-    return []
-  return sorted(checkpoints.open_read_only(workdir).all_steps())
-
-
-def pick_step(workdir: str, checkpoint_step: Optional[int]) -> int:
-  """The checkpoint to load: `checkpoint_step` or the latest one."""
-  steps = checkpoint_steps(workdir)
-  if not steps:
-    raise errors.UserError(
-        f'no checkpoint in {checkpoints.checkpoint_dir(workdir)}')
-  if checkpoint_step is None:
-    return steps[-1]
-  if checkpoint_step not in steps:
-    raise errors.UserError(f'--checkpoint_step={checkpoint_step} not in '
-                           f'{workdir}; available steps: {steps}')
-  return checkpoint_step
-
-
-def load_trained(workdir: str,
-                 checkpoint_step: Optional[int] = None) -> Trained:
-  """(config, builder, scene, model, params, step) of a training run.
-
-  Args:
-    workdir: a train_main workdir (config.json + checkpoints/).
-    checkpoint_step: step to load; default the latest.
-  Returns:
-    `Trained`; params are host (unreplicated) arrays.
-  Raises:
-    errors.UserError: missing/empty workdir, no config.json, no checkpoint;
-      checkpoints.CheckpointError: a damaged step (named, with the steps
-      that verify) or one saved from another state structure.
-  """
-  config = load_config(workdir)
-  step = pick_step(workdir, checkpoint_step)
-  checkpoints.check_step(workdir, step)  # before the (slow) dataset and model
-  experiment.validate_config(config)
-  exp = experiment.setup(config)
-  # Restored onto this process's first device; replicated when rendering.
-  state = checkpoints.restore_for_reading(
-      workdir, step, exp.abstract_state(
-          jax.sharding.SingleDeviceSharding(jax.local_devices()[0])))
-  return Trained(config, exp.builder, exp.scene, exp.model, state.params,
-                 int(step))
-
+Trained = trained_lib.Trained
 
 def with_background(trained: Trained, path: str) -> Trained:
   """`trained` compositing over the image at `path` instead of the plate.
@@ -138,14 +64,6 @@ def with_background(trained: Trained, path: str) -> Trained:
       background=np.clip(image, 0, 1).astype(np.float32)))
 
 
-def smoothing_on(trained: Trained) -> bool:
-  """Whether the checkpoint was trained past the audio-smoothing start."""
-  return bool(train_step.smoothing_on(trained.step, trained.config.train))
-
-
-# -------------------------------------------------------------- rendering --
-
-
 BoundRenderer = collections.namedtuple('BoundRenderer',
                                        ['renderer', 'params', 'smooth'])
 
@@ -156,10 +74,10 @@ def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
   Every frame rendered through one BoundRenderer shares one compilation.
   """
   mesh = mesh or parallel.make_data_mesh()
-  renderer = evaluation.FrameRenderer(trained.config, trained.model,
+  renderer = frame_renderer.FrameRenderer(trained.config, trained.model,
                                       trained.scene, mesh)
   return BoundRenderer(renderer, parallel.replicate(trained.params, mesh),
-                       smoothing_on(trained))
+                       trained_lib.smoothing_on(trained))
 
 
 def iter_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
@@ -188,7 +106,7 @@ def iter_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
     for i in bar:
       out = bound.renderer.render(bound.params, c2w[i], audio[i], bound.smooth)
       rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
-      frame = {'rgb': evaluation.to_uint8(rgb),
+      frame = {'rgb': frame_renderer.to_uint8(rgb),
                'class_id': out['class_id'].astype(np.uint8)}
       if keep_float:
         frame['rgb_float'] = rgb
@@ -267,8 +185,8 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
   Returns:
     The mp4 path.
   """
-  windows, waveform = inputs or render_inputs.audio_windows(audio_path, trained)
-  c2w = render_inputs.pose_track(poses, trained, len(windows))
+  windows, waveform = inputs or job_inputs.audio_windows(audio_path, trained)
+  c2w = job_inputs.pose_track(poses, trained, len(windows))
   stem = os.path.splitext(os.path.basename(audio_path))[0]
   mp4 = os.path.join(out_dir, f'{stem}.mp4')
   frames = iter_frames(bound or make_renderer(trained, mesh), c2w, windows,
@@ -279,7 +197,7 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
   frame_dir = os.path.join(out_dir, stem)
   if keep_frames:
     os.makedirs(frame_dir, exist_ok=True)
-  palette = evaluation.parsing_palette(trained.scene.num_classes)
+  palette = parsing_schemes.palette(trained.scene.num_classes)
   with contextlib.ExitStack() as stack:
     # On any failure both writers remove their partial files.
     writer = stack.enter_context(
@@ -298,43 +216,6 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
   return mp4
 
 
-# -------------------------------------------------------------------- val --
-
-
-def mouth_area(class_ids: np.ndarray, class_names) -> Optional[np.ndarray]:
-  """Pixels of the 'mouth' region (lips + mouth interior) per frame.
-
-  Args:
-    class_ids: int [N, H, W] parsing.
-    class_names: the dataset's class names.
-  Returns:
-    float [N], or None if the parsing has no mouth classes (4-class data).
-  """
-  mask = metrics.region_masks(class_ids, tuple(class_names))['mouth']
-  return None if mask is None else mask.sum(axis=(1, 2)).astype(np.float64)
-
-
-def mouth_area_sync(pred_ids: np.ndarray, true_ids: np.ndarray,
-                    class_names) -> Optional[float]:
-  """Pearson correlation over frames of the rendered vs true mouth area.
-
-  Needs true parsing (synthetic data, processed folders), unlike the
-  landmark `mouth_sync` of `lipsync.score`.
-
-  Args:
-    pred_ids, true_ids: int [N, H, W] rendered / true parsing.
-    class_names: the dataset's class names.
-  Returns:
-    In [-1, 1]; None if the parsing has no mouth classes (4-class data) or
-    either area is constant over the frames.
-  """
-  rendered = mouth_area(pred_ids, class_names)
-  if rendered is None:
-    return None
-  sync = lipsync.pearson(rendered, mouth_area(true_ids, class_names))
-  return None if np.isnan(sync) else sync
-
-
 def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
                 fps: float) -> np.ndarray:
   """The 16 kHz samples spanning frames frame_ids[0] .. frame_ids[-1]."""
@@ -342,35 +223,6 @@ def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
   start = int(round(int(frame_ids[0]) / fps * rate))
   stop = int(round((int(frame_ids[-1]) + 1) / fps * rate))
   return waveform[start:stop]
-
-
-def score_val(trained: Trained, frames, rendered) -> dict:
-  """metrics.json payload of the val split.
-
-  Args:
-    trained: from `load_trained`.
-    frames: the val split (`input_pipeline.load_split`): 'image' uint8
-      [N, H, W, 3], 'parsing' uint8 [N, H, W].
-    rendered: `stack_frames` of `iter_frames(..., keep_float=True)`.
-  Returns:
-    step, num_frames, psnr, ssim, region_psnr, miou; the landmark metrics
-    lmd, mouth_sync and landmark_frames (`lipsync.score`; None without a
-    face in any frame); mouth_area_sync (`mouth_area_sync`).
-  """
-  rgb = rendered['rgb_float']
-  class_names = trained.scene.class_names
-  scores = evaluation.frame_scores(rgb, frames['image'], rendered['class_id'],
-                                   frames['parsing'], class_names)
-  return {
-      'step': trained.step, 'num_frames': int(len(rgb)),
-      'psnr': scores['psnr'], 'ssim': scores['ssim'],
-      'region_psnr': scores['region_psnr'],
-      'miou': scores['miou'],
-      # Landmarks of the uint8 frames that val.mp4 shows, as a viewer sees.
-      **lipsync.score(rendered['rgb'], frames['image']),
-      'mouth_area_sync': mouth_area_sync(rendered['class_id'],
-                                         frames['parsing'], class_names),
-  }
 
 
 def render_val(trained: Trained, out_dir: str, mesh=None,
@@ -395,23 +247,12 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   else:
     rendered = list(stream)  # kept for the metrics this process returns
   seconds = time.perf_counter() - tick
-  result = score_val(trained, frames, stack_frames(rendered))
+  result = evaluation.score_val(trained.step, trained.scene.class_names, frames,
+                                stack_frames(rendered))
   result['seconds_per_frame'] = seconds / len(frames['frame_id'])
   if parallel.is_main_process():
     files.write_json(os.path.join(out_dir, 'metrics.json'), result)
   return result
-
-
-def val_summary(result: dict) -> str:
-  """One line of `score_val`'s main figures (null ones as 'n/a')."""
-  def figure(name, spec):
-    value = result[name]
-    return f'{name}=' + ('n/a' if value is None else format(value, spec))
-  return ' '.join([
-      figure('psnr', '.2f'), figure('ssim', '.4f'), figure('miou', '.4f'),
-      figure('lmd', '.3f'), figure('mouth_sync', '.3f'),
-      f'landmark_frames={result["landmark_frames"]}/{result["num_frames"]}',
-      figure('mouth_area_sync', '.3f')])
 
 
 def write_val_frames(trained: Trained, out_dir: str, frame_ids: np.ndarray,
@@ -421,7 +262,7 @@ def write_val_frames(trained: Trained, out_dir: str, frame_ids: np.ndarray,
   Returns:
     The frames (the val split is small; they are scored afterwards).
   """
-  palette = evaluation.parsing_palette(trained.scene.num_classes)
+  palette = parsing_schemes.palette(trained.scene.num_classes)
   waveform = val_segment(input_pipeline.load_waveform(trained.builder),
                          frame_ids, trained.scene.fps)
   rendered = []

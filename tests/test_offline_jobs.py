@@ -15,12 +15,14 @@ import soundfile
 from configs import tiny
 import processes
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import evaluation
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import job_inputs
 from ssp_nerf_jax import metrics as metrics_lib
-from ssp_nerf_jax import render_inputs
-from ssp_nerf_jax import rendering
+from ssp_nerf_jax import offline_jobs
 from ssp_nerf_jax import synthetic
 from ssp_nerf_jax import train
+from ssp_nerf_jax import trained as trained_lib
 from ssp_nerf_jax import video
 
 
@@ -40,7 +42,7 @@ def workdir(tiny_data, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def trained(workdir):
-  return rendering.load_trained(workdir)
+  return trained_lib.load_trained(workdir)
 
 
 def write_sine(path, seconds, rate=44_100):
@@ -55,7 +57,7 @@ def write_sine(path, seconds, rate=44_100):
 def val_here(trained, tmp_path_factory):
   """(out dir, metrics) of the val split rendered in this process."""
   out = tmp_path_factory.mktemp('val_here')
-  return out, rendering.render_val(trained, str(out))
+  return out, offline_jobs.render_val(trained, str(out))
 
 
 def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
@@ -89,8 +91,8 @@ def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
 def test_wav_renders_mp4_with_sound(trained, tmp_path):
   wav = write_sine(tmp_path / 'tone.wav', 1.0)
   out = tmp_path / 'out'
-  rendering.check_out_dir(str(out))
-  mp4 = rendering.render_audio(trained, wav, str(out), poses='train')
+  offline_jobs.check_out_dir(str(out))
+  mp4 = offline_jobs.render_audio(trained, wav, str(out), poses='train')
   assert mp4 == str(out / 'tone.mp4')
   assert os.listdir(out) == ['tone.mp4']  # no .partial.mp4 left over
   frames, audio_s = video.probe(mp4)
@@ -99,10 +101,10 @@ def test_wav_renders_mp4_with_sound(trained, tmp_path):
 
 
 def test_pingpong_indices():
-  np.testing.assert_array_equal(render_inputs.pose_track_pingpong(3, 9),
+  np.testing.assert_array_equal(job_inputs.pose_track_pingpong(3, 9),
                                 [0, 1, 2, 1, 0, 1, 2, 1, 0])
-  np.testing.assert_array_equal(render_inputs.pose_track_pingpong(4, 3), [0, 1, 2])
-  np.testing.assert_array_equal(render_inputs.pose_track_pingpong(1, 3), [0, 0, 0])
+  np.testing.assert_array_equal(job_inputs.pose_track_pingpong(4, 3), [0, 1, 2])
+  np.testing.assert_array_equal(job_inputs.pose_track_pingpong(1, 3), [0, 0, 0])
 
 
 def test_mouth_area_sync_is_pearson_of_mouth_area():
@@ -110,15 +112,15 @@ def test_mouth_area_sync_is_pearson_of_mouth_area():
   truth[1, 0, :2] = 7
   truth[2, :2, :2] = 6
   names = synthetic.CLASS_NAMES
-  np.testing.assert_array_equal(rendering.mouth_area(truth, names), [0, 2, 4])
+  np.testing.assert_array_equal(evaluation.mouth_area(truth, names), [0, 2, 4])
   four_classes = ('background', 'head', 'neck', 'torso')
-  assert rendering.mouth_area(truth, four_classes) is None
-  assert rendering.mouth_area_sync(truth, truth, names) == pytest.approx(1.0)
-  assert rendering.mouth_area_sync(truth[::-1], truth,
+  assert evaluation.mouth_area(truth, four_classes) is None
+  assert evaluation.mouth_area_sync(truth, truth, names) == pytest.approx(1.0)
+  assert evaluation.mouth_area_sync(truth[::-1], truth,
                                    names) == pytest.approx(-1.0)
-  assert rendering.mouth_area_sync(truth, truth, four_classes) is None
+  assert evaluation.mouth_area_sync(truth, truth, four_classes) is None
   # A constant mouth area has no correlation.
-  assert rendering.mouth_area_sync(np.zeros_like(truth), truth, names) is None
+  assert evaluation.mouth_area_sync(np.zeros_like(truth), truth, names) is None
 
 
 def test_a_perfect_render_scores_lmd_zero_and_full_sync(trained):
@@ -127,20 +129,21 @@ def test_a_perfect_render_scores_lmd_zero_and_full_sync(trained):
   frames = input_pipeline.load_split(trained.config, trained.builder, 'val')
   perfect = {'rgb': frames['image'], 'class_id': frames['parsing'],
              'rgb_float': frames['image'].astype(np.float32) / 255}
-  result = rendering.score_val(trained, frames, perfect)
+  result = evaluation.score_val(trained.step, trained.scene.class_names,
+                                frames, perfect)
   assert 1 <= result['landmark_frames'] <= len(frames['image'])
   assert result['lmd'] == 0
   assert result['mouth_sync'] is None or result['mouth_sync'] == (
       pytest.approx(1.0))
   assert result['mouth_area_sync'] == pytest.approx(1.0)
-  assert 'landmark_frames=' in rendering.val_summary(result)
+  assert 'landmark_frames=' in evaluation.val_summary(result)
 
 
 def test_missing_or_empty_workdir(tmp_path):
   with pytest.raises(errors.UserError, match='nope does not exist'):
-    rendering.load_trained(str(tmp_path / 'nope'))
+    trained_lib.load_trained(str(tmp_path / 'nope'))
   with pytest.raises(errors.UserError, match='is empty'):
-    rendering.load_trained(str(tmp_path))
+    trained_lib.load_trained(str(tmp_path))
 
 
 def test_workdir_without_checkpoint(trained, tmp_path):
@@ -148,21 +151,21 @@ def test_workdir_without_checkpoint(trained, tmp_path):
   (tmp_path / 'config.json').write_text(
       tiny.get_config().to_json_best_effort())
   with pytest.raises(errors.UserError, match='no checkpoint in .*checkpoints'):
-    rendering.load_trained(str(tmp_path))
+    trained_lib.load_trained(str(tmp_path))
 
 
 def test_audio_shorter_than_one_frame(trained, tmp_path):
   wav = write_sine(tmp_path / 'blip.wav', 0.02)
   with pytest.raises(errors.UserError,
                      match='blip.wav is 0.020 s long, shorter than one'):
-    render_inputs.audio_windows(wav, trained)
+    job_inputs.audio_windows(wav, trained)
 
 
 def test_unreadable_audio(trained, tmp_path):
   bad = tmp_path / 'bad.wav'
   bad.write_bytes(b'not audio at all')
   with pytest.raises(errors.UserError, match='cannot read audio .*bad.wav'):
-    render_inputs.audio_windows(str(bad), trained)
+    job_inputs.audio_windows(str(bad), trained)
 
 
 def test_poses_with_nan(trained, tmp_path):
@@ -173,19 +176,19 @@ def test_poses_with_nan(trained, tmp_path):
       4).tolist()}, {'transform_matrix': matrix}]}))
   with pytest.raises(errors.UserError,
                      match='transforms.json: frame 1 has non-finite values'):
-    render_inputs.pose_track(str(path), trained, 5)
+    job_inputs.pose_track(str(path), trained, 5)
 
 
 def test_train_track_is_the_train_splits_poses(trained):
   frames = input_pipeline.load_split(trained.config, trained.builder, 'train')
-  np.testing.assert_array_equal(render_inputs.train_poses(trained),
+  np.testing.assert_array_equal(job_inputs.train_poses(trained),
                                 frames['c2w'])
 
 
 def test_train_track_is_rigid_and_static_is_still(trained):
-  track = render_inputs.pose_track('train', trained, 3)
-  render_inputs.check_rigid(track, 'train track')
-  still = render_inputs.pose_track('static', trained, 3)
+  track = job_inputs.pose_track('train', trained, 3)
+  job_inputs.check_rigid(track, 'train track')
+  still = job_inputs.pose_track('static', trained, 3)
   np.testing.assert_array_equal(still[0], still[2])
 
 
@@ -197,15 +200,15 @@ def test_non_rigid_poses_are_rejected(trained, tmp_path):
   path.write_text(json.dumps({'frames': [{'transform_matrix': scaled}]}))
   with pytest.raises(errors.UserError, match='scaled.json: frame 0 is not '
                      'rigid'):
-    render_inputs.load_transforms(str(path))
+    job_inputs.load_transforms(str(path))
 
 
 def test_four_devices_render_like_one(trained):
   import jax  # pylint: disable=g-import-not-at-top
   from ssp_nerf_jax import parallel  # pylint: disable=g-import-not-at-top
-  frames = rendering.input_pipeline.load_split(
+  frames = input_pipeline.load_split(
       trained.config, trained.builder, 'val', [0, 1])
-  images = [rendering.render_frames(
+  images = [offline_jobs.render_frames(
       trained, frames['c2w'], frames['audio'],
       mesh=parallel.make_data_mesh(devices), keep_float=True)['rgb_float']
             for devices in (jax.devices()[:4], jax.devices()[:1])]
@@ -214,8 +217,8 @@ def test_four_devices_render_like_one(trained):
 
 def test_background_of_other_size_is_resized(trained, tmp_path):
   path = str(tmp_path / 'plate.png')
-  rendering.write_png(path, np.full((7, 9, 3), 255, np.uint8))
-  swapped = rendering.with_background(trained, path)
+  offline_jobs.write_png(path, np.full((7, 9, 3), 255, np.uint8))
+  swapped = offline_jobs.with_background(trained, path)
   scene = trained.scene
   assert swapped.scene.background.shape == (scene.height, scene.width, 3)
   np.testing.assert_allclose(swapped.scene.background, 1.0, atol=1e-6)
@@ -249,14 +252,14 @@ def test_silent_audio(trained, tmp_path):
   path = str(tmp_path / 'quiet.wav')
   soundfile.write(path, np.zeros(16_000, np.float32), 16_000)
   with pytest.raises(errors.UserError, match='quiet.wav is silent'):
-    render_inputs.audio_windows(path, trained)
+    job_inputs.audio_windows(path, trained)
 
 
 def test_unwritable_out_dir(tmp_path):
   blocker = tmp_path / 'a_file'
   blocker.write_text('')
   with pytest.raises(errors.UserError, match='a_file/out is not writable'):
-    rendering.check_out_dir(str(blocker / 'out'))
+    offline_jobs.check_out_dir(str(blocker / 'out'))
 
 
 def test_failed_mp4_write_leaves_no_file(tmp_path):
@@ -402,10 +405,10 @@ def test_failure_mid_render_leaves_no_mp4(trained, tmp_path):
   wav = write_sine(tmp_path / 'tone.wav', 0.4)  # 10 frames
   out = tmp_path / 'out'
   out.mkdir()
-  bound = rendering.make_renderer(trained)
+  bound = offline_jobs.make_renderer(trained)
   failing = FailingRenderer(bound.renderer, 4, out / 'tone.mp4.partial.mp4')
   with pytest.raises(RuntimeError, match='device lost'):
-    rendering.render_audio(trained, wav, str(out), poses='static',
+    offline_jobs.render_audio(trained, wav, str(out), poses='static',
                            parsing=True, bound=bound._replace(renderer=failing))
   assert failing.calls == 4
   assert not os.listdir(out)  # neither mp4 nor a .partial file

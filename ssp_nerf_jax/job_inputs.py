@@ -1,8 +1,8 @@
-"""Inputs of an offline render: audio files and camera pose tracks.
+"""Inputs of an offline job: audio files and camera pose tracks.
 
 Everything is read and validated before the first (slow) render, and every
 problem is a one-line `UserError` naming the file or value.  `trained` is
-`rendering.load_trained`'s result (config, builder, scene, ...).
+`trained.load_trained`'s result (config, builder, scene, ...).
 """
 import json
 import os
