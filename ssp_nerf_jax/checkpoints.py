@@ -201,6 +201,19 @@ def _drop_restore_noise(default_hook):
   return hook
 
 
+class _AbandonedOrbaxTasks(python_logging.Filter):
+  """Drops asyncio's "exception was never retrieved" records of tasks that
+  failed in orbax's code (a failed restore's reads, collected whenever the
+  garbage collector gets to them, possibly long after the restore)."""
+
+  def filter(self, record):
+    if record.name != 'asyncio' or not record.exc_info:
+      return True
+    files = [frame.filename for frame in
+             traceback.extract_tb(record.exc_info[2])]
+    return not any(f'{os.sep}orbax{os.sep}' in name for name in files)
+
+
 class _OrbaxFilter(python_logging.Filter):
   """Drops the records of orbax and asyncio."""
 
@@ -237,10 +250,16 @@ def quiet_restore():
   returned, so that hook stays installed (it drops only those two kinds:
   "Event loop is closed", and errors raised in orbax's code).  asyncio logs
   "exception was never retrieved" for the abandoned tasks when they are
-  collected: collected here, while its logs are off.
+  collected: collected here, while its logs are off, and a filter that
+  stays on the asyncio logger drops the records of the ones collected
+  later (only tasks that failed in orbax's code).
   """
   if not getattr(sys.unraisablehook, 'drops_restore_noise', False):
     sys.unraisablehook = _drop_restore_noise(sys.unraisablehook)
+  asyncio_logger = python_logging.getLogger('asyncio')
+  if not any(isinstance(f, _AbandonedOrbaxTasks)
+             for f in asyncio_logger.filters):
+    asyncio_logger.addFilter(_AbandonedOrbaxTasks())
   with orbax_logs_off():
     try:
       yield
