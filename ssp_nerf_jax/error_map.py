@@ -79,7 +79,7 @@ def gather_exact(x, axis_name):
 @flax.struct.dataclass
 class ErrorMap:
   """Running per-cell photometric error of every train frame."""
-  errors: jax.Array  # float32 [T, n, n]; T = 0 when the sampler is off
+  errors: jax.Array  # float32 [T, n, n]; [1, 1, 1] when the sampler is off
 
   @classmethod
   def create(cls, num_frames: int, resolution: int) -> 'ErrorMap':

@@ -45,8 +45,8 @@ class TrainState:
   # Drives the semantic sampler; updated by every step whatever the
   # strategy, so that switching strategies on resume keeps the statistics.
   sampler: ray_sampling.SemanticStats
-  # The error-map sampler's per-train-frame map; no frames (T = 0) unless
-  # config.sampling.strategy is 'error_map'.
+  # The error-map sampler's per-train-frame map; one unused cell unless
+  # config.sampling.strategy is 'error_map' (orbax saves no empty arrays).
   error_map: error_map_lib.ErrorMap
 
 
@@ -66,9 +66,10 @@ def init_state(config, model, scene, tx) -> TrainState:
                     opt_state=tx.init(params),
                     sampler=ray_sampling.SemanticStats.create(
                         scene.num_classes),
-                    error_map=error_map_lib.ErrorMap.create(
-                        scene.num_train if uses_error_map(config) else 0,
-                        config.sampling.error_map_resolution))
+                    error_map=(error_map_lib.ErrorMap.create(
+                        scene.num_train, config.sampling.error_map_resolution)
+                               if uses_error_map(config) else
+                               error_map_lib.ErrorMap.create(1, 1)))
 
 
 def uses_error_map(config):
