@@ -5,7 +5,7 @@ drawn with probability proportional to its cells' errors.
 The map is [T, n, n] float32 for T train frames (`config.sampling.
 error_map_resolution` = n cells per side, whatever the image's aspect):
 4 n^2 bytes per frame (n = 32: 4 KiB; 545 frames of the embedded portrait:
-2.2 MiB), replicated on every device.  A frame's row is its `frame_id`
+2.1 MiB), replicated on every device.  A frame's row is its `frame_id`
 (train frames are 0 .. T-1; `check_frame_ids`).  Cells start at 1, far
 above any squared error in [0, 1] colours, so every cell is visited before
 the measured errors rank them (torch-ngp's initialisation).
