@@ -101,7 +101,8 @@ def _render():
 def _sampling():
   """Which pixels of a frame become the step's rays."""
   sampling = ml_collections.ConfigDict()
-  # 'uniform', 'face_rect' (AD-NeRF) or 'semantic' (SSP-NeRF).
+  # 'uniform', 'face_rect' (AD-NeRF), 'semantic' (SSP-NeRF) or 'error_map'
+  # (torch-ngp / RAD-NeRF).
   sampling.strategy = 'face_rect'
   sampling.face_rect_fraction = 0.95  # AD-NeRF's share inside the face box
   # Semantic sampler (ray_sampling.class_shares): class k gets a share
@@ -120,6 +121,26 @@ def _sampling():
   # Uniform sampling first, while the running losses L_k have too little
   # history to rank the classes.
   sampling.semantic_warmup_steps = 100
+  # The background (class 0) keeps its area share of the rays and the rule
+  # above shares the rest among the other classes: few background rays let
+  # the model leave floaters there.
+  sampling.semantic_background_area = False
+  # Train on the importance-weighted loss: each ray's photometric error
+  # times 1 / (H W p(pixel)), so that the loss is an unbiased estimate of
+  # the uniform-pixel loss whatever the sampler (the parsing loss stays per
+  # ray).  Weights above `unbiased_max_weight` are clipped (0: no clip):
+  # rarely drawn pixels otherwise make single rays dominate a step.
+  sampling.unbiased = False
+  sampling.unbiased_max_weight = 0.0
+  # Error-map sampler (error_map.py; torch-ngp / RAD-NeRF): a running error
+  # per cell of an n x n grid per train frame (4 n^2 bytes per frame),
+  # updated where rays landed as decay * old + (1 - decay) * new error
+  # (torch-ngp keeps 0.1 of the old value).
+  sampling.error_map_resolution = 32
+  sampling.error_map_decay = 0.1
+  # Share of the error-map sampler's rays drawn uniformly over pixels
+  # (torch-ngp: none).
+  sampling.error_map_uniform_mix = 0.0
   return sampling
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 
 from ssp_nerf_jax import data
+from ssp_nerf_jax import error_map
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import ray_sampling
@@ -90,6 +91,8 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None, *,
   if scene is None:
     builder = data.build_dataset(config)
     scene = scene_lib.load_scene_info(builder)
+    if config.sampling.strategy == 'error_map':
+      error_map.check_frame_ids(builder, scene.num_train)
   return Experiment(config=config, mesh=mesh, builder=builder, scene=scene,
                     model=make_model(config, scene),
                     tx=make_optimizer(config.train))
@@ -140,14 +143,19 @@ def _config_checks(config):
   ]
   for name, low, high in (('face_rect_fraction', 0, 1),
                           ('semantic_floor', 0, 1),
-                          ('semantic_uniform_mix', 0, 1)):
+                          ('semantic_uniform_mix', 0, 1),
+                          ('error_map_uniform_mix', 0, 1)):
     checks.append((low <= sampling[name] <= high,
                    f'config.sampling.{name} must be in [{low}, {high}], got '
                    f'{sampling[name]}'))
   checks.append((0.0 <= sampling.semantic_ema_decay < 1.0,
                  'config.sampling.semantic_ema_decay must be in [0, 1), got '
                  f'{sampling.semantic_ema_decay}'))
-  for name in ('semantic_size_exponent', 'semantic_power'):
+  checks.append((0.0 <= sampling.error_map_decay < 1.0,
+                 'config.sampling.error_map_decay must be in [0, 1), got '
+                 f'{sampling.error_map_decay}'))
+  for name in ('semantic_size_exponent', 'semantic_power',
+               'unbiased_max_weight'):
     checks.append((sampling[name] >= 0.0,
                    f'config.sampling.{name} must be >= 0, got '
                    f'{sampling[name]}'))
@@ -155,7 +163,7 @@ def _config_checks(config):
                'train.log_every', 'train.eval_every', 'train.checkpoint_every',
                'train.keep_checkpoints', 'data.frames_per_device',
                'render.num_coarse', 'render.chunk', 'model.depth',
-               'model.width'):
+               'model.width', 'sampling.error_map_resolution'):
     section, field = name.split('.')
     value = config[section][field]
     checks.append((isinstance(value, int) and value > 0,

@@ -47,11 +47,14 @@ def render_terms(outputs, targets):
   Args:
     outputs: model outputs {'coarse'|'fine': {'rgb' [F,R,3], 'acc' [F,R],
       'semantics' [F,R,K]}}.
-    targets: from `train_step.draw_rays`.
+    targets: from `train_step.draw_rays`; with 'loss_weight' [F, R] the
+      photometric terms are means of weight x squared error (the sampler's
+      importance weights: an unbiased estimate of the uniform-pixel loss).
   Returns:
     dict of scalars mse_{level}, ce_{level} and the per-ray fine squared
-    error 'sq_err_fine' [F, R].
+    error 'sq_err_fine' [F, R] (unweighted).
   """
+  weight = targets.get('loss_weight')
   terms = {}
   for level in ('coarse', 'fine'):
     out = outputs[level]
@@ -60,7 +63,8 @@ def render_terms(outputs, targets):
     log_probs = jnp.log(jnp.clip(out['semantics'], 1e-6, 1.0))
     cross_ent = -jnp.take_along_axis(
         log_probs, targets['class_id'][..., None], axis=-1)[..., 0]
-    terms[f'mse_{level}'] = jnp.mean(sq_err)
+    terms[f'mse_{level}'] = jnp.mean(sq_err if weight is None else
+                                     weight * sq_err)
     terms[f'ce_{level}'] = jnp.mean(cross_ent)
     if level == 'fine':
       terms['sq_err_fine'] = sq_err

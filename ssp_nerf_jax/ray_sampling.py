@@ -10,6 +10,8 @@ Each sampler maps (key, frame data) to integer pixel coordinates [R, 2] as
                  the frame's parsing gets a share q_k of the rays that grows
                  with its running loss L_k (`class_shares`), drawn uniformly
                  among the frame's pixels of class k.
+  - 'error_map': torch-ngp / RAD-NeRF's per-frame error map (`error_map`):
+                 pixels drawn in proportion to their cell's running error.
 All samplers draw with replacement; they are pure and run inside the jitted
 train step, once per frame.  `sample_pixels` also returns each ray's
 importance weight 1 / (H W p(pixel)) (1 for uniform sampling): the mean of
@@ -23,7 +25,9 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-STRATEGIES = ('uniform', 'face_rect', 'semantic')
+from ssp_nerf_jax import error_map
+
+STRATEGIES = ('uniform', 'face_rect', 'semantic', 'error_map')
 
 
 def uniform_in_box(key, num, row0, col0, height, width):
@@ -76,7 +80,7 @@ def sample_face_rect(key, num_rays, height, width, face_rect, fraction):
 
 
 def class_shares(class_loss, class_counts, power, floor, size_exponent=1.0,
-                 uniform_mix=0.0):
+                 uniform_mix=0.0, background_area=False):
   """Share of a frame's rays per class, growing with the class's loss.
 
     q_k = uniform_mix * n_k / N + (1 - uniform_mix) * s_k,
@@ -97,10 +101,21 @@ def class_shares(class_loss, class_counts, power, floor, size_exponent=1.0,
     floor: minimum share of each present class (capped at 1 / #present).
     size_exponent: exponent on the class size n_k.
     uniform_mix: weight of uniform pixel sampling, in [0, 1].
+    background_area: class 0 (the background) keeps its area share n_0 / N
+      and the rule above shares the rest among the other classes: the
+      background needs rays where the model would put floaters, not rays
+      in proportion to its (small) loss.
   Returns:
     float32 [K] shares summing to one; zero for classes absent from the
     frame.
   """
+  if background_area:
+    area = class_counts[0] / jnp.sum(class_counts)
+    others = class_shares(class_loss, class_counts.at[0].set(0), power, floor,
+                          size_exponent, uniform_mix)
+    # A frame of background only: all rays there.
+    others = jnp.where(area < 1.0, others, 0.0)
+    return (others * (1.0 - area)).at[0].set(area).astype(jnp.float32)
   present = class_counts > 0
   known = class_loss >= 0
   fill = jnp.where(jnp.any(known), jnp.max(jnp.where(known, class_loss, 0.0)),
@@ -162,7 +177,8 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
   shares = class_shares(class_loss, counts, sampling_config.semantic_power,
                         sampling_config.semantic_floor,
                         sampling_config.semantic_size_exponent,
-                        sampling_config.semantic_uniform_mix)
+                        sampling_config.semantic_uniform_mix,
+                        sampling_config.semantic_background_area)
   shares = jnp.where(use_loss, shares, counts / flat.size)
   pixel_weights = (shares / jnp.maximum(counts, 1.0))[flat]
   pixels, weights = sample_from_pixel_weights(key, num_rays, pixel_weights,
@@ -171,7 +187,7 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
 
 
 def sample_pixels(key, sampling_config, num_rays, height, width, frame,
-                  class_loss=None, use_loss=True):
+                  class_loss=None, use_loss=True, frame_errors=None):
   """Dispatches on `sampling_config.strategy`.
 
   Args:
@@ -181,6 +197,7 @@ def sample_pixels(key, sampling_config, num_rays, height, width, frame,
     frame: dict of this frame's arrays ('face_rect' [4], 'parsing' [H, W]).
     class_loss: float [K] running per-class loss ('semantic' only).
     use_loss: bool scalar, False during the semantic warm-up.
+    frame_errors: float [n, n] the frame's error map ('error_map' only).
   Returns:
     (int32 [num_rays, 2] pixels (row, col), float32 [num_rays] importance
     weights 1 / (H W p(pixel)); ones for the uniform sampler).
@@ -196,6 +213,11 @@ def sample_pixels(key, sampling_config, num_rays, height, width, frame,
     pixels, weights, _ = sample_semantic(key, num_rays, frame['parsing'],
                                          class_loss, use_loss, sampling_config)
     return pixels, weights
+  if strategy == 'error_map':
+    return sample_from_pixel_weights(
+        key, num_rays, error_map.pixel_weights(
+            frame_errors, height, width, sampling_config.error_map_uniform_mix),
+        width)
   raise ValueError(f'config.sampling.strategy={strategy!r} is not one of '
                    f'{STRATEGIES}')
 

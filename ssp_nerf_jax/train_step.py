@@ -11,8 +11,9 @@ The step is one pure function, jitted over a `jax.shard_map` on the
   3. renders them in sequential chunks and sums the gradients of
      `losses.total_loss` (`loss_and_grads`),
   4. averages the gradients over devices and updates the replicated
-     parameters and the semantic sampler's class statistics
-     (`ray_sampling.SemanticStats`), and
+     parameters and the samplers' state (the semantic sampler's class
+     statistics `ray_sampling.SemanticStats`; with strategy 'error_map' the
+     per-frame `error_map.ErrorMap`), and
   5. reports metrics (`step_metrics`).
 """
 import functools
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ssp_nerf_jax import error_map as error_map_lib
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import losses
 from ssp_nerf_jax import metrics as metrics_lib
@@ -43,6 +45,9 @@ class TrainState:
   # Drives the semantic sampler; updated by every step whatever the
   # strategy, so that switching strategies on resume keeps the statistics.
   sampler: ray_sampling.SemanticStats
+  # The error-map sampler's per-train-frame map; one unused cell unless
+  # config.sampling.strategy is 'error_map' (orbax saves no empty arrays).
+  error_map: error_map_lib.ErrorMap
 
 
 def init_state(config, model, scene, tx) -> TrainState:
@@ -60,7 +65,15 @@ def init_state(config, model, scene, tx) -> TrainState:
   return TrainState(step=jnp.array(0, jnp.int32), params=params,
                     opt_state=tx.init(params),
                     sampler=ray_sampling.SemanticStats.create(
-                        scene.num_classes))
+                        scene.num_classes),
+                    error_map=(error_map_lib.ErrorMap.create(
+                        scene.num_train, config.sampling.error_map_resolution)
+                               if uses_error_map(config) else
+                               error_map_lib.ErrorMap.create(1, 1)))
+
+
+def uses_error_map(config):
+  return config.sampling.strategy == 'error_map'
 
 
 def smoothing_on(step, train_config):
@@ -90,8 +103,8 @@ def frame_keys(key, step, num_frames):
   return sample_keys[:, 0], render_keys[:, 0]
 
 
-def draw_rays(frame_keys_, batch, scene_arrays, class_loss, use_loss, *,
-              config, scene):
+def draw_rays(frame_keys_, batch, scene_arrays, class_loss, use_loss,
+              frame_errors=None, *, config, scene):
   """Samples pixels per frame and gathers their targets.
 
   Args:
@@ -100,10 +113,13 @@ def draw_rays(frame_keys_, batch, scene_arrays, class_loss, use_loss, *,
     scene_arrays: dict with 'background' float32 [H, W, 3].
     class_loss: float [K] running per-class loss (semantic sampler).
     use_loss: bool scalar: the semantic sampler's warm-up is over.
+    frame_errors: float [F, n, n] the frames' error maps (error-map sampler).
   Returns:
     (rays with leading [F, R], dict of targets: 'rgb' [F, R, 3] in [0, 1],
     'class_id' int32 [F, R], 'background' [F, R, 3], 'uniform_weight'
-    [F, R] the rays' importance weights, see `ray_sampling`).
+    [F, R] the rays' importance weights, see `ray_sampling`, 'pixels'
+    int32 [F, R, 2]; with config.sampling.unbiased also 'loss_weight' [F, R],
+    the clipped weights the photometric loss uses).
   """
   height, width = scene.height, scene.width
   num_rays = config.train.rays_per_frame
@@ -111,7 +127,7 @@ def draw_rays(frame_keys_, batch, scene_arrays, class_loss, use_loss, *,
   def one_frame(key, frame):
     pixels, uniform_weight = ray_sampling.sample_pixels(
         key, config.sampling, num_rays, height, width, frame, class_loss,
-        use_loss)
+        use_loss, frame.get('errors'))
     rays = rays_lib.pixel_rays(frame['c2w'], pixels, scene.focal, scene.cx,
                                scene.cy)
     targets = {
@@ -119,10 +135,17 @@ def draw_rays(frame_keys_, batch, scene_arrays, class_loss, use_loss, *,
         'class_id': gather_pixels(frame['parsing'], pixels).astype(jnp.int32),
         'background': gather_pixels(scene_arrays['background'], pixels),
         'uniform_weight': uniform_weight,
+        'pixels': pixels,
     }
+    if config.sampling.unbiased:
+      max_weight = config.sampling.unbiased_max_weight
+      targets['loss_weight'] = (jnp.minimum(uniform_weight, max_weight)
+                                if max_weight > 0 else uniform_weight)
     return rays, targets
 
   frames = {k: batch[k] for k in ('image', 'parsing', 'c2w', 'face_rect')}
+  if frame_errors is not None:
+    frames['errors'] = frame_errors
   return jax.vmap(one_frame)(frame_keys_, frames)
 
 
@@ -241,8 +264,10 @@ def make_train_step(config, model, tx, scene, mesh):
     sample_keys, render_keys = frame_keys(key, state.step,
                                           batch['image'].shape[0])
     use_loss = state.step >= config.sampling.semantic_warmup_steps
+    frame_errors = (state.error_map.rows(batch['frame_id'])
+                    if uses_error_map(config) else None)
     rays, targets = draw(sample_keys, batch, scene_arrays,
-                         state.sampler.class_loss_ema, use_loss)
+                         state.sampler.class_loss_ema, use_loss, frame_errors)
     smooth = smoothing_on(state.step, config.train)
 
     def loss_fn(params, chunk_rays, chunk_targets, keys):
@@ -257,10 +282,16 @@ def make_train_step(config, model, tx, scene, mesh):
     sampler, class_loss, counts = state.sampler.update(
         sq_err_fine, targets['class_id'], config.sampling.semantic_ema_decay,
         parallel.DATA_AXIS)
+    errors_map = state.error_map
+    if uses_error_map(config):
+      errors_map = errors_map.update(
+          batch['frame_id'], targets['pixels'], sq_err_fine, scene.height,
+          scene.width, config.sampling.error_map_decay, parallel.DATA_AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = TrainState(step=state.step + 1,
                            params=optax.apply_updates(state.params, updates),
-                           opt_state=opt_state, sampler=sampler)
+                           opt_state=opt_state, sampler=sampler,
+                           error_map=errors_map)
     loss = lax.pmean(jnp.mean(chunk_losses), parallel.DATA_AXIS)
     return new_state, step_metrics(terms, sq_err_fine, targets, loss, grads,
                                    sampler, class_loss, counts)

@@ -1,20 +1,28 @@
 """Pixel samplers: ranges, face-rectangle share, strategy dispatch."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
+from configs import tiny
+from ssp_nerf_jax import losses
 from ssp_nerf_jax import ray_sampling
+from ssp_nerf_jax import train_step
+from ssp_nerf_jax.benchmarks import fake_data
 
 
 def sampling_config(strategy, fraction=0.9, power=1.0, floor=0.0,
-                    size_exponent=1.0, uniform_mix=0.0):
+                    size_exponent=1.0, uniform_mix=0.0, background_area=False):
   return ml_collections.ConfigDict(
       {'strategy': strategy, 'face_rect_fraction': fraction,
        'semantic_power': power, 'semantic_floor': floor,
        'semantic_size_exponent': size_exponent,
-       'semantic_uniform_mix': uniform_mix})
+       'semantic_uniform_mix': uniform_mix,
+       'semantic_background_area': background_area,
+       'error_map_uniform_mix': 0.0})
 
 
 def striped_parsing():
@@ -161,3 +169,58 @@ def test_semantic_shares_adapt_to_the_running_loss_and_warm_up_uniform():
   assert low == pytest.approx(50 / 600, abs=0.01)
   assert high > 3 * low
   assert mouth_share([0.01, 0.01, 0.1, 0.01], use_loss=False) == low
+
+
+def test_background_keeps_its_area_share_and_the_rest_follows_the_loss():
+  counts = jnp.array([400.0, 150.0, 50.0, 0.0])
+  loss = jnp.array([0.01, 0.02, 0.08, 0.5])
+  shares = np.asarray(ray_sampling.class_shares(loss, counts, 1.0, 0.0,
+                                                background_area=True))
+  assert shares[0] == pytest.approx(400 / 600)
+  assert shares[3] == 0  # absent
+  # The other classes split the remaining third as n_k L_k: 3 : 4.
+  np.testing.assert_allclose(shares[1:3], np.array([3, 4]) / 7 / 3, rtol=1e-6)
+  # A frame of background only samples it alone.
+  only = ray_sampling.class_shares(loss, jnp.array([600.0, 0, 0, 0]), 1.0,
+                                   0.01, background_area=True)
+  np.testing.assert_allclose(only, [1, 0, 0, 0])
+
+
+def test_importance_weighted_loss_is_an_unbiased_estimate_of_the_uniform_loss():
+  # A fixed error image (error by class, as the running losses that drive
+  # the sampler): the training loss with config.sampling.unbiased, averaged
+  # over draws, is the mean error over all pixels; without it, it is not.
+  config = tiny.get_config()
+  config.sampling.strategy = 'semantic'
+  config.sampling.semantic_floor = 0.02
+  scene = fake_data.random_scene(config, num_classes=4)
+  batch = fake_data.random_batch(config, scene, num_frames=1)
+  parsing = striped_parsing()
+  batch['parsing'] = np.asarray(parsing, np.uint8)[None]
+  batch['image'] = np.zeros((1, 20, 30, 3), np.uint8)
+  scene = scene.replace(height=20, width=30, cx=15.0, cy=10.0)
+  offset = (np.array([0.02, 0.1, 0.3, 0.9])[np.asarray(parsing)] *
+            np.random.default_rng(0).uniform(0.5, 1.5, size=(20, 30)))
+  prediction = jnp.asarray(np.repeat(offset[..., None], 3, -1), jnp.float32)
+  class_loss = jnp.array([0.0004, 0.01, 0.09, 0.8])
+  arrays = {'background': jnp.zeros((20, 30, 3))}
+
+  @functools.partial(jax.jit, static_argnums=1)
+  def loss_of_draw(key, unbiased):
+    variant = config.copy_and_resolve_references()
+    variant.sampling.unbiased = unbiased
+    _, targets = train_step.draw_rays(key[None], batch, arrays, class_loss,
+                                      True, config=variant, scene=scene)
+    pixels = targets['pixels'][0]
+    rgb = prediction[pixels[:, 0], pixels[:, 1]][None]
+    level = {'rgb': rgb, 'acc': jnp.ones(rgb.shape[:2]),
+             'semantics': jnp.full(rgb.shape[:2] + (4,), 0.25)}
+    return losses.render_terms({'coarse': level, 'fine': level},
+                               targets)['mse_fine']
+  keys = jax.random.split(jax.random.PRNGKey(0), 60)
+  unbiased = [float(loss_of_draw(k, True)) for k in keys]
+  biased = [float(loss_of_draw(k, False)) for k in keys]
+  image_loss = float(np.mean(offset**2))
+  assert np.mean(biased) > 2 * image_loss  # the sampler does focus
+  sem = np.std(unbiased) / np.sqrt(len(unbiased))
+  assert abs(np.mean(unbiased) - image_loss) < 4 * sem + 0.02 * image_loss

@@ -1,22 +1,28 @@
 """Pixel-sampling strategies compared at equal steps, rays and seeds.
 
   python -m ssp_nerf_jax.benchmarks.sampling --config=configs/synthetic.py \
-      --strategies=uniform,face_rect,semantic --num_steps=700 --seeds=2 \
+      --strategies=uniform,semantic,error_map --num_steps=700 --seeds=2 \
+      --variant='semantic_unbiased:sampling.strategy=semantic,sampling.unbiased=True' \
       --out=/tmp/sampling
 
-Trains the config once per strategy and seed (config.sampling.strategy and
-config.seed changed, nothing else), scores the val split by region and
-writes to --out (schema: benchmarks/sweep.py):
-  results.json       {strategy: {"psnr": {region: dB}, "miou": x,
-                      "step_time_s": t, "sampler_time_s": t, "steps": n}}
-                     averaged over seeds
-  results.md         the same as a table
+Trains the config once per variant and seed, scores the val split by
+region and writes to --out (schema: benchmarks/sweep.py).  The variants
+are each of --strategies (config.sampling.strategy changed, nothing else)
+and each --variant NAME:KEY=VALUE,KEY=VALUE (dotted config keys, values as
+Python literals or else strings, applied to the base config in order).
+  results.json       {variant: {"psnr": {region: dB}, "miou": x,
+                      "step_time_s": t, "sampler_time_s": t, "steps": n,
+                      "std": {...}, "per_seed": [...]}}
+                     means over seeds, their spread and each seed's values
+  results.md         the same as a table (mean ± std over seeds)
   psnr_vs_step.png   mouth and full val PSNR against step
   runs/              the training workdirs
 `sampler_time_s` is the time of the jitted pixel sampler alone for one
 device's frames, so its share of `step_time_s` is the sampler's overhead.
-Defaults finish in under 30 minutes on a 2-core CPU (27.5 min measured).
+Defaults (three strategies x 2 seeds x 700 steps) take about 30 minutes on
+a 2-core CPU (27.5 min measured with face_rect in place of error_map).
 """
+import ast
 import functools
 import os
 import statistics
@@ -29,25 +35,70 @@ from ml_collections import config_flags
 
 from ssp_nerf_jax import cli
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import experiment
 from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import train_step
 from ssp_nerf_jax.benchmarks import fake_data
 from ssp_nerf_jax.benchmarks import sweep
 
 
-def strategy_configs(config, strategies, num_steps, eval_frames):
-  """{strategy: config} sharing one step budget."""
+def parse_variant(text):
+  """'NAME:KEY=VALUE,KEY=VALUE' -> (name, [(dotted key, value)]).
+
+  Values are Python literals (True, 0.5, 'x') or else plain strings.
+  """
+  name, sep, body = text.partition(':')
+  pairs = [item.partition('=') for item in body.split(',') if item]
+  if not sep or not name or not pairs or any(not eq or not key
+                                             for key, eq, _ in pairs):
+    raise errors.UserError(f'--variant={text!r}: expected '
+                           'NAME:KEY=VALUE[,KEY=VALUE...]')
+  def value(raw):
+    try:
+      return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      return raw
+  return name, [(key.strip(), value(raw.strip())) for key, _, raw in pairs]
+
+
+def with_overrides(config, overrides, flag_text):
+  """A copy of `config` with [(dotted key, value)] set (UserError naming
+  `flag_text` for an unknown key or a value of the wrong type)."""
+  config = config.copy_and_resolve_references()
+  for key, value in overrides:
+    *path, field = key.split('.')
+    section = config
+    try:
+      for part in path:
+        section = section[part]
+      if field not in section:
+        raise KeyError(key)
+      section[field] = value
+    except (KeyError, TypeError, AttributeError) as e:
+      raise errors.UserError(f'{flag_text}: cannot set config.{key}={value!r}'
+                             f' ({e})') from e
+  return config
+
+
+def strategy_configs(config, strategies, num_steps, eval_frames,
+                     variants=()):
+  """{variant name: config} sharing one step budget: one per strategy, then
+  one per --variant text (see `parse_variant`)."""
   unknown = [s for s in strategies if s not in ray_sampling.STRATEGIES]
-  if unknown or not strategies:
+  if unknown or not (strategies or variants):
     raise errors.UserError(f'--strategies={",".join(strategies)}: each must be '
                            f'one of {ray_sampling.STRATEGIES}')
   base = sweep.with_step_budget(config, num_steps, eval_frames)
-  variants = {}
-  for strategy in strategies:
-    variant = base.copy_and_resolve_references()
-    variant.sampling.strategy = strategy
-    variants[strategy] = variant
-  return variants
+  configs = {strategy: with_overrides(base, [('sampling.strategy', strategy)],
+                                      '--strategies')
+             for strategy in strategies}
+  for text in variants:
+    name, overrides = parse_variant(text)
+    if name in configs:
+      raise errors.UserError(f'--variant={text!r}: the name {name!r} is taken')
+    configs[name] = with_overrides(base, overrides, f'--variant={text!r}')
+    experiment.validate_config(configs[name])
+  return configs
 
 
 def sampler_seconds(config, repeats=20):
@@ -55,7 +106,8 @@ def sampler_seconds(config, repeats=20):
 
   The frame is random at the config's size with all classes present; the
   running class losses are distinct so the semantic sampler does its full
-  work (class histogram, shares, inverse CDF over every pixel).
+  work (class histogram, shares, inverse CDF over every pixel); the error
+  map is random.
   """
   scene = fake_data.random_scene(config)
   batch = fake_data.random_batch(config, scene, num_frames=1)
@@ -64,8 +116,11 @@ def sampler_seconds(config, repeats=20):
                                    scene=scene))
   keys = jax.random.split(jax.random.PRNGKey(0), 1)
   arrays = {'background': scene.background}
+  resolution = config.sampling.error_map_resolution
+  frame_errors = (jax.random.uniform(keys[0], (1, resolution, resolution))
+                  if train_step.uses_error_map(config) else None)
   run = lambda: jax.block_until_ready(draw(keys, batch, arrays, class_loss,
-                                           True))
+                                           True, frame_errors))
   run()  # compile
   times = []
   for _ in range(repeats):
@@ -76,16 +131,17 @@ def sampler_seconds(config, repeats=20):
 
 
 def run_sampling_benchmark(config, strategies, num_steps, seeds, eval_frames,
-                           out_dir):
-  """Trains every strategy and seed, writes every output; returns results."""
-  variants = strategy_configs(config, strategies, num_steps, eval_frames)
+                           out_dir, variants=()):
+  """Trains every variant and seed, writes every output; returns results."""
+  variants = strategy_configs(config, strategies, num_steps, eval_frames,
+                              variants)
   results, histories = sweep.run_sweep(variants, list(range(seeds)), out_dir)
   for strategy, variant in variants.items():
     results[strategy]['sampler_time_s'] = sampler_seconds(variant)
   sweep.write_results(
       out_dir, results,
       f'Sampling strategies: {num_steps} steps x '
-      f'{config.train.rays_per_frame} rays, {seeds} seed(s)',
+      f'{config.train.rays_per_frame} rays, {seeds} seed(s), mean ± std',
       notes=['Sampler time / step time: ' + ', '.join(
           f'{name} {100 * r["sampler_time_s"] / r["step_time_s"]:.2f} %'
           for name, r in results.items())])
@@ -97,8 +153,12 @@ def run_sampling_benchmark(config, strategies, num_steps, seeds, eval_frames,
 def define_flags():
   config_flags.DEFINE_config_file('config', 'configs/synthetic.py',
                                   'Base config of every strategy.')
-  flags.DEFINE_list('strategies', list(ray_sampling.STRATEGIES),
-                    'Strategies to compare.')
+  flags.DEFINE_list('strategies', ['uniform', 'semantic', 'error_map'],
+                    'Strategies to compare (each with the base config).')
+  flags.DEFINE_multi_string(
+      'variant', [], 'More variants, NAME:KEY=VALUE[,KEY=VALUE...] with dotted '
+      'config keys, e.g. semantic_bg:sampling.strategy=semantic,'
+      'sampling.semantic_background_area=True (repeatable).')
   flags.DEFINE_integer('num_steps', 700,
                        'Training steps of each run (also the lr decay span).')
   flags.DEFINE_integer('seeds', 2, 'Seeds per strategy (0, 1, ...).')
@@ -111,7 +171,7 @@ def main(argv):
   flag = flags.FLAGS
   sweep.run_cli(lambda: run_sampling_benchmark(
       flag.config, flag.strategies, flag.num_steps, flag.seeds,
-      flag.eval_frames, flag.out), flag.out)
+      flag.eval_frames, flag.out, flag.variant), flag.out)
 
 
 if __name__ == '__main__':

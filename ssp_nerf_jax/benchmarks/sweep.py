@@ -5,8 +5,14 @@ run's last evaluation by image region (`metrics.REGIONS`), averages over
 seeds and writes:
 
   results.json   {variant: {"psnr": {region: dB}, "miou": x,
-                            "step_time_s": t, "steps": n}, ...}
-  results.md     the same as a table
+                            "step_time_s": t, "steps": n,
+                            "std": {"psnr": {region: dB}, "miou": x,
+                                    "step_time_s": t},
+                            "per_seed": [{"seed": k, "psnr": ..., "miou": x,
+                                          "step_time_s": t}, ...]}, ...}
+                 means over seeds, their standard deviation (population,
+                 ddof 0; 0 for one seed) and every seed's values
+  results.md     the same as a table (mean ± std)
   psnr_vs_step.png  (optional) region PSNR against step, a line per variant
 
 Each run trains into `<out>/runs/<variant>_seed<k>` from scratch; results
@@ -74,15 +80,32 @@ def mean_or_none(values):
   return None if any(v is None for v in values) else float(np.mean(values))
 
 
-def average(summaries):
-  """Mean over seeds of `summarize` dicts (None where a seed has None)."""
+def std_or_none(values):
+  values = list(values)
+  return None if any(v is None for v in values) else float(np.std(values))
+
+
+def over_seeds(summaries, reduce):
+  """`reduce` (a list -> value) of every figure over seeds."""
   regions = summaries[0]['psnr']
   return {
-      'psnr': {r: mean_or_none(s['psnr'][r] for s in summaries)
-               for r in regions},
-      'miou': mean_or_none(s['miou'] for s in summaries),
-      'step_time_s': mean_or_none(s['step_time_s'] for s in summaries),
+      'psnr': {r: reduce(s['psnr'][r] for s in summaries) for r in regions},
+      'miou': reduce(s['miou'] for s in summaries),
+      'step_time_s': reduce(s['step_time_s'] for s in summaries),
+  }
+
+
+def average(summaries, seeds=None):
+  """Mean over seeds of `summarize` dicts (None where a seed has None),
+  with their standard deviation ('std') and the seeds' own ('per_seed')."""
+  seeds = list(range(len(summaries))) if seeds is None else seeds
+  return {
+      **over_seeds(summaries, mean_or_none),
       'steps': summaries[0]['steps'],
+      'std': over_seeds(summaries, std_or_none),
+      'per_seed': [{'seed': seed, **{k: s[k] for k in
+                                     ('psnr', 'miou', 'step_time_s')}}
+                   for seed, s in zip(seeds, summaries)],
   }
 
 
@@ -108,12 +131,14 @@ def run_sweep(variants, seeds, out_dir):
       histories[name].append(train_run(config, run_dir(out_dir, name, seed)))
       bar.update(1)
   for name in variants:
-    results[name] = average([summarize(h) for h in histories[name]])
+    results[name] = average([summarize(h) for h in histories[name]], seeds)
   return results, histories
 
 
-def format_db(value):
-  return '-' if value is None else f'{value:.2f}'
+def format_db(value, std=None, digits=2):
+  if value is None:
+    return '-'
+  return f'{value:.{digits}f}' + ('' if std is None else f' ± {std:.{digits}f}')
 
 
 def markdown_table(results, title):
@@ -124,10 +149,10 @@ def markdown_table(results, title):
            ' | parsing mIoU | step time (s) |',
            '|---' * (len(regions) + 3) + '|']
   for name, res in results.items():
-    cells = [format_db(res['psnr'][r]) for r in regions]
-    miou = '-' if res['miou'] is None else f'{res["miou"]:.3f}'
-    step = ('-' if res['step_time_s'] is None else
-            f'{res["step_time_s"]:.3f}')
+    std = res.get('std', {'psnr': {}})
+    cells = [format_db(res['psnr'][r], std['psnr'].get(r)) for r in regions]
+    miou = format_db(res['miou'], std.get('miou'), 3)
+    step = format_db(res['step_time_s'], std.get('step_time_s'), 3)
     lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {miou} | {step} |')
   return '\n'.join(lines) + '\n'
 
