@@ -199,7 +199,10 @@ def test_ablation_cli_on_the_tiny_config(tiny_data, tmp_path):
   on_disk = json.load(open(os.path.join(out, 'results.json')))
   assert set(on_disk) == {'warp_off', 'warp_on'}
   for name in ablation.VARIANTS:
-    assert set(on_disk[name]) == {'psnr', 'miou', 'step_time_s', 'steps'}
+    # Means over seeds, their spread and each seed's figures (sweep.py).
+    assert set(on_disk[name]) == {'psnr', 'miou', 'step_time_s', 'steps',
+                                  'std', 'per_seed'}
+    assert len(on_disk[name]['per_seed']) == 1
     assert set(on_disk[name]['psnr']) == {'full', 'mouth', 'eyes', 'face',
                                           'hair', 'neck_torso', 'background'}
     assert np.isfinite(on_disk[name]['psnr']['full'])
