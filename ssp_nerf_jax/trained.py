@@ -29,9 +29,34 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
                            'workdir')
   try:
     with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
+      config = ml_collections.ConfigDict(json.load(f))
   except (OSError, ValueError) as e:
     raise errors.UserError(f'cannot read {path}: {e}') from None
+  return with_added_settings(config)
+
+
+# Settings added to the configs after a workdir's config.json may have been
+# written, with the values that keep such a run's behaviour (they must match
+# configs/default.py's defaults).
+ADDED_SETTINGS = {
+    'sampling': {
+        'semantic_background_area': False,
+        'unbiased': False,
+        'unbiased_max_weight': 0.0,
+        'error_map_resolution': 32,
+        'error_map_decay': 0.1,
+        'error_map_uniform_mix': 0.0,
+    },
+}
+
+
+def with_added_settings(config: ml_collections.ConfigDict):
+  """`config` with every `ADDED_SETTINGS` value it lacks."""
+  for section, settings in ADDED_SETTINGS.items():
+    for name, value in settings.items():
+      if section in config and name not in config[section]:
+        config[section][name] = value
+  return config
 
 
 def checkpoint_steps(workdir: str) -> list[int]:

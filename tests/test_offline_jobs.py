@@ -16,6 +16,7 @@ from configs import tiny
 import processes
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import evaluation
+from ssp_nerf_jax import experiment
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import job_inputs
 from ssp_nerf_jax import metrics as metrics_lib
@@ -412,3 +413,15 @@ def test_failure_mid_render_leaves_no_mp4(trained, tmp_path):
                            parsing=True, bound=bound._replace(renderer=failing))
   assert failing.calls == 4
   assert not os.listdir(out)  # neither mp4 nor a .partial file
+
+
+def test_config_of_an_older_workdir_gains_the_settings_added_since(tmp_path):
+  config = tiny.get_config()
+  for name in trained_lib.ADDED_SETTINGS['sampling']:
+    del config.sampling[name]
+  (tmp_path / 'config.json').write_text(config.to_json())
+  loaded = trained_lib.load_config(str(tmp_path))
+  experiment.validate_config(loaded)  # no KeyError: every setting is there
+  defaults = tiny.get_config()
+  for name, value in trained_lib.ADDED_SETTINGS['sampling'].items():
+    assert loaded.sampling[name] == value == defaults.sampling[name]
