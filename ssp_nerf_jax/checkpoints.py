@@ -173,15 +173,21 @@ def root_cause(error: BaseException) -> str:
   return line if len(line) <= 300 else line[:297] + '...'
 
 
+def _in_orbax(file_names) -> bool:
+  return any(f'{os.sep}orbax{os.sep}' in name for name in file_names)
+
+
+def _raised_in_orbax(exc_traceback) -> bool:
+  return _in_orbax(frame.filename for frame in
+                   traceback.extract_tb(exc_traceback))
+
+
 def _from_orbax(unraisable) -> bool:
   """Whether an unraisable error was raised in orbax's code, or by an
   orbax coroutine that was dropped unfinished."""
-  files = [frame.filename for frame in
-           traceback.extract_tb(unraisable.exc_traceback)]
   code = getattr(unraisable.object, 'cr_code', None)
-  if code is not None:
-    files.append(code.co_filename)
-  return any(f'{os.sep}orbax{os.sep}' in name for name in files)
+  return (_raised_in_orbax(unraisable.exc_traceback) or
+          (code is not None and _in_orbax([code.co_filename])))
 
 
 def _is_restore_noise(unraisable) -> bool:
@@ -209,9 +215,7 @@ class _AbandonedOrbaxTasks(python_logging.Filter):
   def filter(self, record):
     if record.name != 'asyncio' or not record.exc_info:
       return True
-    files = [frame.filename for frame in
-             traceback.extract_tb(record.exc_info[2])]
-    return not any(f'{os.sep}orbax{os.sep}' in name for name in files)
+    return not _raised_in_orbax(record.exc_info[2])
 
 
 class _OrbaxFilter(python_logging.Filter):
@@ -219,7 +223,7 @@ class _OrbaxFilter(python_logging.Filter):
 
   def filter(self, record):
     return not (record.name == 'asyncio' or
-                f'{os.sep}orbax{os.sep}' in (record.pathname or ''))
+                _in_orbax([record.pathname or '']))
 
 
 @contextlib.contextmanager

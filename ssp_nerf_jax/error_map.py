@@ -20,18 +20,14 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow_datasets as tfds
 
 from ssp_nerf_jax import errors as errors_lib
 
 
-def check_frame_ids(builder, num_train):
-  """UserError unless the train split's frame_ids are 0 .. num_train - 1 in
-  some order (they index the map's rows).  Only the ids are decoded."""
-  skip = tfds.decode.SkipDecoding()
-  source = builder.as_data_source('train', decoders={'image': skip,
-                                                     'parsing': skip})
-  ids = np.sort([int(source[i]['frame_id']) for i in range(len(source))])
+def check_frame_ids(frame_ids, num_train):
+  """UserError unless the train split's `frame_ids` are 0 .. num_train - 1
+  in some order (they index the map's rows)."""
+  ids = np.sort(np.asarray(frame_ids))
   if not np.array_equal(ids, np.arange(num_train)):
     raise errors_lib.UserError(
         "config.sampling.strategy='error_map' needs train frame_ids 0 .. "

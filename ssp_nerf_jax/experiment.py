@@ -17,6 +17,7 @@ import optax
 from ssp_nerf_jax import data
 from ssp_nerf_jax import error_map
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import scene as scene_lib
@@ -92,7 +93,9 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None, *,
     builder = data.build_dataset(config)
     scene = scene_lib.load_scene_info(builder)
     if config.sampling.strategy == 'error_map':
-      error_map.check_frame_ids(builder, scene.num_train)
+      error_map.check_frame_ids(
+          input_pipeline.load_feature(builder, 'train', 'frame_id'),
+          scene.num_train)
   return Experiment(config=config, mesh=mesh, builder=builder, scene=scene,
                     model=make_model(config, scene),
                     tx=make_optimizer(config.train))

@@ -47,8 +47,8 @@ _READ_THREADS = 4
 _READ_BUFFER = 8
 
 
-def load_poses(builder, split: str) -> np.ndarray:
-  """float32 [N, 4, 4] camera-to-head poses of a split, in frame order.
+def load_feature(builder, split: str, name: str) -> np.ndarray:
+  """One per-frame feature of a split, [N, ...] in frame order.
 
   Images and parsing maps are skipped, not decoded: a fraction of a second
   even for paper-scale splits.
@@ -56,8 +56,13 @@ def load_poses(builder, split: str) -> np.ndarray:
   skip = tfds.decode.SkipDecoding()
   source = builder.as_data_source(split, decoders={'image': skip,
                                                    'parsing': skip})
-  return np.asarray([source[i]['c2w'] for i in range(len(source))],
-                    np.float32).reshape(-1, 4, 4)
+  return np.asarray([source[i][name] for i in range(len(source))],
+                    FEATURE_DTYPES[name])
+
+
+def load_poses(builder, split: str) -> np.ndarray:
+  """float32 [N, 4, 4] camera-to-head poses of a split, in frame order."""
+  return load_feature(builder, split, 'c2w').reshape(-1, 4, 4)
 
 
 def load_waveform(builder) -> np.ndarray:

@@ -57,5 +57,6 @@ def load_scene_info(builder) -> SceneInfo:
       audio_context=int(audio['context']),
       audio_window_steps=int(audio['window_steps']),
       audio_context_offsets=tuple(int(o) for o in audio['context_offsets']),
-      reference_c2w=tuple(rigid.mean_pose(input_pipeline.load_poses(builder, 'train'))
-                          .reshape(-1).tolist()))
+      reference_c2w=tuple(
+          rigid.mean_pose(input_pipeline.load_poses(builder, 'train'))
+          .reshape(-1).tolist()))
