@@ -13,6 +13,7 @@ def get_config():
   config.render = _render()
   config.sampling = _sampling()
   config.train = _train()
+  config.occupancy = _occupancy()
   return config
 
 
@@ -168,3 +169,43 @@ def _train():
   train.keep_checkpoints = 3
   train.eval_frames = 4
   return train
+
+
+def _occupancy():
+  """Offline renders (render_main.py) with an occupancy grid
+  (ssp_nerf_jax/occupancy.py): rays that cross no occupied cell are not
+  rendered, the others are sampled over their occupied interval only.
+  Render-time settings: training and its periodic eval never use them."""
+  occupancy = ml_collections.ConfigDict()
+  # Build a grid from the checkpoint when an offline job starts and render
+  # with it (render_main.py --nooccupancy turns it off for one run).
+  occupancy.enabled = True
+  # Cells per side of the grid over the head box: finer culls more empty
+  # space but costs more to build (resolution**3 field queries per frame).
+  occupancy.resolution = 48
+  # The box: the reference camera's frustum between near and far, grown by
+  # this fraction of its size each side (other poses' frusta poke out of
+  # it; what is outside counts as occupied, so this trades culling for
+  # safety).
+  occupancy.box_padding = 0.05
+  # A cell is occupied when its density makes one cell's length this
+  # opaque; lower keeps fainter matter (and culls less).
+  occupancy.threshold = 0.01
+  # Occupied cells are dilated by this many cells, so that matter between
+  # the measured centres of neighbouring cells is never cut.
+  occupancy.margin = 1
+  # Steps of the march that finds a ray's occupied interval: about two per
+  # cell crossed, so that no occupied cell is stepped over.
+  occupancy.march_steps = 128
+  # Samples per ray inside the occupied interval, as a fraction of
+  # config.render's coarse and fine counts: the interval is a fraction of
+  # [near, far], so samples stay about as dense as a full render's.
+  occupancy.sample_fraction = 0.75
+  # The grid is the largest density over this many evenly spaced train
+  # frames (the mouth's open and closed states) plus the two poses
+  # furthest from the mean (where the torso reaches), so that no state a
+  # render may show is culled.
+  occupancy.build_frames = 8
+  # Field queries per call while building (bounds memory).
+  occupancy.points_per_call = 16384
+  return occupancy

@@ -36,8 +36,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 # Settings added to the configs after a workdir's config.json may have been
-# written, with the values that keep such a run's behaviour (they must match
-# configs/default.py's defaults).
+# written, with configs/default.py's defaults.  Those of training keep such
+# a run's behaviour; `occupancy` is render-time only, so an older workdir
+# renders like a new one.
 ADDED_SETTINGS = {
     'sampling': {
         'semantic_background_area': False,
@@ -47,14 +48,27 @@ ADDED_SETTINGS = {
         'error_map_decay': 0.1,
         'error_map_uniform_mix': 0.0,
     },
+    'occupancy': {
+        'enabled': True,
+        'resolution': 48,
+        'box_padding': 0.05,
+        'threshold': 0.01,
+        'margin': 1,
+        'march_steps': 128,
+        'sample_fraction': 0.75,
+        'build_frames': 8,
+        'points_per_call': 16384,
+    },
 }
 
 
 def with_added_settings(config: ml_collections.ConfigDict):
-  """`config` with every `ADDED_SETTINGS` value it lacks."""
+  """`config` with every `ADDED_SETTINGS` value (or section) it lacks."""
   for section, settings in ADDED_SETTINGS.items():
+    if section not in config:
+      config[section] = ml_collections.ConfigDict()
     for name, value in settings.items():
-      if section in config and name not in config[section]:
+      if name not in config[section]:
         config[section][name] = value
   return config
 

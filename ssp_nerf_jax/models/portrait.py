@@ -256,6 +256,30 @@ class PortraitNeRF(nerf.NeRFLayout):
                                            fine_samples, code, keys[3])
     return outputs
 
+  def density(self, points, audio, smooth_audio, c2w=None):
+    """Density at head-space points as the renderer would see them: the
+    larger of the coarse and fine fields' (both are rendered; either may
+    put matter where the other has none), after the torso warp.
+
+    Args:
+      points: [F, N, 3] head-space points of frame f.
+      audio, smooth_audio: see `audio_code`.
+      c2w: [F, 4, 4] poses (needed with torso_warp).
+
+    Returns:
+      [F, N] float32 density sigma >= 0.
+    """
+    code = self.audio_code(audio, smooth_audio)
+    points = points[:, :, None]  # the field's [F, R, S, 3] with S = 1
+    if self.torso_warp:
+      points, _, _ = self.warp(points, c2w)
+    viewdirs = jnp.zeros(points.shape[:2] + (3,), points.dtype)
+    mlps = [self.coarse] if self.share_coarse_fine else [self.coarse,
+                                                          self.fine]
+    sigma = functools.reduce(jnp.maximum, [
+        mlp(points, viewdirs, code)['raw_sigma'][..., 0] for mlp in mlps])
+    return jax.nn.relu(sigma.astype(jnp.float32))
+
   def _ray_bounds(self, rays, near, far):
     """near, far: the arguments or the fields, [F, R] float32."""
     near = self.near if near is None else near
