@@ -4,6 +4,14 @@ A frame's rays are rendered in chunks by one compiled function; each chunk
 is split over every device of the mesh, so a frame of any size compiles
 once and uses all devices.  Training's periodic evaluation, the offline
 jobs and the render benchmark all render through `FrameRenderer`.
+
+Given an occupancy grid (`occupancy.py`; the offline jobs build one), a
+frame's rays are first marched through it: rays that hit nothing are not
+rendered (they get exactly the plate), the others are packed into the same
+fixed-size chunks and sampled only over their occupied interval, with
+config.occupancy.sample_fraction of the sample counts (the interval is a
+fraction of [near, far], so samples stay about as dense).  The number of
+chunks varies per frame, their shape never does: one compilation.
 """
 import functools
 
@@ -11,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssp_nerf_jax import occupancy
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import render
@@ -41,13 +50,35 @@ class FrameRenderer:
     self._render_chunk = jax.jit(
         functools.partial(self._apply, model),
         in_shardings=(replicated,) * 5, out_shardings=replicated)
+    # The grid path (compiled only when a grid is given).
+    settings = config.occupancy
+    self.far = model.far
+    tight_model = model.clone(**tight_samples(model,
+                                              settings.sample_fraction))
+    self._render_tight = jax.jit(
+        functools.partial(self._apply, tight_model),
+        in_shardings=(replicated,) * 7, out_shardings=replicated)
+    self._bounds = jax.jit(
+        functools.partial(self._occupied_bounds, threshold=settings.threshold,
+                          margin=settings.margin, near=model.near,
+                          far=model.far, num_steps=settings.march_steps),
+        in_shardings=(replicated,) * 2, out_shardings=replicated)
 
-  def _apply(self, model, params, rays, audio, c2w, smooth):
+  def _apply(self, model, params, rays, audio, c2w, smooth, near=None,
+             far=None):
     rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
     out = model.apply(params, rays, audio, smooth_audio=smooth,
-                      c2w=c2w)['fine']
+                      c2w=c2w, near=near, far=far)['fine']
     return {'rgb': out['rgb'], 'acc': out['acc'], 'depth': out['depth'],
             'semantics': out['semantics']}
+
+  def _occupied_bounds(self, grid, rays, *, threshold, margin, near, far,
+                       num_steps):
+    """(near, far, hit) [1, chunk] of a chunk's rays (`occupancy.ray_bounds`),
+    each device marching its share of the rays."""
+    rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
+    occ = occupancy.occupied(grid, threshold, margin)
+    return occupancy.ray_bounds(occ, grid.box, rays, near, far, num_steps)
 
   def frame_chunks(self, c2w):
     """The rays of a frame as `num_chunks` host chunks of [1, chunk] rays
@@ -71,7 +102,7 @@ class FrameRenderer:
                               np.asarray(c2w, np.float32)[None],
                               np.asarray(smooth))
 
-  def render(self, params, c2w, audio, smooth):
+  def render(self, params, c2w, audio, smooth, grid=None):
     """Renders one frame.
 
     Args:
@@ -79,22 +110,90 @@ class FrameRenderer:
       c2w: [4, 4] camera-to-head.
       audio: [8, 16, C] audio context windows of the frame.
       smooth: bool, whether audio smoothing is on.
+      grid: a replicated `occupancy.Grid` to skip empty rays and tighten
+        the others' sampling with, or None (every ray, all samples).
     Returns:
       dict of numpy arrays: 'rgb' [H, W, 3] composited over the background,
-      'acc' and 'depth' [H, W], 'semantics' [H, W, K], 'class_id' [H, W].
+      'acc' and 'depth' [H, W], 'semantics' [H, W, K], 'class_id' [H, W];
+      with a grid also 'hit' [H, W], the rays it left to render.
     """
     scene = self.scene
-    pieces = [self.render_chunk(params, chunk, c2w, audio, smooth)
-              for chunk in self.frame_chunks(c2w)]
-    pieces = jax.device_get(pieces)  # one wait, after every chunk is queued
-    out = {k: np.concatenate([p[k][0] for p in pieces])[:self.num_rays]
-           for k in pieces[0]}
+    if grid is None:
+      pieces = [self.render_chunk(params, chunk, c2w, audio, smooth)
+                for chunk in self.frame_chunks(c2w)]
+      pieces = jax.device_get(pieces)  # one wait, after every chunk is queued
+      out = {k: np.concatenate([p[k][0] for p in pieces])[:self.num_rays]
+             for k in pieces[0]}
+    else:
+      out = self._render_hits(params, c2w, audio, smooth, grid)
     out = {k: v.reshape(scene.height, scene.width, *v.shape[1:])
            for k, v in out.items()}
     out['rgb'] = np.asarray(render.composite(out['rgb'], out['acc'],
                                              scene.background))
     out['class_id'] = np.argmax(out['semantics'], axis=-1)
     return out
+
+  def _render_hits(self, params, c2w, audio, smooth, grid):
+    """{name: [H * W, ...]} of a frame's rays: those that hit the grid
+    rendered (packed into chunks) over their occupied interval, the plate
+    for the others; 'hit' [H * W]."""
+    chunks = self.frame_chunks(c2w)
+    bounds = jax.device_get([self._bounds(grid, chunk) for chunk in chunks])
+    near, far, hit = (np.concatenate([b[i][0] for b in bounds])
+                      [:self.num_rays] for i in range(3))
+    index = np.flatnonzero(hit)
+    rays = jax.tree.map(lambda *x: np.concatenate([c[0] for c in x]),
+                        *chunks)
+    count = -(-len(index) // self.chunk)
+    picks = np.pad(index, (0, count * self.chunk - len(index)), mode='edge')
+    frame = (np.asarray(audio, np.float32)[None],
+             np.asarray(c2w, np.float32)[None], np.asarray(smooth))
+    pieces = []
+    for i in range(count):
+      part = picks[i * self.chunk:(i + 1) * self.chunk]
+      pieces.append(self._render_tight(
+          params, jax.tree.map(lambda x, p=part: x[None, p], rays), *frame,
+          near[None, part], far[None, part]))
+    pieces = jax.device_get(pieces)
+    out = self.plate_outputs()
+    if pieces:
+      for k in out:
+        out[k][index] = np.concatenate([p[k][0] for p in pieces])[:len(index)]
+      # The plate's share of the depth counts at far, as in a full render,
+      # not at the tightened far.
+      out['depth'][index] += (1 - out['acc'][index]) * (self.far - far[index])
+    out['hit'] = hit
+    return out
+
+  def plate_outputs(self):
+    """{name: [H * W, ...]} of rays that hit nothing: no colour or opacity
+    (the plate shows through), depth at far, the background class."""
+    semantics = np.zeros((self.num_rays, self.scene.num_classes), np.float32)
+    semantics[:, 0] = 1.0
+    return {'rgb': np.zeros((self.num_rays, 3), np.float32),
+            'acc': np.zeros(self.num_rays, np.float32),
+            'depth': np.full(self.num_rays, self.far, np.float32),
+            'semantics': semantics}
+
+  def warm_up(self, params, c2w, audio, smooth, grid):
+    """Compiles the full and the grid path on a frame's first chunk (to
+    time renders without compilation)."""
+    chunk = self.frame_chunks(c2w)[0]
+    # Host bounds, as `render` passes them (device arrays compile anew).
+    near, far, _ = jax.device_get(self._bounds(grid, chunk))
+    jax.block_until_ready([
+        self.render_chunk(params, chunk, c2w, audio, smooth),
+        self._render_tight(params, chunk, np.asarray(audio, np.float32)[None],
+                           np.asarray(c2w, np.float32)[None],
+                           np.asarray(smooth), near, far)])
+
+
+def tight_samples(model, fraction):
+  """{'num_coarse', 'num_fine'}: `fraction` of the model's, at least 2 coarse
+  (a sample inside the interval and the plate at its far end) and no fine
+  pass if it has none."""
+  return {'num_coarse': max(2, round(model.num_coarse * fraction)),
+          'num_fine': round(model.num_fine * fraction)}
 
 
 def to_uint8(image):
