@@ -3,7 +3,7 @@
   python render_main.py --workdir=W --audio=a.wav [--audio=b.npy ...] --out=DIR
   python render_main.py --workdir=W --split=val --out=DIR
   [--checkpoint_step=N] [--poses=train|static|transforms.json]
-  [--background=img.png] [--frames] [--parsing]
+  [--background=img.png] [--frames] [--parsing] [--nooccupancy]
 
 New audio: one `DIR/<audio-stem>.mp4` (H.264, the dataset's fps, audio
 muxed in) per --audio, driven by the training pose track played forward
@@ -11,6 +11,11 @@ then backward (`--poses=static` for a still head, `--poses=transforms.json`
 for a given track).  Val: `DIR/<frame_id>.png`, `DIR/parsing_<frame_id>.png`,
 `DIR/val.mp4` and `DIR/metrics.json`.  Bad input ends with one `error: ...`
 line and exit status 1.
+
+Frames render with an occupancy grid built from the checkpoint at the
+start (config.occupancy: empty rays skipped, the others sampled over
+their occupied interval); --nooccupancy renders every ray with all its
+samples, as training's eval does.
 
 Several hosts render together (each frame's rays spread over every device;
 process 0 writes the files) with the flags of train_main.py: --distributed
@@ -40,6 +45,9 @@ flags.DEFINE_string('background', None, 'Image to composite over instead of '
 flags.DEFINE_integer('chunk', None, 'Rays per device per chunk (default: '
                      'config.render.chunk); 2048 keeps a 450 px paper-config '
                      'frame under 2 GiB on CPU, 8192 peaks at 5.2 GiB.')
+flags.DEFINE_bool('occupancy', None, 'Render with an occupancy grid built '
+                  'from the checkpoint (default: config.occupancy.enabled, '
+                  'on); --nooccupancy renders every ray with all samples.')
 flags.DEFINE_bool('frames', False, 'Also keep PNG frames in DIR/<stem>/.')
 flags.DEFINE_bool('parsing', False, 'Also write DIR/<stem>_parsing.mp4.')
 parallel.define_flags()
@@ -64,18 +72,20 @@ def run():
     if FLAGS.chunk < 1:
       raise errors.UserError(f'--chunk must be positive, got {FLAGS.chunk}')
     trained.config.render.chunk = FLAGS.chunk
+  if FLAGS.occupancy is not None:
+    trained.config.occupancy.enabled = FLAGS.occupancy
   if FLAGS.background:
     trained = offline_jobs.with_background(trained, FLAGS.background)
   offline_jobs.check_out_dir(FLAGS.out)
-  bound = offline_jobs.make_renderer(trained)  # one compilation for all videos
   if FLAGS.split:
-    result = offline_jobs.render_val(trained, FLAGS.out, bound=bound)
+    result = offline_jobs.render_val(trained, FLAGS.out)
     report(f'val: {evaluation.val_summary(result)} -> {FLAGS.out}')
     return
-  # Every input is checked before the first (slow) render.
+  # Every input is checked before the (slow) grid and the first render.
   inputs = [job_inputs.audio_windows(path, trained)
             for path in FLAGS.audio]
   track = job_inputs.load_track(FLAGS.poses, trained)
+  bound = offline_jobs.make_renderer(trained)  # one compilation for all videos
   for path, windows in zip(FLAGS.audio, inputs):
     mp4 = offline_jobs.render_audio(trained, path, FLAGS.out, track,
                                  FLAGS.frames, FLAGS.parsing, bound=bound,

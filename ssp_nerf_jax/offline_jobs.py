@@ -7,6 +7,9 @@ Library behind `render_main.py`:
   `with_background` swaps its plate.
 * `job_inputs.audio_windows` / `job_inputs.pose_track`: the audio windows
   and camera poses of a job (see that module).
+* `make_renderer(trained)`: the frame renderer, parameters and (with
+  config.occupancy.enabled) the occupancy grid every frame of a job is
+  rendered with; the grid is built once, from the checkpoint.
 * `iter_frames(...)` / `render_frames(...)`: frames on the device mesh, one
   compilation, streamed one at a time / collected in memory.
 * `render_audio(...)` / `render_val(...)`: whole jobs writing files (frames
@@ -31,6 +34,7 @@ from ssp_nerf_jax import files
 from ssp_nerf_jax import frame_renderer
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import job_inputs
+from ssp_nerf_jax import occupancy
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import trained as trained_lib
@@ -65,19 +69,41 @@ def with_background(trained: Trained, path: str) -> Trained:
 
 
 BoundRenderer = collections.namedtuple('BoundRenderer',
-                                       ['renderer', 'params', 'smooth'])
+                                       ['renderer', 'params', 'smooth',
+                                        'grid'])
 
 
 def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
-  """A FrameRenderer and replicated params, to reuse over many videos.
+  """A FrameRenderer, replicated params and the occupancy grid (None when
+  config.occupancy.enabled is off), to reuse over many videos.
 
   Every frame rendered through one BoundRenderer shares one compilation.
   """
   mesh = mesh or parallel.make_data_mesh()
   renderer = frame_renderer.FrameRenderer(trained.config, trained.model,
                                       trained.scene, mesh)
+  grid = None
+  if trained.config.occupancy.enabled:
+    grid = parallel.replicate(build_grid(trained, mesh), mesh)
   return BoundRenderer(renderer, parallel.replicate(trained.params, mesh),
-                       trained_lib.smoothing_on(trained))
+                       trained_lib.smoothing_on(trained), grid)
+
+
+def build_grid(trained: Trained, mesh) -> occupancy.Grid:
+  """The checkpoint's occupancy grid (`occupancy.from_params` over
+  `occupancy.grid_frames`), on the host."""
+  tick = time.perf_counter()
+  grid = occupancy.from_params(
+      trained.config, trained.model, trained.params, trained.scene,
+      occupancy.grid_frames(trained.config, trained.builder),
+      trained_lib.smoothing_on(trained), mesh)
+  settings = trained.config.occupancy
+  share = np.mean(np.asarray(occupancy.occupied(
+      grid, settings.threshold, settings.margin)))
+  logging.info('occupancy grid: %.0f %% of %d^3 cells occupied, built in '
+               '%.1f s', 100 * share, settings.resolution,
+               time.perf_counter() - tick)
+  return grid
 
 
 def iter_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
@@ -104,7 +130,8 @@ def iter_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
                   disable=not parallel.is_main_process())
   try:
     for i in bar:
-      out = bound.renderer.render(bound.params, c2w[i], audio[i], bound.smooth)
+      out = bound.renderer.render(bound.params, c2w[i], audio[i], bound.smooth,
+                                  bound.grid)
       rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
       frame = {'rgb': frame_renderer.to_uint8(rgb),
                'class_id': out['class_id'].astype(np.uint8)}
