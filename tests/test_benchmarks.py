@@ -73,6 +73,20 @@ def test_render_speed_times_chunks_of_a_full_frame():
   assert result['seconds_per_frame'] > 0
 
 
+def test_render_speed_of_a_workdir_with_and_without_occupancy(tiny_workdir):
+  result = render_speed.measure_workdir(tiny_workdir, size=32, count=2,
+                                        overrides={'sample_fraction': 0.5})
+  assert result['frames'] == 2 and result['occupancy']['sample_fraction'] == 0.5
+  assert result['speedup'] == pytest.approx(
+      result['seconds_per_frame_full'] / result['seconds_per_frame_occupancy'])
+  assert 0 <= result['hit_fraction'] <= 1
+  # The dataset's own size: scored against the truth too.
+  for name in ('full', 'occupancy'):
+    assert np.isfinite(result[f'psnr_{name}_vs_truth'])
+    assert set(result[f'region_psnr_{name}_vs_truth']) == set(
+        result['region_psnr_between'])
+
+
 def test_checkpoint_integrity_times_save_manifest_verify_and_restore():
   # One device: orbax's first save to a 4-device mesh takes seconds more.
   result = checkpoint_integrity.measure(tiny.get_config(), repeats=1,

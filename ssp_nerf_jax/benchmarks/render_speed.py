@@ -11,20 +11,51 @@ one JSON object:
   seconds_per_frame     chunk_time_s x chunks_per_frame
   measured_chunks       how many chunks were timed (--chunks; 0 = a frame)
   peak_host_memory_gib  peak resident memory of this process
+
+  python -m ssp_nerf_jax.benchmarks.render_speed --workdir=DIR --size=450
+
+renders val frames of a trained workdir (intrinsics and plate scaled to
+--size) with and without an occupancy grid built from its checkpoint
+(`offline_jobs.build_grid`, config.occupancy with --sample_fraction,
+--threshold, --margin, --resolution overriding it), alternating full /
+occupancy frame by frame after compiling both on one chunk, and prints
+one JSON line:
+  seconds_per_frame_full, seconds_per_frame_occupancy, speedup
+  psnr_between          occupancy render against full render (dB, mean
+                        over frames)
+  region_psnr_between   the same per region (of the full render's parsing)
+  psnr_full_vs_truth, psnr_occupancy_vs_truth, region_psnr_*_vs_truth
+                        against the val frames, at the dataset's own size
+                        only (where the truth exists)
+  hit_fraction          share of rays the grid leaves to render
+  grid_build_s          seconds to build the grid
+The val frames: the most open mouth and the two poses furthest from the
+mean, then evenly spaced ones (--frames in all).
 """
 import json
 import resource
 import statistics
+import sys
 import time
 
 from absl import app
 from absl import flags
 import jax
 from ml_collections import config_flags
+import numpy as np
 
+from ssp_nerf_jax import errors
 from ssp_nerf_jax import experiment
 from ssp_nerf_jax import frame_renderer
+from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import metrics
+from ssp_nerf_jax import offline_jobs
+from ssp_nerf_jax import parallel
+from ssp_nerf_jax import trained as trained_lib
 from ssp_nerf_jax.benchmarks import fake_data
+
+# --workdir settings that override config.occupancy.
+OVERRIDES = ('sample_fraction', 'threshold', 'margin', 'resolution')
 
 def measure(config, num_chunks):
   exp = experiment.setup(config, scene=fake_data.random_scene(config))
@@ -57,16 +88,126 @@ def measure(config, num_chunks):
   }
 
 
+def scaled_scene(scene, size):
+  """The scene seen by a camera of `size` x `size` pixels: intrinsics and
+  plate scaled (a square frame)."""
+  scale = size / scene.height
+  background = np.asarray(jax.image.resize(
+      scene.background, (size, size, 3), 'linear'))
+  return scene.replace(background=background, height=size, width=size,
+                       focal=scene.focal * scale, cx=scene.cx * scale,
+                       cy=scene.cy * scale)
+
+
+def val_picks(builder, count):
+  """Val frame indices: the most open mouth, the two poses furthest from
+  the mean, then evenly spaced ones, `count` in all."""
+  poses = input_pipeline.load_poses(builder, 'val')
+  mouth = input_pipeline.load_feature(builder, 'val', 'mouth_open')
+  distance = np.linalg.norm((poses - poses.mean(0)).reshape(len(poses), -1),
+                            axis=1)
+  picks = [int(np.argmax(mouth))] + np.argsort(distance)[::-1][:2].tolist()
+  picks += np.linspace(0, len(poses) - 1, count).round().astype(int).tolist()
+  return list(dict.fromkeys(picks))[:count]
+
+
+def measure_workdir(workdir, size, count, overrides):
+  """The --workdir measurement (module docstring)."""
+  if size < 1 or count < 1:
+    raise errors.UserError(f'--size and --frames must be positive, got '
+                           f'{size} and {count}')
+  trained = trained_lib.load_trained(workdir)
+  if trained.scene.height != trained.scene.width:
+    raise errors.UserError('--size needs a square dataset, got '
+                           f'{trained.scene.width}x{trained.scene.height}')
+  trained.config.occupancy.update(overrides)
+  mesh = parallel.make_data_mesh()
+  tick = time.perf_counter()
+  grid = parallel.replicate(offline_jobs.build_grid(trained, mesh), mesh)
+  build_s = time.perf_counter() - tick
+  frames = input_pipeline.load_split(trained.config, trained.builder, 'val',
+                                     val_picks(trained.builder, count))
+  scene = scaled_scene(trained.scene, size)
+  renderer = frame_renderer.FrameRenderer(trained.config, trained.model,
+                                          scene, mesh)
+  params = parallel.replicate(trained.params, mesh)
+  smooth = trained_lib.smoothing_on(trained)
+  renderer.warm_up(params, frames['c2w'][0], frames['audio'][0], smooth,
+                   grid)
+  renders = {'full': [], 'occupancy': []}
+  times = {'full': [], 'occupancy': []}
+  for c2w, audio in zip(frames['c2w'], frames['audio']):
+    for name, use in (('full', None), ('occupancy', grid)):
+      tick = time.perf_counter()
+      renders[name].append(renderer.render(params, c2w, audio, smooth, use))
+      times[name].append(time.perf_counter() - tick)
+  record = summarise(renders, times, frames, scene,
+                     size == trained.scene.height)
+  record.update(grid_build_s=build_s, frame_size=size, step=trained.step,
+                devices=jax.device_count(),
+                occupancy=trained.config.occupancy.to_dict())
+  return record
+
+
+def summarise(renders, times, frames, scene, with_truth):
+  """Times, PSNRs and the hit fraction of `measure_workdir`'s renders."""
+  rgb = {k: np.stack([np.clip(o['rgb'], 0, 1) for o in v])
+         for k, v in renders.items()}
+  full_parsing = np.stack([o['class_id'] for o in renders['full']])
+  record = {
+      'seconds_per_frame_full': statistics.mean(times['full']),
+      'seconds_per_frame_occupancy': statistics.mean(times['occupancy']),
+      'psnr_between': float(np.mean(metrics.psnr(rgb['occupancy'],
+                                                 rgb['full']))),
+      'region_psnr_between': metrics.region_psnr(
+          rgb['occupancy'], rgb['full'], full_parsing, scene.class_names),
+      'hit_fraction': float(np.mean([o['hit'] for o in
+                                     renders['occupancy']])),
+      'frames': len(times['full']),
+      'frame_ids': frames['frame_id'].tolist(),
+  }
+  record['speedup'] = (record['seconds_per_frame_full'] /
+                       record['seconds_per_frame_occupancy'])
+  if with_truth:
+    truth = frames['image'].astype(np.float32) / 255
+    for k in rgb:
+      record[f'psnr_{k}_vs_truth'] = float(np.mean(metrics.psnr(rgb[k],
+                                                                truth)))
+      record[f'region_psnr_{k}_vs_truth'] = metrics.region_psnr(
+          rgb[k], truth, frames['parsing'], scene.class_names)
+  return record
+
+
 def define_flags():
   config_flags.DEFINE_config_file('config', 'configs/default.py',
                                   'Config whose frame rendering is measured.')
   flags.DEFINE_integer('chunks', 8, 'Chunks timed after the compiling one '
                        '(0: every chunk of a frame).')
+  flags.DEFINE_string('workdir', None, 'A trained workdir: render its val '
+                      'frames with and without an occupancy grid instead.')
+  flags.DEFINE_integer('size', 450, 'With --workdir: frame size rendered.')
+  flags.DEFINE_integer('frames', 3, 'With --workdir: val frames rendered.')
+  flags.DEFINE_float('sample_fraction', None, 'With --workdir: override '
+                     'config.occupancy.sample_fraction.')
+  flags.DEFINE_float('threshold', None, 'With --workdir: override '
+                     'config.occupancy.threshold.')
+  flags.DEFINE_integer('margin', None, 'With --workdir: override '
+                       'config.occupancy.margin.')
+  flags.DEFINE_integer('resolution', None, 'With --workdir: override '
+                       'config.occupancy.resolution.')
 
 
 def main(argv):
   del argv
-  print(json.dumps(measure(flags.FLAGS.config, flags.FLAGS.chunks), indent=1))
+  f = flags.FLAGS
+  if not f.workdir:
+    print(json.dumps(measure(f.config, f.chunks), indent=1))
+    return
+  overrides = {k: f[k].value for k in OVERRIDES if f[k].value is not None}
+  try:
+    print(json.dumps(measure_workdir(f.workdir, f.size, f.frames, overrides)))
+  except errors.UserError as e:
+    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':
