@@ -12,10 +12,10 @@ for a given track).  Val: `DIR/<frame_id>.png`, `DIR/parsing_<frame_id>.png`,
 `DIR/val.mp4` and `DIR/metrics.json`.  Bad input ends with one `error: ...`
 line and exit status 1.
 
-Frames render with an occupancy grid built from the checkpoint at the
-start (config.occupancy: empty rays skipped, the others sampled over
-their occupied interval); --nooccupancy renders every ray with all its
-samples, as training's eval does.
+Each frame renders with its own occupancy grid, measured from the
+checkpoint first (config.occupancy: empty rays skipped, the others sampled
+over their occupied interval only); --nooccupancy renders every ray with
+all its samples, as training's eval does.
 
 Several hosts render together (each frame's rays spread over every device;
 process 0 writes the files) with the flags of train_main.py: --distributed
@@ -45,9 +45,9 @@ flags.DEFINE_string('background', None, 'Image to composite over instead of '
 flags.DEFINE_integer('chunk', None, 'Rays per device per chunk (default: '
                      'config.render.chunk); 2048 keeps a 450 px paper-config '
                      'frame under 2 GiB on CPU, 8192 peaks at 5.2 GiB.')
-flags.DEFINE_bool('occupancy', None, 'Render with an occupancy grid built '
-                  'from the checkpoint (default: config.occupancy.enabled, '
-                  'on); --nooccupancy renders every ray with all samples.')
+flags.DEFINE_bool('occupancy', None, 'Render each frame with its own '
+                  'occupancy grid (default: config.occupancy.enabled, on); '
+                  '--nooccupancy renders every ray with all samples.')
 flags.DEFINE_bool('frames', False, 'Also keep PNG frames in DIR/<stem>/.')
 flags.DEFINE_bool('parsing', False, 'Also write DIR/<stem>_parsing.mp4.')
 parallel.define_flags()

@@ -172,16 +172,18 @@ def _train():
 
 
 def _occupancy():
-  """Offline renders (render_main.py) with an occupancy grid
-  (ssp_nerf_jax/occupancy.py): rays that cross no occupied cell are not
-  rendered, the others are sampled over their occupied interval only.
-  Render-time settings: training and its periodic eval never use them."""
+  """Offline renders (render_main.py) with occupancy grids
+  (ssp_nerf_jax/occupancy.py): each frame's field is measured on a coarse
+  grid first; rays that cross no occupied cell are not rendered, the
+  others are sampled only between their first occupied cell and where the
+  frame's surface turns opaque.  Render-time settings: training and its
+  periodic eval never use them."""
   occupancy = ml_collections.ConfigDict()
-  # Build a grid from the checkpoint when an offline job starts and render
-  # with it (render_main.py --nooccupancy turns it off for one run).
+  # Render each frame with its own grid (render_main.py --nooccupancy turns
+  # it off for one run).
   occupancy.enabled = True
   # Cells per side of the grid over the head box: finer culls more empty
-  # space but costs more to build (resolution**3 field queries per frame).
+  # space but costs more per frame (resolution**3 field queries).
   occupancy.resolution = 48
   # The box: the reference camera's frustum between near and far, grown by
   # this fraction of its size each side (other poses' frusta poke out of
@@ -191,21 +193,21 @@ def _occupancy():
   # A cell is occupied when its density makes one cell's length this
   # opaque; lower keeps fainter matter (and culls less).
   occupancy.threshold = 0.01
-  # Occupied cells are dilated by this many cells, so that matter between
-  # the measured centres of neighbouring cells is never cut.
+  # Occupied cells are dilated by this many cells, and a ray's interval
+  # ends this many cells behind its opaque depth, so that matter between
+  # the measured cell centres is never cut.
   occupancy.margin = 1
-  # Steps of the march that finds a ray's occupied interval: about two per
-  # cell crossed, so that no occupied cell is stepped over.
+  # Steps of the march that finds a ray's interval: about two per cell
+  # crossed, so that no occupied cell is stepped over.
   occupancy.march_steps = 128
-  # Samples per ray inside the occupied interval, as a fraction of
-  # config.render's coarse and fine counts: the interval is a fraction of
-  # [near, far], so samples stay about as dense as a full render's.
-  occupancy.sample_fraction = 0.75
-  # The grid is the largest density over this many evenly spaced train
-  # frames (the mouth's open and closed states) plus the two poses
-  # furthest from the mean (where the torso reaches), so that no state a
-  # render may show is culled.
-  occupancy.build_frames = 8
-  # Field queries per call while building (bounds memory).
+  # A ray's interval ends where the grid has let less than this share of
+  # its light through (0: at its last occupied cell, which keeps the
+  # samples inside and behind the head).
+  occupancy.stop_transmittance = 0.01
+  # Samples per ray inside its interval, as a fraction of config.render's
+  # coarse and fine counts: the interval is a small part of [near, far],
+  # so the samples there are still denser than a full render's.
+  occupancy.sample_fraction = 0.35
+  # Field queries per call while measuring a grid (bounds memory).
   occupancy.points_per_call = 16384
   return occupancy

@@ -58,10 +58,15 @@ class FrameRenderer:
     self._render_tight = jax.jit(
         functools.partial(self._apply, tight_model),
         in_shardings=(replicated,) * 7, out_shardings=replicated)
+    self._grids = None  # occupancy.FrameGrids, made on first use
+    self._grid_settings = settings
+    self._model = model
+    self._mesh = mesh
     self._bounds = jax.jit(
         functools.partial(self._occupied_bounds, threshold=settings.threshold,
                           margin=settings.margin, near=model.near,
-                          far=model.far, num_steps=settings.march_steps),
+                          far=model.far, num_steps=settings.march_steps,
+                          stop=settings.stop_transmittance),
         in_shardings=(replicated,) * 2, out_shardings=replicated)
 
   def _apply(self, model, params, rays, audio, c2w, smooth, near=None,
@@ -73,12 +78,30 @@ class FrameRenderer:
             'semantics': out['semantics']}
 
   def _occupied_bounds(self, grid, rays, *, threshold, margin, near, far,
-                       num_steps):
+                       num_steps, stop):
     """(near, far, hit) [1, chunk] of a chunk's rays (`occupancy.ray_bounds`),
-    each device marching its share of the rays."""
+    each device marching its share of the rays; with `stop` > 0 far ends
+    `margin` cells behind where the grid turns the ray opaque."""
     rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
     occ = occupancy.occupied(grid, threshold, margin)
-    return occupancy.ray_bounds(occ, grid.box, rays, near, far, num_steps)
+    near_t, far_t, hit = occupancy.ray_bounds(occ, grid.box, rays, near, far,
+                                              num_steps)
+    if stop > 0:
+      cell = jnp.max((grid.box[1] - grid.box[0]) / grid.density.shape[0])
+      opaque = occupancy.opaque_depth(grid, rays, near, far, num_steps, stop)
+      far_t = jnp.maximum(jnp.minimum(far_t, opaque + margin * cell), near_t)
+    return near_t, far_t, hit
+
+  def frame_grid(self, params, c2w, audio, smooth):
+    """The replicated `occupancy.Grid` of one frame (its pose and audio),
+    to render it with (`render(..., grid)`)."""
+    if self._grids is None:
+      model = self._model
+      box = occupancy.head_box(self.scene, model.near, model.far,
+                               self._grid_settings.box_padding)
+      self._grids = occupancy.FrameGrids(model, self._grid_settings, box,
+                                         self._mesh)
+    return self._grids(params, c2w, audio, smooth)
 
   def frame_chunks(self, c2w):
     """The rays of a frame as `num_chunks` host chunks of [1, chunk] rays
@@ -175,10 +198,11 @@ class FrameRenderer:
             'depth': np.full(self.num_rays, self.far, np.float32),
             'semantics': semantics}
 
-  def warm_up(self, params, c2w, audio, smooth, grid):
-    """Compiles the full and the grid path on a frame's first chunk (to
-    time renders without compilation)."""
+  def warm_up(self, params, c2w, audio, smooth):
+    """Compiles the full path, the frame grid and the grid path on a frame's
+    first chunk (to time renders without compilation)."""
     chunk = self.frame_chunks(c2w)[0]
+    grid = self.frame_grid(params, c2w, audio, smooth)
     # Host bounds, as `render` passes them (device arrays compile anew).
     near, far, _ = jax.device_get(self._bounds(grid, chunk))
     jax.block_until_ready([

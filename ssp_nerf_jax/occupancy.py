@@ -1,29 +1,34 @@
-"""Where the portrait is: a coarse density grid over head space, measured
-once from a trained model, and the per-ray depth interval it leaves to
-render.
+"""Where the portrait is in one frame: a coarse density grid over head
+space measured from a trained model, and the per-ray depth interval it
+leaves to render.
 
 Why a dense grid of densities (instant-ngp's, RAD-NeRF's) and not a finer
 structure: the head and torso fill one small box, a 48^3 grid of floats is
 half a megabyte, measuring it is one batched evaluation of the field at
-the cell centres per frame, and a ray's occupied interval is found by
-stepping through it with gathers, all with static shapes.
+the cell centres, and a ray's interval is found by stepping through it
+with gathers, all with static shapes.
 
-What a cell holds is the largest density the renderer would see there
-(`PortraitNeRF.density`: coarse and fine fields, after the torso warp)
-over the frames it was measured with, each with its own pose and audio
-code: the torso moves through head space with the pose and the mouth
-opens with the audio, so one frame's field is not enough (`grid_frames`
-picks evenly spaced train frames, for the mouth's states, and the most
-extreme poses).  A cell never measured holds UNKNOWN and counts as
-occupied.
+Why one grid per rendered frame (`FrameGrids`) and not one for the whole
+clip: the field changes from frame to frame (the mouth opens with the
+audio, the torso moves through head space with the pose), so a grid that
+serves every frame must hold the union of their matter, which covers a
+thick slab where the torso has ever been and keeps the closed lips in
+front of an open mouth.  A frame's own grid (its pose and audio code;
+`PortraitNeRF.density`: the larger of the coarse and fine fields, after
+the torso warp) culls the rays that miss this frame's portrait and knows
+where this frame's surface turns opaque, so samples behind it can go.
+Measuring it costs resolution^3 field queries, a fixed cost that a
+450 px frame's ~200 k rays x ~100 samples dwarf.
 
 How renders use it (`frame_renderer`, the `occupancy` config section): a
 cell is occupied when its density makes one cell's length at least
-`threshold` opaque, dilated by `margin` cells.  A ray's interval is from
-a step before its first occupied step of a march from near to far to a
-step after its last; rays with no occupied step hit nothing and get the
-plate.  Points outside the box count as occupied: whatever the box misses
-is rendered, never culled.
+`threshold` opaque, dilated by `margin` cells.  A ray's interval starts a
+step before its first occupied step of a march from near to far and ends
+a step after its last, or `margin` cells behind the depth where the
+grid's density has let less than `stop_transmittance` of the light
+through (`opaque_depth`), whichever is nearer; rays with no occupied step
+hit nothing and get the plate.  Points outside the box count as occupied:
+whatever the box misses is rendered, never culled.
 """
 import flax
 import jax
@@ -32,7 +37,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssp_nerf_jax import errors
-from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import parallel
 
 P = jax.sharding.PartitionSpec
@@ -79,71 +83,57 @@ def cell_centres(box, resolution: int):
   return box[0] + (idx + 0.5) * (box[1] - box[0]) / resolution
 
 
-def frames_density(model, params, grid, audio, c2w, smooth, points_per_call):
-  """[G, G, G] the largest density over F frames at the cell centres.
+class FrameGrids:
+  """Occupancy grids of single frames, measured from a model's parameters.
 
-  Args:
-    model, params: a model with a `density(points [F, N, 3], audio,
-      smooth, c2w) -> [F, N]` method, and its parameters.
-    grid: the `Grid` whose cells are measured.
-    audio: [F, A, 16, C]; c2w: [F, 4, 4]; smooth: bool scalar.
-    points_per_call: cells measured at once (bounds memory).
+  One compiled function serves every frame of a job; a frame's cells are
+  split over the mesh's devices (each measures its share of the cell
+  centres), so a grid costs resolution^3 / devices field queries per
+  device, whatever the frame's size.
   """
-  resolution = grid.density.shape[0]
-  points = cell_centres(grid.box, resolution)
-  calls = -(-points.shape[0] // points_per_call)
-  points = jnp.pad(points, ((0, calls * points_per_call - points.shape[0]),
-                            (0, 0)), mode='edge')
 
-  def one_call(chunk):
-    frames = jnp.broadcast_to(chunk, (c2w.shape[0],) + chunk.shape)
-    sigma = model.apply(params, frames, audio, smooth, c2w,
-                        method=model.density)
-    return jnp.max(sigma, axis=0)
+  def __init__(self, model, settings, box, mesh):
+    """model: has `density(points [F, N, 3], audio, smooth, c2w) -> [F, N]`;
+    settings: config.occupancy; box: float [2, 3] (`head_box`)."""
+    check_settings(settings)
+    self.box = np.asarray(box, np.float32)
+    resolution, per_call = settings.resolution, settings.points_per_call
+    cells = resolution**3
+    calls = -(-cells // (mesh.devices.size * per_call))
+    points = np.asarray(cell_centres(self.box, resolution))
+    points = np.pad(points, ((0, mesh.devices.size * calls * per_call - cells),
+                             (0, 0)), mode='edge')
+    self._points = _global(points, parallel.data_sharded(mesh))
 
-  sigma = lax.map(one_call, points.reshape(calls, points_per_call, 3))
-  return sigma.reshape(-1)[:resolution**3].reshape((resolution,) * 3)
+    def per_device(params, points, audio, c2w, smooth):
+      def one_call(chunk):
+        return model.apply(params, chunk[None], audio[None], smooth,
+                           c2w[None], method=model.density)[0]
+      return lax.map(one_call, points.reshape(calls, per_call, 3)).reshape(-1)
 
+    measured = jax.shard_map(per_device, mesh=mesh,
+                             in_specs=(P(), P(parallel.DATA_AXIS), P(), P(),
+                                       P()),
+                             out_specs=P(parallel.DATA_AXIS))
 
-def make_measure_step(model, mesh, points_per_call):
-  """Jitted `step(grid, params, audio, c2w, smooth) -> grid` over the mesh:
-  the grid raised to the frames' density where that is larger.
+    def grid(params, points, audio, c2w, smooth):
+      density = measured(params, points, audio, c2w, smooth)[:cells]
+      return Grid(density=density.reshape((resolution,) * 3),
+                  box=jnp.asarray(self.box))
 
-  Each device measures its own frames (audio [D, ...] and c2w [D, 4, 4]
-  sharded along 'data', one per device); the maximum over devices makes
-  the result the same on any number of devices.  `grid`, `params` and
-  `smooth` replicated.
-  """
-  def per_device(grid, params, audio, c2w, smooth):
-    fresh = frames_density(model, params, grid, audio, c2w, smooth,
-                           points_per_call)
-    fresh = lax.pmax(fresh, parallel.DATA_AXIS)
-    return grid.replace(density=jnp.maximum(grid.density, fresh))
+    replicated = parallel.replicated(mesh)
+    self._measure = jax.jit(
+        grid, in_shardings=(replicated, parallel.data_sharded(mesh),
+                            replicated, replicated, replicated),
+        out_shardings=replicated)
 
-  data = P(parallel.DATA_AXIS)
-  return jax.jit(jax.shard_map(per_device, mesh=mesh,
-                               in_specs=(P(), P(), data, data, P()),
-                               out_specs=P()))
-
-
-def measure(model, params, grid, frames, smooth, mesh,
-            points_per_call) -> Grid:
-  """`grid` with each cell's largest density over `frames` ({'audio' [F,
-  ...], 'c2w' [F, 4, 4]} host arrays, the same on every process): one
-  frame per device at a time, the last group padded by repeating the final
-  frame (a maximum is unaffected).  Returns a host grid."""
-  step = make_measure_step(model, mesh, points_per_call)
-  grid = parallel.replicate(grid, mesh)
-  params = parallel.replicate(params, mesh)
-  smooth = parallel.replicate(np.asarray(smooth), mesh)
-  sharding = parallel.data_sharded(mesh)
-  devices = mesh.devices.size
-  count = len(frames['c2w'])
-  for start in range(0, count, devices):
-    index = np.minimum(np.arange(start, start + devices), count - 1)
-    group = [np.asarray(frames[k], np.float32)[index] for k in ('audio', 'c2w')]
-    grid = step(grid, params, *[_global(x, sharding) for x in group], smooth)
-  return jax.device_get(grid)
+  def __call__(self, params, c2w, audio, smooth) -> Grid:
+    """The replicated grid of one frame: params replicated, c2w [4, 4],
+    audio [A, 16, C] and smooth (bool) host values, the same on every
+    process."""
+    return self._measure(params, self._points,
+                         np.asarray(audio, np.float32),
+                         np.asarray(c2w, np.float32), np.asarray(smooth))
 
 
 def _global(host, sharding):
@@ -203,6 +193,42 @@ def ray_bounds(occ, box, rays, near, far, num_steps):
           hit)
 
 
+def opaque_depth(grid, rays, near, far, num_steps, transmittance):
+  """Depth along each ray at which the grid's density has made it opaque.
+
+  The grid holds the largest density over many frames, so this is where
+  light cannot pass in any of them: samples behind it only ever render
+  occluded matter.  Cells never measured and points outside the box are
+  treated as empty here (they are never culled by `ray_bounds`).
+
+  Args:
+    grid: `Grid`.
+    rays: `Rays` with leading shape [...].
+    near, far: scalars, the full interval.
+    num_steps: march steps from near to far.
+    transmittance: the light left at the returned depth, in (0, 1).
+
+  Returns:
+    float32 [...]: the first march step whose transmittance is below
+    `transmittance`, or `far` where the ray never gets there.
+  """
+  t = jnp.linspace(near, far, num_steps, dtype=jnp.float32)
+  points = (rays.origins[..., None, :] +
+            rays.directions[..., None, :] * t[:, None])
+  resolution = grid.density.shape[0]
+  cell = jnp.floor((points - grid.box[0]) / (grid.box[1] - grid.box[0]) *
+                   resolution)
+  inside = jnp.all((cell >= 0) & (cell < resolution), axis=-1)
+  idx = jnp.clip(cell, 0, resolution - 1).astype(jnp.int32)
+  sigma = jnp.where(inside, grid.density[idx[..., 0], idx[..., 1],
+                                         idx[..., 2]], 0.0)
+  step = (far - near) / (num_steps - 1)
+  optical_depth = jnp.cumsum(jnp.maximum(sigma, 0.0) * step, axis=-1)
+  opaque = optical_depth > -jnp.log(transmittance)
+  return jnp.where(jnp.any(opaque, axis=-1), t[jnp.argmax(opaque, axis=-1)],
+                   far)
+
+
 def check_settings(settings) -> None:
   """UserError naming the first config.occupancy value out of range."""
   checks = [
@@ -212,35 +238,11 @@ def check_settings(settings) -> None:
       ('margin', settings.margin >= 0, '>= 0'),
       ('march_steps', settings.march_steps >= 2, 'at least 2'),
       ('sample_fraction', settings.sample_fraction > 0, '> 0'),
-      ('build_frames', settings.build_frames >= 1, 'at least 1'),
+      ('stop_transmittance', 0 <= settings.stop_transmittance < 1,
+       'in [0, 1)'),
       ('points_per_call', settings.points_per_call >= 1, 'at least 1'),
   ]
   for name, ok, wanted in checks:
     if not ok:
       raise errors.UserError(f'config.occupancy.{name} must be {wanted}, '
                              f'got {settings[name]}')
-
-
-def grid_frames(config, builder) -> dict[str, np.ndarray]:
-  """Train frames to measure a grid with ({'audio', 'c2w'}): evenly spaced
-  ones (the mouth's states) and the two poses furthest from the mean (the
-  torso's extremes)."""
-  poses = input_pipeline.load_poses(builder, 'train')
-  audio = input_pipeline.load_feature(builder, 'train', 'audio')
-  picks = set(np.linspace(0, len(poses) - 1, config.occupancy.build_frames)
-              .round().astype(int).tolist())
-  distance = np.linalg.norm((poses - poses.mean(0)).reshape(len(poses), -1),
-                            axis=1)
-  picks |= set(np.argsort(distance)[-2:].tolist())
-  picks = sorted(picks)
-  return {'audio': audio[picks], 'c2w': poses[picks]}
-
-
-def from_params(config, model, params, scene, frames, smooth, mesh) -> Grid:
-  """A host grid over the scene's head box measured from trained
-  parameters: the frames' (`grid_frames`) largest density per cell."""
-  settings = config.occupancy
-  check_settings(settings)
-  box = head_box(scene, model.near, model.far, settings.box_padding)
-  return measure(model, params, create(settings.resolution, box), frames,
-                 smooth, mesh, settings.points_per_call)

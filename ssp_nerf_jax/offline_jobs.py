@@ -7,9 +7,9 @@ Library behind `render_main.py`:
   `with_background` swaps its plate.
 * `job_inputs.audio_windows` / `job_inputs.pose_track`: the audio windows
   and camera poses of a job (see that module).
-* `make_renderer(trained)`: the frame renderer, parameters and (with
-  config.occupancy.enabled) the occupancy grid every frame of a job is
-  rendered with; the grid is built once, from the checkpoint.
+* `make_renderer(trained)` / `render_one(...)`: the frame renderer and
+  parameters every frame of a job is rendered with, and one frame
+  rendered, with its own occupancy grid when config.occupancy.enabled.
 * `iter_frames(...)` / `render_frames(...)`: frames on the device mesh, one
   compilation, streamed one at a time / collected in memory.
 * `render_audio(...)` / `render_val(...)`: whole jobs writing files (frames
@@ -70,40 +70,30 @@ def with_background(trained: Trained, path: str) -> Trained:
 
 BoundRenderer = collections.namedtuple('BoundRenderer',
                                        ['renderer', 'params', 'smooth',
-                                        'grid'])
+                                        'occupancy'])
 
 
 def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
-  """A FrameRenderer, replicated params and the occupancy grid (None when
-  config.occupancy.enabled is off), to reuse over many videos.
+  """A FrameRenderer and replicated params, to reuse over many videos;
+  with config.occupancy.enabled each frame is rendered with its own
+  occupancy grid.
 
   Every frame rendered through one BoundRenderer shares one compilation.
   """
   mesh = mesh or parallel.make_data_mesh()
   renderer = frame_renderer.FrameRenderer(trained.config, trained.model,
                                       trained.scene, mesh)
-  grid = None
-  if trained.config.occupancy.enabled:
-    grid = parallel.replicate(build_grid(trained, mesh), mesh)
   return BoundRenderer(renderer, parallel.replicate(trained.params, mesh),
-                       trained_lib.smoothing_on(trained), grid)
+                       trained_lib.smoothing_on(trained),
+                       bool(trained.config.occupancy.enabled))
 
 
-def build_grid(trained: Trained, mesh) -> occupancy.Grid:
-  """The checkpoint's occupancy grid (`occupancy.from_params` over
-  `occupancy.grid_frames`), on the host."""
-  tick = time.perf_counter()
-  grid = occupancy.from_params(
-      trained.config, trained.model, trained.params, trained.scene,
-      occupancy.grid_frames(trained.config, trained.builder),
-      trained_lib.smoothing_on(trained), mesh)
-  settings = trained.config.occupancy
-  share = np.mean(np.asarray(occupancy.occupied(
-      grid, settings.threshold, settings.margin)))
-  logging.info('occupancy grid: %.0f %% of %d^3 cells occupied, built in '
-               '%.1f s', 100 * share, settings.resolution,
-               time.perf_counter() - tick)
-  return grid
+def render_one(bound: BoundRenderer, c2w, audio):
+  """`FrameRenderer.render`'s outputs for one frame (c2w [4, 4], audio
+  [A, 16, C]), with the frame's own occupancy grid if `bound` uses them."""
+  grid = (bound.renderer.frame_grid(bound.params, c2w, audio, bound.smooth)
+          if bound.occupancy else None)
+  return bound.renderer.render(bound.params, c2w, audio, bound.smooth, grid)
 
 
 def iter_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
@@ -130,8 +120,7 @@ def iter_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
                   disable=not parallel.is_main_process())
   try:
     for i in bar:
-      out = bound.renderer.render(bound.params, c2w[i], audio[i], bound.smooth,
-                                  bound.grid)
+      out = render_one(bound, c2w[i], audio[i])
       rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
       frame = {'rgb': frame_renderer.to_uint8(rgb),
                'class_id': out['class_id'].astype(np.uint8)}

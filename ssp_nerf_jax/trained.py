@@ -55,8 +55,8 @@ ADDED_SETTINGS = {
         'threshold': 0.01,
         'margin': 1,
         'march_steps': 128,
-        'sample_fraction': 0.75,
-        'build_frames': 8,
+        'stop_transmittance': 0.01,
+        'sample_fraction': 0.35,
         'points_per_call': 16384,
     },
 }

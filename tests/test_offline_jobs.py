@@ -401,6 +401,9 @@ class FailingRenderer:
     self.calls += 1
     return self.renderer.render(*args)
 
+  def frame_grid(self, *args):
+    return self.renderer.frame_grid(*args)
+
 
 def test_failure_mid_render_leaves_no_mp4(trained, tmp_path):
   wav = write_sine(tmp_path / 'tone.wav', 0.4)  # 10 frames
