@@ -156,13 +156,28 @@ def occupied(grid, threshold, margin):
   return occ
 
 
-def lookup(occ, box, points):
-  """occ [G, G, G] at points [..., 3] -> bool [...]; outside the box True."""
-  resolution = occ.shape[0]
+def cell_values(values, box, points):
+  """values [G, G, G] at the cells holding points [..., 3] -> (values
+  [...], inside bool [...]); outside the box, the nearest cell's value."""
+  resolution = values.shape[0]
   cell = jnp.floor((points - box[0]) / (box[1] - box[0]) * resolution)
   inside = jnp.all((cell >= 0) & (cell < resolution), axis=-1)
   idx = jnp.clip(cell, 0, resolution - 1).astype(jnp.int32)
-  return ~inside | occ[idx[..., 0], idx[..., 1], idx[..., 2]]
+  return values[idx[..., 0], idx[..., 1], idx[..., 2]], inside
+
+
+def lookup(occ, box, points):
+  """occ [G, G, G] at points [..., 3] -> bool [...]; outside the box True."""
+  occupied_cell, inside = cell_values(occ, box, points)
+  return ~inside | occupied_cell
+
+
+def march(rays, near, far, num_steps):
+  """(t [S], points [..., S, 3]): S evenly spaced depths from near to far
+  and the rays' points there."""
+  t = jnp.linspace(near, far, num_steps, dtype=jnp.float32)
+  return t, (rays.origins[..., None, :] +
+             rays.directions[..., None, :] * t[:, None])
 
 
 def ray_bounds(occ, box, rays, near, far, num_steps):
@@ -179,9 +194,7 @@ def ray_bounds(occ, box, rays, near, far, num_steps):
     before the first occupied step to a step after the last, within
     [near, far]; where nothing is hit, near and far unchanged.
   """
-  t = jnp.linspace(near, far, num_steps, dtype=jnp.float32)
-  points = (rays.origins[..., None, :] +
-            rays.directions[..., None, :] * t[:, None])
+  t, points = march(rays, near, far, num_steps)
   hits = lookup(occ, box, points)  # [..., num_steps]
   hit = jnp.any(hits, axis=-1)
   step = (far - near) / (num_steps - 1)
@@ -212,16 +225,9 @@ def opaque_depth(grid, rays, near, far, num_steps, transmittance):
     float32 [...]: the first march step whose transmittance is below
     `transmittance`, or `far` where the ray never gets there.
   """
-  t = jnp.linspace(near, far, num_steps, dtype=jnp.float32)
-  points = (rays.origins[..., None, :] +
-            rays.directions[..., None, :] * t[:, None])
-  resolution = grid.density.shape[0]
-  cell = jnp.floor((points - grid.box[0]) / (grid.box[1] - grid.box[0]) *
-                   resolution)
-  inside = jnp.all((cell >= 0) & (cell < resolution), axis=-1)
-  idx = jnp.clip(cell, 0, resolution - 1).astype(jnp.int32)
-  sigma = jnp.where(inside, grid.density[idx[..., 0], idx[..., 1],
-                                         idx[..., 2]], 0.0)
+  t, points = march(rays, near, far, num_steps)
+  sigma, inside = cell_values(grid.density, grid.box, points)
+  sigma = jnp.where(inside, sigma, 0.0)
   step = (far - near) / (num_steps - 1)
   optical_depth = jnp.cumsum(jnp.maximum(sigma, 0.0) * step, axis=-1)
   opaque = optical_depth > -jnp.log(transmittance)
