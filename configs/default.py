@@ -110,13 +110,17 @@ def _sampling():
   #   uniform_mix * n_k / N + (1 - uniform_mix) * s_k,
   #   s_k ~ n_k**size_exponent * L_k**power,
   # of the rays (n_k pixels, L_k running loss), at least `floor` per present
-  # class.  These defaults are importance sampling of the loss: rays go
-  # where the error is.  Weighting the loss harder (power 2 or 3) gives the
-  # mouth more rays but not more PSNR: the mouth waits for the audio ->
-  # shape mapping, not for rays (README, "Measured").
+  # class.  Power and size exponent 1 make s importance sampling of the
+  # loss: rays go where the error is.  Weighting the loss harder (power 2
+  # or 3) gives the mouth more rays but not more PSNR: the mouth waits for
+  # the audio -> shape mapping, not for rays (README, "Measured").
   sampling.semantic_power = 1.0
   sampling.semantic_size_exponent = 1.0
-  sampling.semantic_uniform_mix = 0.0
+  # Half the rays uniform: every class keeps at least half its area share,
+  # so the background (whose small loss would give it few rays) does not
+  # grow floaters, while the small classes keep their gain (README,
+  # "Which pixel sampler for which goal").
+  sampling.semantic_uniform_mix = 0.5
   sampling.semantic_floor = 0.01  # no present class is ever left unsampled
   sampling.semantic_ema_decay = 0.95  # of the per-class loss L_k
   # Uniform sampling first, while the running losses L_k have too little

@@ -20,8 +20,9 @@ def get_config():
   config.model.skip_layer = 2
   config.model.view_width = 64
 
-  # SSP-NeRF's semantic sampler: rays per class grow with the class's
-  # running loss (see the sampling benchmark in README for the comparison).
+  # SSP-NeRF's semantic sampler: half the rays uniform, the rest per class
+  # by the class's running loss (see the sampling benchmark in README for
+  # the comparison).
   config.sampling.strategy = 'semantic'
   # With strategy=face_rect: half the rays in the face rectangle (AD-NeRF's
   # 0.95 starves torso and background here).
