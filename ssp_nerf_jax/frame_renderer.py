@@ -5,8 +5,8 @@ is split over every device of the mesh, so a frame of any size compiles
 once and uses all devices.  Training's periodic evaluation, the offline
 jobs and the render benchmark all render through `FrameRenderer`.
 
-Given an occupancy grid (`occupancy.py`; the offline jobs build one), a
-frame's rays are first marched through it: rays that hit nothing are not
+Given an occupancy grid (`occupancy.py`; `frame_grid` measures a frame's
+own, as the offline jobs do), a frame's rays are first marched through it: rays that hit nothing are not
 rendered (they get exactly the plate), the others are packed into the same
 fixed-size chunks and sampled only over their occupied interval, with
 config.occupancy.sample_fraction of the sample counts (the interval is a

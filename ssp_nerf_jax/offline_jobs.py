@@ -34,7 +34,6 @@ from ssp_nerf_jax import files
 from ssp_nerf_jax import frame_renderer
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import job_inputs
-from ssp_nerf_jax import occupancy
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import trained as trained_lib
