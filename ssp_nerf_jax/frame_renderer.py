@@ -6,9 +6,10 @@ once and uses all devices.  Training's periodic evaluation, the offline
 jobs and the render benchmark all render through `FrameRenderer`.
 
 Given an occupancy grid (`occupancy.py`; `frame_grid` measures a frame's
-own, as the offline jobs do), a frame's rays are first marched through it: rays that hit nothing are not
-rendered (they get exactly the plate), the others are packed into the same
-fixed-size chunks and sampled only over their occupied interval, with
+own, as the offline jobs do), a frame's rays are first marched through it:
+rays that hit nothing are not rendered (they get exactly the plate), the
+others are packed into the same fixed-size chunks and sampled only over
+their occupied interval, with
 config.occupancy.sample_fraction of the sample counts (the interval is a
 fraction of [near, far], so samples stay about as dense).  The number of
 chunks varies per frame, their shape never does: one compilation.
@@ -52,7 +53,6 @@ class FrameRenderer:
         in_shardings=(replicated,) * 5, out_shardings=replicated)
     # The grid path (compiled only when a grid is given).
     settings = config.occupancy
-    self.far = model.far
     tight_model = model.clone(**tight_samples(model,
                                               settings.sample_fraction))
     self._render_tight = jax.jit(
@@ -121,9 +121,7 @@ class FrameRenderer:
   def render_chunk(self, params, chunk, c2w, audio, smooth):
     """Renders one chunk of `frame_chunks` (asynchronously: jax arrays)."""
     return self._render_chunk(params, chunk,
-                              np.asarray(audio, np.float32)[None],
-                              np.asarray(c2w, np.float32)[None],
-                              np.asarray(smooth))
+                              *frame_inputs(c2w, audio, smooth))
 
   def render(self, params, c2w, audio, smooth, grid=None):
     """Renders one frame.
@@ -169,8 +167,7 @@ class FrameRenderer:
                         *chunks)
     count = -(-len(index) // self.chunk)
     picks = np.pad(index, (0, count * self.chunk - len(index)), mode='edge')
-    frame = (np.asarray(audio, np.float32)[None],
-             np.asarray(c2w, np.float32)[None], np.asarray(smooth))
+    frame = frame_inputs(c2w, audio, smooth)
     pieces = []
     for i in range(count):
       part = picks[i * self.chunk:(i + 1) * self.chunk]
@@ -184,7 +181,8 @@ class FrameRenderer:
         out[k][index] = np.concatenate([p[k][0] for p in pieces])[:len(index)]
       # The plate's share of the depth counts at far, as in a full render,
       # not at the tightened far.
-      out['depth'][index] += (1 - out['acc'][index]) * (self.far - far[index])
+      out['depth'][index] += ((1 - out['acc'][index]) *
+                              (self._model.far - far[index]))
     out['hit'] = hit
     return out
 
@@ -195,7 +193,7 @@ class FrameRenderer:
     semantics[:, 0] = 1.0
     return {'rgb': np.zeros((self.num_rays, 3), np.float32),
             'acc': np.zeros(self.num_rays, np.float32),
-            'depth': np.full(self.num_rays, self.far, np.float32),
+            'depth': np.full(self.num_rays, self._model.far, np.float32),
             'semantics': semantics}
 
   def warm_up(self, params, c2w, audio, smooth):
@@ -207,9 +205,15 @@ class FrameRenderer:
     near, far, _ = jax.device_get(self._bounds(grid, chunk))
     jax.block_until_ready([
         self.render_chunk(params, chunk, c2w, audio, smooth),
-        self._render_tight(params, chunk, np.asarray(audio, np.float32)[None],
-                           np.asarray(c2w, np.float32)[None],
-                           np.asarray(smooth), near, far)])
+        self._render_tight(params, chunk, *frame_inputs(c2w, audio, smooth),
+                           near, far)])
+
+
+def frame_inputs(c2w, audio, smooth):
+  """(audio [1, A, 16, C], c2w [1, 4, 4], smooth) host arrays, as the
+  compiled chunk renderers take a frame."""
+  return (np.asarray(audio, np.float32)[None],
+          np.asarray(c2w, np.float32)[None], np.asarray(smooth))
 
 
 def tight_samples(model, fraction):
