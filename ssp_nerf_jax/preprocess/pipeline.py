@@ -5,10 +5,11 @@ Stages (each with a progress bar):
      crop for the clip (`crop.square_crop`).  No face, several faces or a
      face lost for a stretch stop here with one line.
   2. frames: decode the crop at `size`, landmarks (mediapipe face mesh,
-     tracking mode), person mask, 11-class parsing; write the frames and
+     tracking mode), skin points tracked by optical flow
+     (`skin_tracks`), person mask, 11-class parsing; write the frames and
      parsing maps as they come.
   3. poses: one focal length and a rigid head pose per frame
-     (`pose_fit.fit_poses`).
+     (`pose_fit.fit_poses` from the landmarks and skin tracks).
   4. background plate (`background.plate`), audio, transforms jsons.
 
 Everything is written into a hidden sibling folder which is renamed to
@@ -39,6 +40,7 @@ from ssp_nerf_jax.preprocess import decode
 from ssp_nerf_jax.preprocess import landmarks as landmarks_lib
 from ssp_nerf_jax.preprocess import parsing as parsing_lib
 from ssp_nerf_jax.preprocess import pose_fit
+from ssp_nerf_jax.preprocess import skin_tracks
 from ssp_nerf_jax.synthetic import generator
 
 FPS = 25.0
@@ -181,7 +183,7 @@ def write_rgb(path: str, rgb: np.ndarray, jpeg: bool) -> None:
 def process_frames(info: decode.VideoInfo, crop, size: int, folder: str):
   """Stage 2: frames, landmarks, person masks and parsing, written as they
   come.  Returns (landmarks [N, 478, 3], face rects int32 [N, 4],
-  background samples, their person masks)."""
+  background samples, their person masks, skin_tracks.SkinTracks)."""
   n = info.num_frames
   lms = np.zeros((n, landmarks_lib.NUM_LANDMARKS, 3), np.float32)
   rects = np.zeros((n, 4), np.int32)
@@ -192,6 +194,7 @@ def process_frames(info: decode.VideoInfo, crop, size: int, folder: str):
   os.makedirs(os.path.join(folder, 'ori_imgs'))
   os.makedirs(os.path.join(folder, 'parsing'))
   frames = decode.iter_frames(info.path, crop=crop, size=size)
+  tracker = skin_tracks.SkinTracker()
   with landmarks_lib.FaceMesh(tracking=True) as mesh, \
       landmarks_lib.PersonSegmenter() as segmenter:
     for i, frame in enumerate(tqdm.tqdm(frames, total=n, desc='frames',
@@ -199,6 +202,7 @@ def process_frames(info: decode.VideoInfo, crop, size: int, folder: str):
       write_rgb(os.path.join(folder, 'ori_imgs', f'{i}.jpg'), frame, True)
       person = segmenter(frame)
       points = mesh(frame)
+      tracker.update(frame, points)
       if i in sample_ids:
         samples.append(frame)
         sample_persons.append(person)
@@ -211,7 +215,8 @@ def process_frames(info: decode.VideoInfo, crop, size: int, folder: str):
   lms = fill_gaps(lms, found)
   for i, person in pending.items():
     rects[i] = write_parsing(folder, i, lms[i], person)
-  return lms, rects, np.stack(samples), np.stack(sample_persons)
+  return (lms, rects, np.stack(samples), np.stack(sample_persons),
+          tracker.tracks())
 
 
 def write_parsing(folder: str, i: int, points: np.ndarray,
@@ -306,10 +311,12 @@ def preprocess_video(video: str, out: str, size: int = DEFAULT_SIZE,
   try:
     boxes, found = track_faces(info)
     crop = crop_lib.square_crop(boxes[found], (info.height, info.width))
-    lms, rects, samples, persons = process_frames(info, crop, size, tmp)
+    lms, rects, samples, persons, tracks = process_frames(info, crop, size,
+                                                          tmp)
     print('fitting head poses ...', flush=True)
     center = principal_point(info, crop, size)
-    fit = pose_fit.fit_poses(lms, (size, size), smoothing_sigma, center)
+    fit = pose_fit.fit_poses(lms, (size, size), smoothing_sigma, center,
+                             tracks)
     plate, unseen = background_lib.plate(samples, persons)
     if unseen > UNSEEN_WARNING:
       logging.warning(

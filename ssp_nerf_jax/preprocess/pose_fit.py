@@ -58,6 +58,23 @@ SHAPE_PRIOR_WEIGHT = 1e-2
 # 10 (synthetic clip: same error at 10, 25 and 50); the focal length keeps
 # drifting slowly, it is weakly determined by landmarks (see README).
 MAX_EVALUATIONS = 25
+# With skin tracks (`skin_tracks`), the landmarks' weight (2-D and depth)
+# next to a track observation's 1: on the synthetic clip (256 px, 10 s)
+# mediapipe's points report a third of the true pitch; at 0.1 the tracks
+# set the per-frame rotations and the landmarks the head frame and,
+# through their depth, the depth scale.  (Measured: 1.0 -> median 1.94,
+# 0.3 -> 1.61, 0.1 -> 1.51 degrees with a weak track prior.)
+LANDMARK_WEIGHT_WITH_TRACKS = 0.1
+# Weight of the prior holding each track point near its starting point on
+# the landmarks' surface (pixels, like SHAPE_PRIOR_WEIGHT).  2-D tracks
+# alone leave the depth scale free (the bas-relief ambiguity of small
+# rotations: depth x angle is what they see), and a fit of the tracks
+# alone flattens the head and shrinks yaw and pitch; this prior ties their
+# depth to the landmarks'.  Synthetic clip: 0.01 -> median 1.51, p95 3.67
+# degrees; 1.0 -> 1.09, 3.01; 3.0 stopped at the start's focal.
+TRACK_PRIOR_WEIGHT = 1.0
+# Landmarks that lift a track's first observation to the face's depth.
+TRACK_DEPTH_NEIGHBOURS = 4
 _OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
 
 
@@ -136,19 +153,26 @@ def project(shape, rotvecs, trans, focal, center):
 class _Problem:
   """Parameter packing and residuals of the bundle adjustment.
 
-  Residuals: the 2-D reprojection error (pixels) of every rigid point, and
-  `depth_weight` x the error of its depth relative to the frame's other
-  points, against mediapipe's per-point z (pixels at the image scale):
-  the landmark model's depth carries pitch and yaw information that the
-  2-D points show only through sub-pixel foreshortening.
+  Residuals, one row per observation: the 2-D reprojection error (pixels)
+  of a point in a frame, times that observation's weight; `depth_weight`
+  x the error of a landmark's depth relative to the frame's other points,
+  against mediapipe's per-point z (pixels at the image scale): the
+  landmark model's depth carries pitch and yaw information that the 2-D
+  points show only through sub-pixel foreshortening; and the shape prior,
+  `prior_weight` per point x its distance from the starting shape.
   """
 
-  def __init__(self, observed, center, shape0, depth_weight):
-    self.observed = observed  # [N, P, 3]: x, y, z in pixels
+  def __init__(self, num_frames, num_points, frame, point, uv, weight,
+               depth_frame, depth_point, depth, depth_weight, center, shape0,
+               prior_weight):
+    self.n, self.p = num_frames, num_points
+    self.frame, self.point = frame, point  # [M] ints
+    self.uv, self.weight = uv, weight  # [M, 2], [M]
+    self.depth_frame, self.depth_point = depth_frame, depth_point  # [D]
+    self.depth, self.depth_weight = depth, depth_weight  # [D] pixels
     self.center = center
-    self.shape0 = shape0
-    self.depth_weight = depth_weight
-    self.n, self.p = observed.shape[:2]
+    self.shape0 = shape0  # [P, 3]
+    self.prior_weight = prior_weight  # [P]
 
   def pack(self, log_focal, rotvecs, trans, shape, depth_offsets):
     return np.concatenate([[log_focal], rotvecs.ravel(), trans.ravel(),
@@ -161,59 +185,72 @@ class _Problem:
     shape = x[1 + 6 * n:1 + 6 * n + 3 * p].reshape(p, 3)
     return x[0], rotvecs, trans, shape, x[1 + 6 * n + 3 * p:]
 
+  def reprojection(self, x):
+    """Weighted reprojection errors [M, 2] in pixels."""
+    log_focal, rotvecs, trans, shape, _ = self.unpack(x)
+    rot = transform.Rotation.from_rotvec(rotvecs).as_matrix()  # [N, 3, 3]
+    cam = np.einsum('mij,mj->mi', rot[self.frame],
+                    shape[self.point]) + trans[self.frame]
+    reproj = np.exp(log_focal) * cam[:, :2] / cam[:, 2:3] + self.center
+    return (reproj - self.uv) * self.weight[:, None]
+
   def residuals(self, x):
     log_focal, rotvecs, trans, shape, depth_offsets = self.unpack(x)
-    focal = np.exp(log_focal)
     rot = transform.Rotation.from_rotvec(rotvecs).as_matrix()  # [N, 3, 3]
-    cam = np.einsum('nij,pj->npi', rot, shape) + trans[:, None, :]
-    reproj = focal * cam[..., :2] / cam[..., 2:3] + self.center
+    frame = self.depth_frame
+    cam_z = np.einsum('mj,mj->m', rot[frame, 2],
+                      shape[self.depth_point]) + trans[frame, 2]
     # Depth in pixels at the head's distance; mediapipe's z has its own
     # origin per frame, hence a free offset per frame.
-    depth = focal * (cam[..., 2] - trans[:, 2:3]) / trans[:, 2:3]
-    depth_error = depth - self.observed[..., 2] - depth_offsets[:, None]
-    prior = SHAPE_PRIOR_WEIGHT * (shape - self.shape0)
-    return np.concatenate([
-        (reproj - self.observed[..., :2]).ravel(),
-        self.depth_weight * depth_error.ravel(), prior.ravel()])
+    depth = np.exp(log_focal) * (cam_z - trans[frame, 2]) / trans[frame, 2]
+    depth_error = depth - self.depth - depth_offsets[frame]
+    prior = self.prior_weight[:, None] * (shape - self.shape0)
+    return np.concatenate([self.reprojection(x).ravel(),
+                           self.depth_weight * depth_error, prior.ravel()])
 
   def sparsity(self):
     """Which parameters each residual depends on."""
     n, p = self.n, self.p
-    rows = 3 * n * p + 3 * p
-    jac = sparse.lil_matrix((rows, 1 + 7 * n + 3 * p), dtype=np.int8)
-    frame = np.repeat(np.arange(n), p)
-    point = np.tile(np.arange(p), n)
-    depth_rows = 2 * n * p + np.arange(n * p)
-    for row in (2 * np.arange(n * p), 2 * np.arange(n * p) + 1, depth_rows):
-      jac[row, 0] = 1
-      for k in range(3):
-        jac[row, 1 + 3 * frame + k] = 1
-        jac[row, 1 + 3 * n + 3 * frame + k] = 1
-        jac[row, 1 + 6 * n + 3 * point + k] = 1
-    jac[depth_rows, 1 + 6 * n + 3 * p + frame] = 1
-    prior_rows = 3 * n * p + np.arange(3 * p)
-    jac[prior_rows, 1 + 6 * n + np.arange(3 * p)] = 1
-    return jac
+    m, d = len(self.frame), len(self.depth_frame)
+    k = np.arange(3)
+    rows, cols = [], []
+
+    def depends(row, col):
+      row, col = np.broadcast_arrays(row, col)
+      rows.append(row.ravel())
+      cols.append(col.ravel())
+
+    for row, frame, point in (
+        (2 * np.arange(m), self.frame, self.point),
+        (2 * np.arange(m) + 1, self.frame, self.point),
+        (2 * m + np.arange(d), self.depth_frame, self.depth_point)):
+      row = row[:, None]
+      depends(row, np.zeros((1, 1), np.int64))
+      depends(row, 1 + 3 * frame[:, None] + k)
+      depends(row, 1 + 3 * n + 3 * frame[:, None] + k)
+      depends(row, 1 + 6 * n + 3 * point[:, None] + k)
+    depends(2 * m + np.arange(d), 1 + 6 * n + 3 * p + self.depth_frame)
+    depends(2 * m + d + np.arange(3 * p), 1 + 6 * n + np.arange(3 * p))
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    return sparse.coo_matrix(
+        (np.ones(len(rows), np.int8), (rows, cols)),
+        shape=(2 * m + d + 3 * p, 1 + 7 * n + 3 * p)).tocsr()
 
 
-def bundle_adjust(observed, shape, rotvecs, trans, focal, center,
-                  depth_weight):
-  """Refines (focal, rotvecs, trans, shape); returns them and the rms px.
-
-  Args:
-    observed: [N, P, 3] landmarks (x, y, relative z) in pixels.
-    shape, rotvecs, trans, focal: the starting point.
-    center: [2] principal point.
-    depth_weight: weight of the relative-depth residuals (0: 2-D only).
-  """
-  problem = _Problem(observed, center, shape, depth_weight)
-  x0 = problem.pack(np.log(focal), rotvecs, trans, shape,
+def bundle_adjust(problem: _Problem, rotvecs, trans, focal):
+  """Refines (focal, rotvecs, trans, shape) from problem.shape0 and the
+  given poses; returns them and the rms reprojection error in pixels of
+  the observations with weight 1 (the landmarks without tracks, else the
+  tracks)."""
+  x0 = problem.pack(np.log(focal), rotvecs, trans, problem.shape0,
                     np.zeros(len(rotvecs)))
   result = optimize.least_squares(
       problem.residuals, x0, jac_sparsity=problem.sparsity(), method='trf',
-      x_scale='jac', tr_solver='lsmr', max_nfev=MAX_EVALUATIONS, ftol=1e-6, xtol=1e-8)
+      x_scale='jac', tr_solver='lsmr', max_nfev=MAX_EVALUATIONS, ftol=1e-6,
+      xtol=1e-8)
   log_focal, rotvecs, trans, shape, _ = problem.unpack(result.x)
-  reproj = result.fun[:2 * problem.n * problem.p]
+  unit = problem.weight == 1.0
+  reproj = problem.reprojection(result.x)[unit]
   rms = float(np.sqrt(np.mean(reproj**2) * 2))
   return float(np.exp(log_focal)), rotvecs, trans, shape, rms
 
@@ -284,9 +321,61 @@ def smooth_poses(c2w: np.ndarray, sigma: float) -> np.ndarray:
   return out
 
 
+def initial_track_points(tracks, shape, rotvecs, trans, focal, center):
+  """[Q, 3] starting 3-D points (shape coordinates) of skin tracks.
+
+  Each track is lifted at its first observation to the camera depth of
+  the nearest landmarks there (inverse-distance weighted), i.e. onto the
+  face surface that the landmark shape spans.
+
+  Args:
+    tracks: skin_tracks.SkinTracks.
+    shape: [P, 3] landmark shape; rotvecs, trans [N, 3] its poses.
+  """
+  rot = transform.Rotation.from_rotvec(rotvecs).as_matrix()  # [N, 3, 3]
+  # First observation of each track (observations are in frame order).
+  first = np.unique(tracks.track, return_index=True)[1]
+  frame, uv = tracks.frame[first], tracks.uv[first]
+  cam = np.einsum('qij,pj->qpi', rot[frame], shape) + trans[frame, None]
+  proj = focal * cam[..., :2] / cam[..., 2:3] + center  # [Q, P, 2]
+  dist = np.linalg.norm(proj - uv[:, None], axis=-1)
+  nearest = np.argsort(dist, axis=1)[:, :TRACK_DEPTH_NEIGHBOURS]
+  weight = 1.0 / (np.take_along_axis(dist, nearest, 1) + 1.0)
+  depth = (np.take_along_axis(cam[..., 2], nearest, 1) * weight).sum(
+      1) / weight.sum(1)
+  points = np.concatenate([(uv - center) / focal * depth[:, None],
+                           depth[:, None]], 1)
+  return np.einsum('qji,qj->qi', rot[frame], points - trans[frame])
+
+
+def make_problem(points, tracks, shape0, track_shape0, center):
+  """The bundle adjustment of landmarks [N, P, 3] and optional tracks."""
+  n, p = points.shape[:2]
+  frame, point = (a.ravel() for a in np.meshgrid(
+      np.arange(n), np.arange(p), indexing='ij'))
+  num_tracks = 0 if tracks is None else tracks.num_tracks
+  landmark_weight = 1.0 if not num_tracks else LANDMARK_WEIGHT_WITH_TRACKS
+  weight = np.full(n * p, landmark_weight)
+  prior = np.full(p, SHAPE_PRIOR_WEIGHT)
+  uv = points[..., :2].reshape(-1, 2)
+  if num_tracks:
+    frame_all = np.concatenate([frame, tracks.frame])
+    point_all = np.concatenate([point, p + tracks.track])
+    uv = np.concatenate([uv, tracks.uv])
+    weight = np.concatenate([weight, np.ones(len(tracks.frame))])
+    prior = np.concatenate([prior, np.full(num_tracks, TRACK_PRIOR_WEIGHT)])
+    shape0 = np.concatenate([shape0, track_shape0])
+  else:
+    frame_all, point_all = frame, point
+  return _Problem(n, p + num_tracks, frame_all, point_all, uv, weight,
+                  frame, point, points[..., 2].ravel(),
+                  DEPTH_WEIGHT * landmark_weight, center, shape0, prior)
+
+
 def fit_poses(lms: np.ndarray, size: tuple[int, int],
               smoothing_sigma: float = 2.0,
-              center: Optional[tuple[float, float]] = None) -> PoseFit:
+              center: Optional[tuple[float, float]] = None,
+              tracks=None) -> PoseFit:
   """Fits the pose track of a clip.
 
   Args:
@@ -296,6 +385,9 @@ def fit_poses(lms: np.ndarray, size: tuple[int, int],
     smoothing_sigma: Gaussian sigma in frames (0: none).
     center: principal point (cx, cy) in pixels; default the frames' centre
       (W/2, H/2), as AD-NeRF writes cx, cy.
+    tracks: optional skin_tracks.SkinTracks of the same frames: rigid
+      points that move with the skin; the landmarks then weigh
+      LANDMARK_WEIGHT_WITH_TRACKS.
   Returns:
     PoseFit (c2w in AD-NeRF's convention).
   """
@@ -310,8 +402,15 @@ def fit_poses(lms: np.ndarray, size: tuple[int, int],
              [index[i] for i in landmarks_lib.LEFT_EYE_CORNERS])
   focal0 = FOCAL_START * max(size)
   rotvecs, trans = initial_poses(shape0, points, focal0, center)
-  focal, rotvecs, trans, shape, rms = bundle_adjust(
-      points, shape0, rotvecs, trans, focal0, center, DEPTH_WEIGHT)
+  if tracks is not None and tracks.num_tracks:
+    track_shape0 = initial_track_points(tracks, shape0, rotvecs, trans,
+                                        focal0, center)
+  else:
+    tracks, track_shape0 = None, None
+  problem = make_problem(points, tracks, shape0, track_shape0, center)
+  focal, rotvecs, trans, shape, rms = bundle_adjust(problem, rotvecs, trans,
+                                                    focal0)
+  shape = shape[:len(rigid)]
   c2w, head_shape = to_head_space(shape, rotvecs, trans, eye_ids)
   return PoseFit(c2w=smooth_poses(c2w, smoothing_sigma), focal=focal,
                  shape=head_shape, rms_px=rms)
