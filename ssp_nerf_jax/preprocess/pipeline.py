@@ -244,6 +244,14 @@ def principal_point(info: decode.VideoInfo, crop, size: int):
   return ((info.width / 2 - x) * scale, (info.height / 2 - y) * scale)
 
 
+def prior_focal(info: decode.VideoInfo, crop, size: int) -> float:
+  """The focal length (output pixels) the pose fit is held near: a
+  FOCAL_START field of view of the source camera, i.e. FOCAL_START x the
+  source frame's longer side, scaled like the crop (a tight crop of a wide
+  shot is a long focal length in the output's pixels)."""
+  return pose_fit.FOCAL_START * max(info.width, info.height) * size / crop[2]
+
+
 def mouth_open_unit(lms: np.ndarray) -> np.ndarray:
   """[N] mouth opening in [0, 1]: the inner-lip gap over the eye distance,
   divided by its 99th percentile over the clip: the range of the
@@ -316,7 +324,7 @@ def preprocess_video(video: str, out: str, size: int = DEFAULT_SIZE,
     print('fitting head poses ...', flush=True)
     center = principal_point(info, crop, size)
     fit = pose_fit.fit_poses(lms, (size, size), smoothing_sigma, center,
-                             tracks)
+                             tracks, prior_focal(info, crop, size))
     plate, unseen = background_lib.plate(samples, persons)
     if unseen > UNSEEN_WARNING:
       logging.warning(
