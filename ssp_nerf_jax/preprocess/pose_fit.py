@@ -1,4 +1,5 @@
-"""Rigid head poses and one focal length per clip, from 2-D landmarks.
+"""Rigid head poses and one focal length per clip, from 2-D landmarks and
+tracked skin points.
 
 No face model is needed: the clip's own rigid 3-D landmark shape is
 estimated from the frames.
@@ -9,12 +10,16 @@ estimated from the frames.
 2. `initial_poses`: per frame, the similarity that maps that shape onto the
    frame's landmarks, read as a perspective camera at distance f / scale.
 3. `bundle_adjust`: per-frame rotation and translation, the shared shape
-   and the focal length refined jointly (scipy `least_squares`) by
-   reprojection error under perspective projection, over all frames.  The
-   focal length is weakly determined by a few frames, so it is fitted over
-   the whole clip.  mediapipe's relative depth per point enters as a
-   second residual (it carries pitch and yaw that 2-D points show only as
-   sub-pixel foreshortening).
+   and the focal length refined jointly (scipy `least_squares`, robust
+   loss) by reprojection error under perspective projection, over all
+   frames.  mediapipe's relative depth per point enters as a second
+   residual (it carries pitch and yaw that 2-D points show only as
+   sub-pixel foreshortening).  Skin tracks (`skin_tracks`), when given,
+   are further rigid points, started on the landmarks' surface
+   (`initial_track_points`) and held near it in depth; the landmarks then
+   weigh LANDMARK_WEIGHT_WITH_TRACKS, so the tracks set the rotations.
+   The focal length is barely observable (see FOCAL_PRIOR_WEIGHT): the
+   pipeline holds it near a prior field of view.
 4. `to_head_space`: the shape's frame becomes AD-NeRF's head space: x along
    the eye line, z towards the mean camera, y up; origin and scale put the
    eyes where the synthetic generator's head has them, so near/far (mean
@@ -65,9 +70,10 @@ FOCAL_PRIOR_WEIGHT = 2.0
 # only fixes the gauge (the shape's scale and placement are otherwise
 # free), so it is tiny next to the reprojection residuals (pixels).
 SHAPE_PRIOR_WEIGHT = 1e-2
-# Bundle-adjustment function evaluations at most: rotations settle within
-# 10 (synthetic clip: same error at 10, 25 and 50); the focal length keeps
-# drifting slowly, it is weakly determined by landmarks (see README).
+# Bundle-adjustment function evaluations at most.  With the focal prior
+# and tracks the synthetic clip settles within 8-12 (same error at 8, 12
+# and 25); the real 20 s clip does not at 12 (pitch range 10.2 degrees,
+# rms 1.44 px; at 25: 11.4 degrees, 1.38 px).
 MAX_EVALUATIONS = 25
 # Robust loss of the residuals (scipy least_squares' `loss`, `f_scale` in
 # pixels): a skin track that slips (an occluding contour, a blink at the
@@ -80,16 +86,18 @@ LOSS_SCALE = 1.0
 # next to a track observation's 1: on the synthetic clip (256 px, 10 s)
 # mediapipe's points report a third of the true pitch; at 0.1 the tracks
 # set the per-frame rotations and the landmarks the head frame and,
-# through their depth, the depth scale.  (Measured: 1.0 -> median 1.94,
-# 0.3 -> 1.61, 0.1 -> 1.51 degrees with a weak track prior.)
+# through their depth, the depth scale.  (Measured with the linear loss:
+# 0.3 -> median 1.76, p95 3.08 degrees; 0.1 -> 1.54, 2.76; 0.03 -> 1.51,
+# 2.82; 0 -> 1.53, 2.82.)
 LANDMARK_WEIGHT_WITH_TRACKS = 0.1
 # Weight of the prior holding each track point near its starting point on
 # the landmarks' surface (pixels, like SHAPE_PRIOR_WEIGHT).  2-D tracks
 # alone leave the depth scale free (the bas-relief ambiguity of small
 # rotations: depth x angle is what they see), and a fit of the tracks
 # alone flattens the head and shrinks yaw and pitch; this prior ties their
-# depth to the landmarks'.  Synthetic clip: 0.01 -> median 1.51, p95 3.67
-# degrees; 1.0 -> 1.09, 3.01; 3.0 stopped at the start's focal.
+# depth to the landmarks'.  Synthetic clip, linear loss: 0.3 -> median
+# 1.72, p95 3.12 degrees (yaw range 17.3 for a true 14.3: too deep a
+# head); 1.0 -> 1.54, 2.76; 3.0 -> 1.85, 3.24 (pitch range 6.7 for 10.6).
 TRACK_PRIOR_WEIGHT = 1.0
 # Landmarks that lift a track's first observation to the face's depth.
 TRACK_DEPTH_NEIGHBOURS = 4
