@@ -63,9 +63,10 @@ UNSEEN_WARNING = 0.05
 JPEG_QUALITY = 95
 INFO_FILE = 'preprocess.json'
 # Part of the cache key of `cached_folder`: bumped when what a processed
-# folder holds changes (2: per-frame mouth_open), so that folders cached by
-# older code are made again rather than used without it.
-FOLDER_VERSION = 2
+# folder holds changes (2: per-frame mouth_open; 3: poses from skin tracks
+# and a focal prior), so that folders cached by older code are made again
+# rather than used as they are.
+FOLDER_VERSION = 3
 LANDMARKS_FILE = 'landmarks.npy'
 TRANSFORMS = {'train': 'transforms_train.json', 'val': 'transforms_val.json'}
 
