@@ -81,6 +81,12 @@ def _model():
   # The warp is learned through the coarse pass; the fine pass reuses it
   # without differentiating it (see PortraitNeRF.warp_fine_gradients).
   model.warp_fine_gradients = False
+  # The frame's mouth opening as a second input next to the audio code:
+  # measured on train frames, predicted from the audio (a ridge read-out
+  # fitted on them) elsewhere; needs data with a measured mouth_open (video
+  # and synthetic configs).  See ssp_nerf_jax/mouth_readout.py.
+  model.mouth_condition = False
+  model.mouth_freqs = 4  # sinusoids of the opening: pi * 2^k, k < 4
   return model
 
 

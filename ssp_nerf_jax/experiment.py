@@ -10,6 +10,8 @@ import dataclasses
 import functools
 from typing import Any, Optional
 
+from absl import logging
+import flax
 import jax
 import numpy as np
 import optax
@@ -18,6 +20,7 @@ from ssp_nerf_jax import data
 from ssp_nerf_jax import error_map
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import mouth_readout
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import scene as scene_lib
@@ -49,7 +52,30 @@ class Experiment:
     return parallel.replicate(self.host_init_state(), self.mesh)
 
   def host_init_state(self) -> train_step.TrainState:
-    """Fresh parameters and optimizer state on the host (unreplicated)."""
+    """Fresh parameters and optimizer state on the host (unreplicated);
+    with config.model.mouth_condition, the audio -> mouth read-out fitted
+    on the train split (`mouth_readout`)."""
+    state = self._initial_values()
+    if not self.model.mouth_condition or self.builder is None:
+      return state  # a hand-made scene has no audio to fit: read-out 0.
+    params = flax.core.unfreeze(state.params)
+    params['params']['mouth_readout'] = self.mouth_readout(
+        params['params']['mouth_readout'])
+    return state.replace(params=type(state.params)(params))
+
+  def mouth_readout(self, initial: dict) -> dict:
+    """The read-out fitted on the train split, as `initial`'s arrays (every
+    process fits the same frames; process 0's values are used so that the
+    replicas are bit-identical)."""
+    fitted = mouth_readout.fit(
+        input_pipeline.load_feature(self.builder, 'train', 'audio'),
+        input_pipeline.load_feature(self.builder, 'train', 'mouth_open'))
+    logging.info('mouth read-out: ridge strength %g, cross-validated r %.3f '
+                 'on the train frames', fitted['strength'], fitted['r_cv'])
+    return {name: parallel.from_main_process(fitted[name]).astype(
+        np.asarray(value).dtype) for name, value in initial.items()}
+
+  def _initial_values(self) -> train_step.TrainState:
     return train_step.init_state(self.config, self.model, self.scene, self.tx)
 
   def abstract_state(self, sharding=None):
@@ -62,7 +88,7 @@ class Experiment:
     sharding = sharding or parallel.replicated(self.mesh)
     return jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-        jax.eval_shape(self.host_init_state))
+        jax.eval_shape(self._initial_values))
 
   @functools.cached_property
   def train_step(self):

@@ -145,8 +145,8 @@ def all_processes_agree(ok: bool) -> bool:
 
 
 def from_main_process(values: np.ndarray) -> np.ndarray:
-  """Process 0's `values`, an int array of the same shape on every process
-  (a collective)."""
+  """Process 0's `values`, an array of the same shape and dtype on every
+  process (a collective)."""
   if jax.process_count() == 1:
     return values
   return np.asarray(multihost_utils.broadcast_one_to_all(values))

@@ -177,18 +177,20 @@ def num_ray_chunks(train_config):
 
 
 def render_frames(model, params, rays, batch, keys, smooth):
-  """Renders each frame's rays [F, r] with its own audio, pose and key.
+  """Renders each frame's rays [F, r] with its own audio, pose, measured
+  mouth opening (read only with config.model.mouth_condition) and key.
 
   One frame at a time (vmapped), so that its randomness depends only on its
   own key, not on how many frames share the device.
   """
-  def one_frame(frame_rays, audio, c2w, key):
+  def one_frame(frame_rays, audio, c2w, mouth, key):
     add_axis = lambda x: x[None]
     outputs = model.apply(params, jax.tree.map(add_axis, frame_rays),
                           audio[None], smooth_audio=smooth, key=key,
-                          c2w=c2w[None])
+                          c2w=c2w[None], mouth=mouth[None])
     return jax.tree.map(lambda x: x[0], outputs)
-  return jax.vmap(one_frame)(rays, batch['audio'], batch['c2w'], keys)
+  return jax.vmap(one_frame)(rays, batch['audio'], batch['c2w'],
+                             batch['mouth_open'], keys)
 
 
 def loss_and_grads(loss_fn, params, rays, targets, render_keys, num_chunks):

@@ -40,6 +40,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 # a run's behaviour; `occupancy` is render-time only, so an older workdir
 # renders like a new one.
 ADDED_SETTINGS = {
+    'model': {
+        'mouth_condition': False,
+        'mouth_freqs': 4,
+    },
     'sampling': {
         'semantic_background_area': False,
         'unbiased': False,

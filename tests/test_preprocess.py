@@ -14,8 +14,11 @@ from configs import tiny
 from ssp_nerf_jax import adnerf_folder
 from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import mouth_readout
 from ssp_nerf_jax import synthetic
 from ssp_nerf_jax import train
+from ssp_nerf_jax import trained
 from ssp_nerf_jax import video
 from ssp_nerf_jax.benchmarks import preprocess as benchmark
 from ssp_nerf_jax.preprocess import pipeline
@@ -165,6 +168,7 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   config.data.video = clip_mp4
   config.data.video_size = 64
   config.data.resolution = 32
+  config.model.mouth_condition = True  # as configs/video.py
   config.data.data_dir = str(tmp_path / 'data')
   config.train.num_steps = 2
   config.train.eval_every = 2
@@ -177,6 +181,14 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   assert saved['video'] == clip_mp4
   assert os.path.isdir(saved['path'])
   assert (workdir / 'eval_metrics.json').is_file()
+  # The read-out fitted on the measured openings, unchanged by training.
+  run = trained.load_trained(str(workdir))
+  fitted = mouth_readout.fit(
+      input_pipeline.load_feature(run.builder, 'train', 'audio'),
+      input_pipeline.load_feature(run.builder, 'train', 'mouth_open'))
+  assert fitted['r_cv'] > 0.3 and np.any(fitted['weights'] != 0)
+  for name, value in run.params['params']['mouth_readout'].items():
+    np.testing.assert_array_equal(value, fitted[name])
   # The cache: the same video (any name) is not preprocessed again.
   copy = tmp_path / 'renamed.mp4'
   copy.write_bytes(open(clip_mp4, 'rb').read())

@@ -31,60 +31,10 @@ from ssp_nerf_jax import cli
 from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import mouth_readout
+from ssp_nerf_jax.mouth_readout import pearson
 
-RIDGE_STRENGTHS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
-CV_FOLDS = 5
 MAX_LAG_FRAMES = 6
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-  """Pearson correlation of two [N] series (0 if either is constant)."""
-  a = np.asarray(a, np.float64) - np.mean(a)
-  b = np.asarray(b, np.float64) - np.mean(b)
-  norm = np.sqrt(np.sum(a * a) * np.sum(b * b))
-  return float(np.sum(a * b) / norm) if norm > 0 else 0.0
-
-
-def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float):
-  """Ridge regression on standardised inputs, with an unpenalised intercept.
-
-  Args:
-    x: [N, D] inputs.
-    y: [N] targets.
-    strength: lambda of the L2 penalty on the weights of the standardised
-      inputs (0: least squares).
-
-  Returns:
-    predict: a function [M, D] -> [M].
-  """
-  x = np.asarray(x, np.float64)
-  mean, scale = x.mean(0), x.std(0) + 1e-8
-  z = (x - mean) / scale
-  offset = float(np.mean(y))
-  gram = z.T @ z + strength * np.eye(z.shape[1])
-  weights = np.linalg.lstsq(gram, z.T @ (np.asarray(y) - offset),
-                            rcond=None)[0]
-  return lambda new: ((np.asarray(new, np.float64) - mean) / scale) @ (
-      weights) + offset
-
-
-def choose_strength(x: np.ndarray, y: np.ndarray,
-                    strengths=RIDGE_STRENGTHS, folds: int = CV_FOLDS):
-  """The ridge strength with the best mean held-out r over `folds`
-  contiguous blocks (neighbouring frames are alike: random folds would
-  leak), and that r."""
-  blocks = np.array_split(np.arange(len(y)), folds)
-  best = None
-  for strength in strengths:
-    scores = []
-    for held in blocks:
-      kept = np.setdiff1d(np.arange(len(y)), held)
-      predict = ridge_fit(x[kept], y[kept], strength)
-      scores.append(pearson(predict(x[held]), y[held]))
-    score = float(np.mean(scores))
-    if best is None or score > best[1]:
-      best = (strength, score)
-  return best
 
 
 def frame_loudness(waveform: np.ndarray, num_frames: int,
@@ -115,16 +65,10 @@ def best_lag(mouth: np.ndarray, loudness: np.ndarray,
   return lag, scores[lag]
 
 
-def centre_windows(audio: np.ndarray) -> np.ndarray:
-  """[N, S * C]: each frame's own feature window, flattened, from the
-  dataset's [N, A, S, C] context windows (the frame is at A // 2)."""
-  return audio[:, audio.shape[1] // 2].reshape(len(audio), -1)
-
-
 def measured_mouth(frames: dict, split: str) -> np.ndarray:
   """The split's `mouth_open`; UserError if it was not measured."""
   mouth = np.asarray(frames['mouth_open'], np.float64)
-  if len(mouth) < CV_FOLDS or not np.all(np.isfinite(mouth)):
+  if len(mouth) < mouth_readout.CV_FOLDS or not np.all(np.isfinite(mouth)):
     raise errors.UserError(
         f'the {split} split has no measured mouth opening (mouth_open) for '
         'every frame: use a folder made by python -m ssp_nerf_jax.preprocess '
@@ -138,9 +82,10 @@ def probe(config, builder) -> dict:
   val = input_pipeline.load_split(config, builder, 'val')
   y_train = measured_mouth(train, 'train')
   y_val = measured_mouth(val, 'val')
-  x_train, x_val = centre_windows(train['audio']), centre_windows(val['audio'])
-  strength, cv_r = choose_strength(x_train, y_train)
-  predict = ridge_fit(x_train, y_train, strength)
+  x_train = mouth_readout.centre_windows(train['audio'])
+  x_val = mouth_readout.centre_windows(val['audio'])
+  strength, cv_r = mouth_readout.choose_strength(x_train, y_train)
+  readout = mouth_readout.ridge_fit(x_train, y_train, strength)
   frame_ids = np.concatenate([train['frame_id'], val['frame_id']])
   order = np.argsort(frame_ids)
   loudness = frame_loudness(input_pipeline.load_waveform(builder),
@@ -154,7 +99,8 @@ def probe(config, builder) -> dict:
       'frames_train': len(y_train), 'frames_val': len(y_val),
       'ridge_strength': strength,
       'r_train_cv': round(cv_r, 4),
-      'r_val': round(pearson(predict(x_val), y_val), 4),
+      'r_val': round(pearson(mouth_readout.predict(readout, x_val), y_val),
+                     4),
       'loudness_lag_frames': lag,
       'loudness_r': round(lag_r, 4),
   }

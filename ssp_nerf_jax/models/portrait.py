@@ -10,6 +10,8 @@ module.  Parameter tree:
   fine        NeRFMLP of the fine pass
   (share_coarse_fine=True: a single NeRFMLP named `nerf` instead.)
   warp        TorsoWarp shared by both passes (only with torso_warp=True)
+  mouth_readout  MouthReadout, the audio -> mouth opening ridge read-out
+              (only with mouth_condition=True; fitted, not trained)
 """
 import functools
 from typing import Optional
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import render
 from ssp_nerf_jax.models import audio as audio_lib
+from ssp_nerf_jax.models import mouth as mouth_lib
 from ssp_nerf_jax.models import nerf
 from ssp_nerf_jax.models import torso_warp as warp_lib
 
@@ -57,6 +60,10 @@ class PortraitNeRF(nerf.NeRFLayout):
     reference_c2w: the warp's reference pose, 16 floats (the mean training
       pose, `scene.SceneInfo.reference_c2w`).
     warp_freqs, warp_width, warp_max_offset: TorsoWarp settings.
+    mouth_condition: append the frame's mouth opening (measured, or
+      predicted from the audio by `MouthReadout`; see
+      `ssp_nerf_jax.mouth_readout`) to the audio code, encoded with
+      `mouth_freqs` frequencies.
     warp_fine_gradients: also differentiate the warp through the fine pass.
       Off by default: the warp is learned through the coarse pass (its
       photometric and parsing losses) and the fine pass queries the same
@@ -79,6 +86,8 @@ class PortraitNeRF(nerf.NeRFLayout):
   warp_width: int = 64
   warp_max_offset: float = 0.02
   warp_fine_gradients: bool = False
+  mouth_condition: bool = False
+  mouth_freqs: int = 4
 
   @classmethod
   def from_config(cls, config, num_classes: int, near=None, far=None,
@@ -112,7 +121,9 @@ class PortraitNeRF(nerf.NeRFLayout):
         num_coarse=r.num_coarse,
         num_fine=r.num_fine,
         near=None if near is None else float(near),
-        far=None if far is None else float(far))
+        far=None if far is None else float(far),
+        mouth_condition=bool(m.mouth_condition),
+        mouth_freqs=int(m.mouth_freqs))
     if m.get('torso_warp', False):
       if reference_c2w is None:
         raise ValueError('config.model.torso_warp needs a reference pose')
@@ -141,8 +152,10 @@ class PortraitNeRF(nerf.NeRFLayout):
       self.warp = warp_lib.TorsoWarp(
           reference_c2w=self.reference_c2w, num_freqs=self.warp_freqs,
           width=self.warp_width, max_offset=self.warp_max_offset)
+    if self.mouth_condition:
+      self.mouth_readout = mouth_lib.MouthReadout()
 
-  def audio_code(self, audio, smooth_audio):
+  def audio_code(self, audio, smooth_audio, mouth=None):
     """Audio code of each frame.
 
     Args:
@@ -152,14 +165,33 @@ class PortraitNeRF(nerf.NeRFLayout):
       smooth_audio: bool scalar (may be traced): use the AudioAttNet-smoothed
         code instead of the centre frame's code.  Both are computed and
         selected with `where`, so switching never recompiles.
+      mouth: [F] measured mouth openings (NaN: not measured) or None; only
+        read with mouth_condition, where frames without one use the
+        opening predicted from their audio (`mouth_opening`).
 
     Returns:
-      [F, A] codes.
+      [F, A] codes (A = audio_code_dim, plus 1 + 2 mouth_freqs with
+      mouth_condition).
     """
     codes = self.audio_net(audio)  # [F, N, A]
     centre = codes[:, audio.shape[1] // 2]
     smoothed = self.audio_att(codes)
-    return jnp.where(jnp.asarray(smooth_audio, bool), smoothed, centre)
+    code = jnp.where(jnp.asarray(smooth_audio, bool), smoothed, centre)
+    if not self.mouth_condition:
+      return code
+    opening = mouth_lib.encode_opening(self.mouth_opening(audio, mouth),
+                                       self.mouth_freqs)
+    return jnp.concatenate([code, opening], axis=-1)
+
+  def mouth_opening(self, audio, mouth=None):
+    """[F] the frames' mouth openings: `mouth` where given and finite,
+    else predicted from the audio windows [F, N, T, C] (mouth_condition
+    only)."""
+    predicted = self.mouth_readout(audio)
+    if mouth is None:
+      return predicted
+    mouth = jnp.asarray(mouth, jnp.float32)
+    return jnp.where(jnp.isfinite(mouth), mouth, predicted)
 
   def _points(self, rays, z, c2w):
     """Samples at depths z [F, R, S], warped with torso_warp.
@@ -206,7 +238,8 @@ class PortraitNeRF(nerf.NeRFLayout):
                key=None,
                near=None,
                far=None,
-               c2w=None):
+               c2w=None,
+               mouth=None):
     """Renders R rays in each of F frames, coarse then fine.
 
     Args:
@@ -219,6 +252,7 @@ class PortraitNeRF(nerf.NeRFLayout):
       far: far depth, likewise.
       c2w: [F, 4, 4] the frames' camera-to-head poses (needed with
         torso_warp).
+      mouth: [F] measured mouth openings or None (see `audio_code`).
 
     Returns:
       {'coarse': level, 'fine': level} ('fine' absent if num_fine == 0),
@@ -241,7 +275,7 @@ class PortraitNeRF(nerf.NeRFLayout):
       raise ValueError('PortraitNeRF with torso_warp needs the poses c2w.')
     keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
 
-    code = self.audio_code(audio, smooth_audio)
+    code = self.audio_code(audio, smooth_audio, mouth)
     z_coarse = render.stratified_samples(keys[0], near, far, self.num_coarse)
     coarse_samples = self._points(rays, z_coarse, c2w)
     outputs = {

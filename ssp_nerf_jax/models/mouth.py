@@ -1,0 +1,55 @@
+"""The mouth opening as an input of the field (config.model.mouth_condition).
+
+See `ssp_nerf_jax.mouth_readout` for why: one number per frame that the
+field cannot average away, measured on training frames and predicted from
+the audio everywhere else.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class MouthReadout(nn.Module):
+  """Predicted mouth opening of each frame from its audio feature window.
+
+  A fixed linear read-out, `mouth_readout.fit`'s ridge regression, stored
+  as parameters so that checkpoints carry it; its values are written once
+  after `init` and the optimizer never changes them (their gradient is
+  stopped, so Adam's update is exactly zero).
+  """
+
+  @nn.compact
+  def __call__(self, audio):
+    """Predicts the opening.
+
+    Args:
+      audio: [F, A, T, C] context windows (the frame's own at A // 2).
+
+    Returns:
+      [F] float32 predicted opening (about [0, 1]).
+    """
+    window = audio[:, audio.shape[1] // 2]
+    x = window.reshape(window.shape[0], -1).astype(jnp.float32)
+    dim = x.shape[-1]
+    mean, scale, weights, offset = jax.lax.stop_gradient((
+        self.param('mean', nn.initializers.zeros, (dim,)),
+        self.param('scale', nn.initializers.ones, (dim,)),
+        self.param('weights', nn.initializers.zeros, (dim,)),
+        self.param('offset', nn.initializers.zeros, ())))
+    return ((x - mean) / scale) @ weights + offset
+
+
+def encode_opening(opening, num_freqs: int):
+  """Sinusoidal encoding of the opening, so that the MLP can turn a small
+  change of it into a sharp change of the lips.
+
+  Args:
+    opening: [F] mouth openings (about [0, 1]).
+    num_freqs: L frequencies pi * 2^k, k < L.
+
+  Returns:
+    [F, 1 + 2 L]: the opening, its sines, its cosines.
+  """
+  scaled = opening[:, None] * (jnp.pi * 2.0**jnp.arange(num_freqs))
+  return jnp.concatenate([opening[:, None], jnp.sin(scaled),
+                          jnp.cos(scaled)], axis=-1)

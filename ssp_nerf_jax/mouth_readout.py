@@ -1,0 +1,125 @@
+"""A linear read-out from a frame's audio feature window to its mouth opening.
+
+The field learns the mean face long before it learns to make the mouth
+depend on a learned audio code: on a 20 s real clip at the CPU budget the
+code barely varies across frames and the rendered mouth stays the average
+one.  With `config.model.mouth_condition` the field is also given one
+number per frame, the mouth opening, which it cannot average away:
+
+  - training frames use their measured opening (`mouth_open`, from the
+    landmarks of `python -m ssp_nerf_jax.preprocess` or the synthetic
+    data's truth), so the field learns what an opening looks like;
+  - every other frame (validation, a new speech track) uses the opening
+    predicted from its audio by this read-out, a ridge regression fitted
+    once on the training frames before training starts and kept in the
+    parameters (`models.mouth.MouthReadout`, never trained by the
+    optimizer).
+
+Ridge, not a layer trained with the NeRF: with ~500 frames and a 16 x 29
+window the read-out overfits unless it is regularised, and closed-form ridge
+with its strength chosen by cross-validation over contiguous blocks of
+frames is the best linear predictor we can pick without the val frames.
+`python -m ssp_nerf_jax.benchmarks.audio_probe` reports how well it does.
+"""
+import numpy as np
+
+from ssp_nerf_jax import errors
+
+RIDGE_STRENGTHS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+CV_FOLDS = 5
+# Fewer measured train frames than this give no usable read-out.
+MIN_FRAMES = 20
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+  """Pearson correlation of two [N] series (0 if either is constant)."""
+  a = np.asarray(a, np.float64) - np.mean(a)
+  b = np.asarray(b, np.float64) - np.mean(b)
+  norm = np.sqrt(np.sum(a * a) * np.sum(b * b))
+  return float(np.sum(a * b) / norm) if norm > 0 else 0.0
+
+
+def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float) -> dict:
+  """Ridge regression on standardised inputs, with an unpenalised intercept.
+
+  Args:
+    x: [N, D] inputs.
+    y: [N] targets.
+    strength: lambda of the L2 penalty on the weights of the standardised
+      inputs (0: least squares).
+
+  Returns:
+    {'mean': [D], 'scale': [D], 'weights': [D], 'offset': []} float32,
+    read by `predict`.
+  """
+  x = np.asarray(x, np.float64)
+  mean, scale = x.mean(0), x.std(0) + 1e-8
+  z = (x - mean) / scale
+  offset = float(np.mean(y))
+  gram = z.T @ z + strength * np.eye(z.shape[1])
+  weights = np.linalg.lstsq(gram, z.T @ (np.asarray(y) - offset),
+                            rcond=None)[0]
+  return {'mean': mean, 'scale': scale, 'weights': weights,
+          'offset': np.asarray(offset)}
+
+
+def predict(readout: dict, x: np.ndarray) -> np.ndarray:
+  """[M] predictions of a `ridge_fit` read-out for inputs x [M, D]."""
+  z = (np.asarray(x, np.float64) - readout['mean']) / readout['scale']
+  return z @ readout['weights'] + readout['offset']
+
+
+def choose_strength(x: np.ndarray, y: np.ndarray,
+                    strengths=RIDGE_STRENGTHS, folds: int = CV_FOLDS):
+  """(strength, r): the ridge strength with the best mean held-out Pearson r
+  over `folds` contiguous blocks (neighbouring frames are alike: random
+  folds would leak), and that r."""
+  blocks = np.array_split(np.arange(len(y)), folds)
+  best = None
+  for strength in strengths:
+    scores = []
+    for held in blocks:
+      kept = np.setdiff1d(np.arange(len(y)), held)
+      readout = ridge_fit(x[kept], y[kept], strength)
+      scores.append(pearson(predict(readout, x[held]), y[held]))
+    score = float(np.mean(scores))
+    if best is None or score > best[1]:
+      best = (strength, score)
+  return best
+
+
+def centre_windows(audio: np.ndarray) -> np.ndarray:
+  """[N, S * C]: each frame's own feature window, flattened, from the
+  dataset's [N, A, S, C] context windows (the frame is at A // 2)."""
+  return audio[:, audio.shape[1] // 2].reshape(len(audio), -1)
+
+
+def fit(audio: np.ndarray, mouth_open: np.ndarray) -> dict:
+  """The read-out of the training frames (see the module docstring).
+
+  Args:
+    audio: [N, A, S, C] the frames' context windows.
+    mouth_open: [N] measured openings; NaN where not measured (skipped).
+
+  Returns:
+    `ridge_fit`'s dict, float32, with the chosen 'strength' and its
+    cross-validated 'r_cv' as [] arrays.
+
+  Raises:
+    errors.UserError: fewer than MIN_FRAMES measured frames.
+  """
+  measured = np.isfinite(mouth_open)
+  if measured.sum() < MIN_FRAMES:
+    raise errors.UserError(
+        f'config.model.mouth_condition needs the measured mouth opening '
+        f'(mouth_open) of at least {MIN_FRAMES} train frames, the dataset has '
+        f'{int(measured.sum())}: use a video config, a folder made by python '
+        '-m ssp_nerf_jax.preprocess, or the synthetic data (or set '
+        'config.model.mouth_condition=False)')
+  x = centre_windows(np.asarray(audio)[measured])
+  y = np.asarray(mouth_open, np.float64)[measured]
+  strength, r_cv = choose_strength(x, y)
+  readout = ridge_fit(x, y, strength)
+  readout.update(strength=np.asarray(strength), r_cv=np.asarray(r_cv))
+  return {name: np.asarray(value, np.float32)
+          for name, value in readout.items()}
