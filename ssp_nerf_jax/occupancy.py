@@ -29,6 +29,19 @@ grid's density has let less than `stop_transmittance` of the light
 through (`opaque_depth`), whichever is nearer; rays with no occupied step
 hit nothing and get the plate.  Points outside the box count as occupied:
 whatever the box misses is rendered, never culled.
+
+Training (config.occupancy.train, train.py's `GridKeeper`) cannot afford a
+grid per step's frame, so it keeps one grid for the whole clip in the
+train state: the largest density over a few train frames
+(`grid_frames`: poses spread to the track's extremes, the most open and
+most closed mouths; the torso warp is inside `PortraitNeRF.density`),
+measured by `FrameGrids.largest` after a warm-up of full sampling and
+every few hundred steps after.  Its rays are sampled between their first
+and last occupied cells (`train_bounds`) but never stopped at the
+union's opaque depth, which lies in front of many frames' torso; rays
+that hit nothing keep all of [near, far] (still rendered: their loss
+keeps empty space empty), so a cell wrongly culled costs sample density,
+not a ray.
 """
 import flax
 import jax
