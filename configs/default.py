@@ -186,8 +186,8 @@ def _occupancy():
   (ssp_nerf_jax/occupancy.py): each frame's field is measured on a coarse
   grid first; rays that cross no occupied cell are not rendered, the
   others are sampled only between their first occupied cell and where the
-  frame's surface turns opaque.  Render-time settings: training and its
-  periodic eval never use them."""
+  frame's surface turns opaque.  Training uses its own clip-wide grid
+  (the train_* settings) and its periodic eval none."""
   occupancy = ml_collections.ConfigDict()
   # Render each frame with its own grid (render_main.py --nooccupancy turns
   # it off for one run).
@@ -220,4 +220,18 @@ def _occupancy():
   occupancy.sample_fraction = 0.35
   # Field queries per call while measuring a grid (bounds memory).
   occupancy.points_per_call = 16384
+  # Training (train.py): one clip-wide grid in the train state, the largest
+  # density over a few train frames (train_pose_frames poses spread over
+  # the track, the most open and most closed mouths), measured after
+  # train_warmup_steps of full sampling (an early field is no surface yet)
+  # and every train_update_every steps after; each ray is sampled only
+  # between its first and last occupied cells (threshold, margin and
+  # march_steps above; no opaque stop) with train_sample_fraction of the
+  # coarse and fine counts.  Off: training samples as without a grid.
+  occupancy.train = False
+  occupancy.train_resolution = 32
+  occupancy.train_pose_frames = 4
+  occupancy.train_warmup_steps = 200
+  occupancy.train_update_every = 200
+  occupancy.train_sample_fraction = 0.5
   return occupancy

@@ -22,6 +22,7 @@ only takes all-digit names for steps), one warning line each.  Readers
 that verify.
 """
 import contextlib
+import dataclasses
 import gc
 import logging as python_logging
 import os
@@ -271,8 +272,13 @@ def quiet_restore():
       gc.collect()
 
 
-def restore_step(manager, step, abstract_state):
+def restore_step(manager, step, abstract_state, defaults=None):
   """`abstract_state` (shapes, dtypes, shardings) filled from `step`.
+
+  `defaults` ({field: host value}) gives the top-level fields of the state
+  that a checkpoint saved by older code may lack (none of its arrays on
+  disk): such a step restores the other fields and takes those values,
+  placed as the abstract state's.
 
   Raises:
     CheckpointError: the step's state has another structure (a workdir of
@@ -282,22 +288,47 @@ def restore_step(manager, step, abstract_state):
   """
   with quiet_restore():
     saved = state_layout(manager.item_metadata(step))
-    mismatch = layout_mismatch(saved, state_layout(abstract_state))
+    absent = {name: value for name, value in (defaults or {}).items()
+              if not any(path.split('/')[0] == name for path in saved)}
+    target = abstract_state
+    if absent:
+      target = {field.name: getattr(abstract_state, field.name)
+                for field in dataclasses.fields(abstract_state)
+                if field.name not in absent}
+    mismatch = layout_mismatch(saved, state_layout(target))
     if mismatch:
       raise CheckpointError(
           f'checkpoint step {step} in {manager.directory} was saved by '
           f'another config or code version: {mismatch}')
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+    if not absent:
+      return restored
+    placed = {name: jax.tree.map(_placed_like, value,
+                                 getattr(abstract_state, name))
+              for name, value in absent.items()}
+    return abstract_state.replace(**restored, **placed)
 
 
-def restore_or_cause(manager, step, abstract_state):
-  """(state, None) if orbax restores `step`, else (None, the cause).
+def _placed_like(value, abstract):
+  """A host value (the same on every process) as a global array with the
+  abstract array's dtype and sharding."""
+  value = np.asarray(value, abstract.dtype)
+  if value.shape != tuple(abstract.shape):
+    raise ValueError(f'default of shape {value.shape}, wanted '
+                     f'{abstract.shape}')
+  return jax.make_array_from_callback(value.shape, abstract.sharding,
+                                      lambda index: value[index])
+
+
+def restore_or_cause(manager, step, abstract_state, defaults=None):
+  """(state, None) if orbax restores `step`, else (None, the cause)
+  (`defaults`: see `restore_step`).
 
   Raises:
     CheckpointError: an incompatible state structure (not damage).
   """
   try:
-    return restore_step(manager, step, abstract_state), None
+    return restore_step(manager, step, abstract_state, defaults), None
   except CheckpointError:
     raise
   except Exception as e:  # pylint: disable=broad-except
@@ -318,9 +349,9 @@ def move_aside(manager, step) -> epath.Path:
   raise CheckpointError(f'cannot move {source} aside: too many {name}')
 
 
-def restore_latest(manager, abstract_state):
+def restore_latest(manager, abstract_state, defaults=None):
   """(step, state) from the newest step that verifies and restores, or
-  (0, None) without checkpoints.
+  (0, None) without checkpoints (`defaults`: see `restore_step`).
 
   Newer steps that fail are moved aside (`move_aside`), one warning line
   each, once a good step is found.  Every process takes the same decision:
@@ -348,7 +379,8 @@ def restore_latest(manager, abstract_state):
       break
     state, cause = None, problem or 'its files failed the check on process 0'
     if verified:
-      state, cause = restore_or_cause(manager, step, abstract_state)
+      state, cause = restore_or_cause(manager, step, abstract_state,
+                                      defaults)
     if parallel.all_processes_agree(state is not None):
       _set_aside(manager, failed, step)
       return step, state
@@ -401,16 +433,16 @@ def damaged_step_error(workdir, step, cause) -> CheckpointError:
                          f'is damaged ({cause}); {hint}')
 
 
-def restore_for_reading(workdir, step, abstract_state):
+def restore_for_reading(workdir, step, abstract_state, defaults=None):
   """The state of `step`, for renders and benchmarks (after `check_step`,
-  which fails before any model is built).
+  which fails before any model is built; `defaults`: see `restore_step`).
 
   Raises:
     CheckpointError: orbax cannot restore the step (names it and the steps
       that verify), or its state has another structure.
   """
   state, cause = restore_or_cause(open_read_only(workdir), step,
-                                  abstract_state)
+                                  abstract_state, defaults)
   if cause:
     raise damaged_step_error(workdir, step, cause)
   return state

@@ -96,6 +96,20 @@ class Experiment:
     return train_step.make_train_step(self.config, self.model, self.tx,
                                       self.scene, self.mesh)
 
+  @functools.cached_property
+  def occupancy_train_step(self):
+    """The jitted train step sampling each ray over its interval of the
+    state's occupancy grid (config.occupancy.train)."""
+    return train_step.make_train_step(self.config, self.model, self.tx,
+                                      self.scene, self.mesh,
+                                      occupancy_bounds=True)
+
+  def state_defaults(self) -> dict:
+    """{field: host value} of the train state's fields that checkpoints
+    saved by older code lack (see `checkpoints.restore_step`)."""
+    return {'occupancy': jax.tree.map(np.asarray, train_step.init_grid(
+        self.config, self.model, self.scene))}
+
   def scene_arrays(self):
     """The step's replicated per-scene arrays: the background plate."""
     return parallel.replicate(

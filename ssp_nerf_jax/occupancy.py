@@ -29,6 +29,19 @@ grid's density has let less than `stop_transmittance` of the light
 through (`opaque_depth`), whichever is nearer; rays with no occupied step
 hit nothing and get the plate.  Points outside the box count as occupied:
 whatever the box misses is rendered, never culled.
+
+Training (config.occupancy.train, train.py's `GridKeeper`) cannot afford a
+grid per step's frame, so it keeps one grid for the whole clip in the
+train state: the largest density over a few train frames
+(`grid_frames`: poses spread to the track's extremes, the most open and
+most closed mouths; the torso warp is inside `PortraitNeRF.density`),
+measured by `FrameGrids.largest` after a warm-up of full sampling and
+every few hundred steps after.  Its rays are sampled between their first
+and last occupied cells (`train_bounds`) but never stopped at the
+union's opaque depth, which lies in front of many frames' torso; rays
+that hit nothing keep all of [near, far] (still rendered: their loss
+keeps empty space empty), so a cell wrongly culled costs sample density,
+not a ray.
 """
 import flax
 import jax
@@ -84,20 +97,25 @@ def cell_centres(box, resolution: int):
 
 
 class FrameGrids:
-  """Occupancy grids of single frames, measured from a model's parameters.
+  """Occupancy grids measured from a model's parameters: one frame's
+  (renders), or the largest density over a set of frames (training's
+  clip-wide grid, `TrainGrids`).
 
-  One compiled function serves every frame of a job; a frame's cells are
-  split over the mesh's devices (each measures its share of the cell
-  centres), so a grid costs resolution^3 / devices field queries per
-  device, whatever the frame's size.
+  One compiled function serves every call of a job; the cells are split
+  over the mesh's devices (each measures its share of the cell centres in
+  calls of `points_per_call` points, the same shapes on any number of
+  devices), so a grid costs frames x resolution^3 / devices field queries
+  per device, whatever the frames' size.
   """
 
-  def __init__(self, model, settings, box, mesh):
+  def __init__(self, model, settings, box, mesh, resolution=None):
     """model: has `density(points [F, N, 3], audio, smooth, c2w) -> [F, N]`;
-    settings: config.occupancy; box: float [2, 3] (`head_box`)."""
+    settings: config.occupancy; box: float [2, 3] (`head_box`);
+    resolution: cells per side, default settings.resolution."""
     check_settings(settings)
     self.box = np.asarray(box, np.float32)
-    resolution, per_call = settings.resolution, settings.points_per_call
+    resolution = resolution or settings.resolution
+    per_call = settings.points_per_call
     cells = resolution**3
     calls = -(-cells // (mesh.devices.size * per_call))
     points = np.asarray(cell_centres(self.box, resolution))
@@ -106,10 +124,22 @@ class FrameGrids:
     self._points = _global(points, parallel.data_sharded(mesh))
 
     def per_device(params, points, audio, c2w, smooth):
-      def one_call(chunk):
-        return model.apply(params, chunk[None], audio[None], smooth,
-                           c2w[None], method=model.density)[0]
-      return lax.map(one_call, points.reshape(calls, per_call, 3)).reshape(-1)
+      chunks = points.reshape(calls, per_call, 3)
+
+      def one_frame(largest, frame):
+        frame_audio, frame_c2w = frame
+
+        def one_call(chunk):
+          return model.apply(params, chunk[None], frame_audio[None], smooth,
+                             frame_c2w[None], method=model.density)[0]
+        density = lax.map(one_call, chunks).reshape(-1)
+        # Densities are >= 0: one frame's grid is its own density.
+        return jnp.maximum(largest, density), None
+
+      # zeros_like: varying over the devices, as the densities are.
+      largest, _ = lax.scan(one_frame, jnp.zeros_like(points[:, 0]),
+                            (audio, c2w))
+      return largest
 
     measured = jax.shard_map(per_device, mesh=mesh,
                              in_specs=(P(), P(parallel.DATA_AXIS), P(), P(),
@@ -131,6 +161,12 @@ class FrameGrids:
     """The replicated grid of one frame: params replicated, c2w [4, 4],
     audio [A, 16, C] and smooth (bool) host values, the same on every
     process."""
+    return self.largest(params, np.asarray(c2w)[None],
+                        np.asarray(audio)[None], smooth)
+
+  def largest(self, params, c2w, audio, smooth) -> Grid:
+    """The replicated grid of the largest density over K frames: c2w
+    [K, 4, 4], audio [K, A, 16, C] host values (as `__call__`)."""
     return self._measure(params, self._points,
                          np.asarray(audio, np.float32),
                          np.asarray(c2w, np.float32), np.asarray(smooth))
@@ -235,6 +271,49 @@ def opaque_depth(grid, rays, near, far, num_steps, transmittance):
                    far)
 
 
+def grid_frames(poses, mouth_open, pose_frames) -> list[int]:
+  """Train frames whose largest density makes training's clip-wide grid.
+
+  The pose closest to the mean, then `pose_frames - 1` poses each furthest
+  from those already picked (the extremes of the track: where the torso
+  reaches in head space), and the most open and most closed mouths.
+
+  Args:
+    poses: [N, 4, 4] the train frames' camera-to-head poses.
+    mouth_open: [N] their mouth opening.
+    pose_frames: poses to pick (at least 1).
+  Returns:
+    sorted distinct frame indices.
+  """
+  flat = np.asarray(poses, np.float64).reshape(len(poses), -1)[:, :12]
+  picks = [int(np.argmin(np.linalg.norm(flat - flat.mean(0), axis=1)))]
+  distance = np.linalg.norm(flat - flat[picks[0]], axis=1)
+  for _ in range(min(pose_frames, len(poses)) - 1):
+    picks.append(int(np.argmax(distance)))
+    distance = np.minimum(distance,
+                          np.linalg.norm(flat - flat[picks[-1]], axis=1))
+  picks += [int(np.argmax(mouth_open)), int(np.argmin(mouth_open))]
+  return sorted(set(picks))
+
+
+def measured(grid) -> bool:
+  """Whether any cell of a (replicated) grid has been measured."""
+  density = grid.density
+  if isinstance(density, jax.Array):
+    density = density.addressable_data(0)
+  return bool(np.any(np.asarray(density) != UNKNOWN))
+
+
+def train_bounds(grid, rays, settings, near, far):
+  """(near, far, hit), each [...], of training's rays [...] through its
+  clip-wide grid: from a march step before the first occupied cell to a
+  step after the last (`ray_bounds`), no opaque stop (the union's front
+  surface lies in front of many frames' torso); rays that hit nothing
+  keep [near, far]."""
+  occ = occupied(grid, settings.threshold, settings.margin)
+  return ray_bounds(occ, grid.box, rays, near, far, settings.march_steps)
+
+
 def check_settings(settings) -> None:
   """UserError naming the first config.occupancy value out of range."""
   checks = [
@@ -247,6 +326,11 @@ def check_settings(settings) -> None:
       ('stop_transmittance', 0 <= settings.stop_transmittance < 1,
        'in [0, 1)'),
       ('points_per_call', settings.points_per_call >= 1, 'at least 1'),
+      ('train_resolution', settings.train_resolution >= 2, 'at least 2'),
+      ('train_pose_frames', settings.train_pose_frames >= 1, 'at least 1'),
+      ('train_warmup_steps', settings.train_warmup_steps >= 0, '>= 0'),
+      ('train_update_every', settings.train_update_every >= 1, 'at least 1'),
+      ('train_sample_fraction', settings.train_sample_fraction > 0, '> 0'),
   ]
   for name, ok, wanted in checks:
     if not ok:

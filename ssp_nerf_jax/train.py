@@ -6,6 +6,12 @@ batches of `input_pipeline`, logging, evaluating (`periodic_eval.Evaluator`)
 and checkpointing (`checkpoints.Saver`) on the config's schedule.  A
 preemption notice (SIGTERM) saves the step reached and raises
 `preemption.Preempted`.
+
+With config.occupancy.train the loop also keeps the state's clip-wide
+occupancy grid (`GridKeeper`): measured once warm-up is over and every
+config.occupancy.train_update_every steps after, on the same steps in
+every process; steps taken with a measured grid use the occupancy train
+step (`Experiment.occupancy_train_step`).
 """
 import os
 import time
@@ -21,9 +27,11 @@ from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import experiment
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import occupancy
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import periodic_eval
 from ssp_nerf_jax import preemption
+from ssp_nerf_jax import train_step
 
 
 class NonFiniteLossError(errors.UserError):
@@ -109,8 +117,8 @@ def _train(config, workdir, watcher):
   # processes every one reads the checkpoint into its own devices.  Fresh
   # parameters are computed (compiled) only without a checkpoint.
   manager = checkpoints.create_manager(workdir, config)
-  start_step, state = checkpoints.restore_latest(manager,
-                                                 exp.abstract_state())
+  start_step, state = checkpoints.restore_latest(
+      manager, exp.abstract_state(), defaults=exp.state_defaults())
   saver = checkpoints.Saver(manager)
   if state is None:
     state = exp.init_state()
@@ -150,15 +158,22 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
   key = parallel.replicate(jax.random.PRNGKey(config.seed), exp.mesh)
   scene_arrays = exp.scene_arrays()
   first_batch = next(batches)
+  grids = GridKeeper(exp, state) if config.occupancy.train else None
   # Compiled ahead, then every process waits for the others: the first
   # step's collectives then start together (see parallel.wait_for_all_...).
   step_fn = exp.train_step.lower(state, first_batch, scene_arrays,
                                  key).compile()
+  if grids:
+    grid_step_fn = exp.occupancy_train_step.lower(
+        state, first_batch, scene_arrays, key).compile()
   parallel.wait_for_all_processes('train_step_compiled')
   for step in range(start_step + 1, num_steps + 1):
     tick = time.perf_counter()
     batch = first_batch if step == start_step + 1 else next(batches)
-    state, metrics = step_fn(state, batch, scene_arrays, key)
+    if grids:
+      state = grids.refresh(state, step - 1)
+    state, metrics = (grid_step_fn if grids and grids.measured else
+                      step_fn)(state, batch, scene_arrays, key)
     # Reading the loss every step blocks on it: it catches divergence
     # before a bad state is saved, and keeps simulated-device collectives
     # in step.
@@ -169,11 +184,75 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
       saver.save(step, state, force=True)
       return state, step
     if step % config.train.eval_every == 0 or step == num_steps:
+      extra = {'step_time_s': progress.timer.mean_step_time()}
+      if grids:
+        extra.update(grids.report())
       progress.evaluated(step, evaluator.evaluate(
-          state.params, step, progress.workdir,
-          extra={'step_time_s': progress.timer.mean_step_time()}))
+          state.params, step, progress.workdir, extra=extra))
     saver.save(step, state, force=step == num_steps)
   return state, None
+
+
+class GridKeeper:
+  """Keeps the train state's clip-wide occupancy grid (config.occupancy.
+  train_*) up to date: the largest density over a fixed set of train
+  frames (`occupancy.grid_frames`), measured at the cell centres over the
+  mesh (`occupancy.FrameGrids`).  Its schedule depends only on the step, so
+  a resumed run refreshes as an uninterrupted one."""
+
+  def __init__(self, exp, state):
+    settings = exp.config.occupancy
+    occupancy.check_settings(settings)
+    self.settings = settings
+    self.train_config = exp.config.train
+    picks = occupancy.grid_frames(
+        input_pipeline.load_poses(exp.builder, 'train'),
+        input_pipeline.load_feature(exp.builder, 'train', 'mouth_open'),
+        settings.train_pose_frames)
+    frames = input_pipeline.load_split(exp.config, exp.builder, 'train',
+                                       picks)
+    self.c2w, self.audio = frames['c2w'], frames['audio']
+    self.grids = occupancy.FrameGrids(
+        exp.model, settings, exp.state_defaults()['occupancy'].box, exp.mesh,
+        resolution=settings.train_resolution)
+    self.measured = occupancy.measured(state.occupancy)
+    self.seconds, self.count, self.first_seconds = 0.0, 0, None
+
+  def due(self, state_step: int) -> bool:
+    """Whether the grid is measured before the step from `state_step`:
+    at the end of warm-up, every train_update_every steps after, and
+    whenever warm-up is over and the grid was never measured (a resumed
+    run of a state without one)."""
+    warmup = self.settings.train_warmup_steps
+    if state_step < warmup:
+      return False
+    return (not self.measured or
+            (state_step - warmup) % self.settings.train_update_every == 0)
+
+  def refresh(self, state, state_step: int):
+    """`state` with its grid measured if `due`."""
+    if not self.due(state_step):
+      return state
+    start = time.perf_counter()
+    smooth = train_step.smoothing_on(state_step, self.train_config)
+    grid = self.grids.largest(state.params, self.c2w, self.audio, smooth)
+    jax.block_until_ready(grid)
+    seconds = time.perf_counter() - start
+    if self.first_seconds is None:
+      self.first_seconds = seconds  # with its compilation
+    else:
+      self.seconds += seconds
+    self.count += 1
+    self.measured = True
+    return state.replace(occupancy=grid)
+
+  def report(self) -> dict:
+    """The grid's figures for the eval record."""
+    return {'grid_refreshes': self.count,
+            # The first (compiling) refresh apart from the others' total.
+            'grid_first_refresh_s': self.first_seconds,
+            'grid_refresh_s': self.seconds,
+            'grid_frames': len(self.c2w)}
 
 
 class Progress:

@@ -15,6 +15,11 @@ The step is one pure function, jitted over a `jax.shard_map` on the
      statistics `ray_sampling.SemanticStats`; with strategy 'error_map' the
      per-frame `error_map.ErrorMap`), and
   5. reports metrics (`step_metrics`).
+
+With `occupancy_bounds` (config.occupancy.train, once the loop has measured
+the state's clip-wide grid: see train.py) each ray is sampled only over its
+occupied interval of that grid (`occupancy.train_bounds`), with
+config.occupancy.train_sample_fraction of the samples.
 """
 import functools
 
@@ -27,8 +32,10 @@ import optax
 
 from ssp_nerf_jax import error_map as error_map_lib
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import frame_renderer
 from ssp_nerf_jax import losses
 from ssp_nerf_jax import metrics as metrics_lib
+from ssp_nerf_jax import occupancy
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import rays as rays_lib
@@ -48,6 +55,12 @@ class TrainState:
   # The error-map sampler's per-train-frame map; one unused cell unless
   # config.sampling.strategy is 'error_map' (orbax saves no empty arrays).
   error_map: error_map_lib.ErrorMap
+  # Training's clip-wide occupancy grid (config.occupancy.train_resolution
+  # cells a side over the head box), measured by the loop (train.py) when
+  # config.occupancy.train is on, else never (all cells UNKNOWN); carried
+  # unchanged by the step.  Checkpoints saved before it existed restore
+  # with an unmeasured one (`checkpoints.restore_step`'s defaults).
+  occupancy: occupancy.Grid
 
 
 def init_state(config, model, scene, tx) -> TrainState:
@@ -69,7 +82,16 @@ def init_state(config, model, scene, tx) -> TrainState:
                     error_map=(error_map_lib.ErrorMap.create(
                         scene.num_train, config.sampling.error_map_resolution)
                                if uses_error_map(config) else
-                               error_map_lib.ErrorMap.create(1, 1)))
+                               error_map_lib.ErrorMap.create(1, 1)),
+                    occupancy=init_grid(config, model, scene))
+
+
+def init_grid(config, model, scene) -> occupancy.Grid:
+  """Training's unmeasured clip-wide grid."""
+  settings = config.occupancy
+  box = occupancy.head_box(scene, model.near, model.far,
+                           settings.box_padding)
+  return occupancy.create(settings.train_resolution, box)
 
 
 def uses_error_map(config):
@@ -176,21 +198,24 @@ def num_ray_chunks(train_config):
   return train_config.rays_per_frame // chunk
 
 
-def render_frames(model, params, rays, batch, keys, smooth):
+def render_frames(model, params, rays, batch, keys, smooth, bounds=None):
   """Renders each frame's rays [F, r] with its own audio, pose, measured
-  mouth opening (read only with config.model.mouth_condition) and key.
+  mouth opening (read only with config.model.mouth_condition) and key (and
+  with `bounds`, (near, far) [F, r], each ray's depth interval).
 
   One frame at a time (vmapped), so that its randomness depends only on its
   own key, not on how many frames share the device.
   """
-  def one_frame(frame_rays, audio, c2w, mouth, key):
+  def one_frame(frame_rays, audio, c2w, mouth, key, frame_bounds):
     add_axis = lambda x: x[None]
+    near, far = jax.tree.map(add_axis, frame_bounds or (None, None))
     outputs = model.apply(params, jax.tree.map(add_axis, frame_rays),
                           audio[None], smooth_audio=smooth, key=key,
-                          c2w=c2w[None], mouth=mouth[None])
+                          c2w=c2w[None], mouth=mouth[None], near=near,
+                          far=far)
     return jax.tree.map(lambda x: x[0], outputs)
   return jax.vmap(one_frame)(rays, batch['audio'], batch['c2w'],
-                             batch['mouth_open'], keys)
+                             batch['mouth_open'], keys, bounds)
 
 
 def loss_and_grads(loss_fn, params, rays, targets, render_keys, num_chunks):
@@ -250,14 +275,23 @@ def step_metrics(terms, sq_err_fine, targets, loss, grads, sampler,
   return metrics
 
 
-def make_train_step(config, model, tx, scene, mesh):
+def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
   """Returns jitted `train_step(state, batch, scene_arrays, key)`.
 
   `batch` holds global arrays sharded along 'data'; `state`, `scene_arrays`
   and `key` are replicated.  Returns (new state, metrics dict of replicated
-  scalars / [K] per-class arrays).
+  scalars / [K] per-class arrays).  With `occupancy_bounds` the rays are
+  sampled over their interval of `state.occupancy` (see the module
+  docstring), and the metrics gain 'occupancy_hit' (the share of rays that
+  cross an occupied cell) and 'occupancy_interval' (their interval's mean
+  share of [near, far]).
   """
   num_chunks = num_ray_chunks(config.train)
+  render_model = model
+  if occupancy_bounds:
+    fraction = config.occupancy.train_sample_fraction
+    render_model = model.clone(**frame_renderer.tight_samples(model,
+                                                              fraction))
   body_classes = (torso_warp.body_class_mask(scene.class_names)
                   if model.torso_warp else None)
   draw = functools.partial(draw_rays, config=config, scene=scene)
@@ -271,14 +305,22 @@ def make_train_step(config, model, tx, scene, mesh):
     rays, targets = draw(sample_keys, batch, scene_arrays,
                          state.sampler.class_loss_ema, use_loss, frame_errors)
     smooth = smoothing_on(state.step, config.train)
+    bounds = None
+    if occupancy_bounds:
+      near, far, hit = occupancy.train_bounds(
+          state.occupancy, rays, config.occupancy, model.near, model.far)
+      bounds = (near, far)
 
-    def loss_fn(params, chunk_rays, chunk_targets, keys):
-      outputs = render_frames(model, params, chunk_rays, batch, keys, smooth)
+    def loss_fn(params, chunk_rays_bounds, chunk_targets, keys):
+      chunk_rays, chunk_bounds = chunk_rays_bounds
+      outputs = render_frames(render_model, params, chunk_rays, batch, keys,
+                              smooth, chunk_bounds)
       return losses.total_loss(outputs, chunk_targets, config.train,
                                body_classes)
 
     chunk_losses, grads, terms = loss_and_grads(
-        loss_fn, state.params, rays, targets, render_keys, num_chunks)
+        loss_fn, state.params, (rays, bounds), targets, render_keys,
+        num_chunks)
     grads = lax.pmean(grads, parallel.DATA_AXIS)
     sq_err_fine = merge_rays(terms.pop('sq_err_fine'))
     sampler, class_loss, counts = state.sampler.update(
@@ -293,10 +335,17 @@ def make_train_step(config, model, tx, scene, mesh):
     new_state = TrainState(step=state.step + 1,
                            params=optax.apply_updates(state.params, updates),
                            opt_state=opt_state, sampler=sampler,
-                           error_map=errors_map)
+                           error_map=errors_map, occupancy=state.occupancy)
     loss = lax.pmean(jnp.mean(chunk_losses), parallel.DATA_AXIS)
-    return new_state, step_metrics(terms, sq_err_fine, targets, loss, grads,
-                                   sampler, class_loss, counts)
+    metrics = step_metrics(terms, sq_err_fine, targets, loss, grads, sampler,
+                           class_loss, counts)
+    if occupancy_bounds:
+      mean = lambda x: lax.pmean(jnp.mean(x), parallel.DATA_AXIS)
+      metrics['occupancy_hit'] = mean(hit.astype(jnp.float32))
+      metrics['occupancy_interval'] = mean(
+          jnp.where(hit, (far - near) / (model.far - model.near), 0.0)) / (
+              jnp.maximum(metrics['occupancy_hit'], 1e-6))
+    return new_state, metrics
 
   step_fn = jax.shard_map(
       per_device, mesh=mesh,

@@ -37,8 +37,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 # Settings added to the configs after a workdir's config.json may have been
 # written, with configs/default.py's defaults.  Those of training keep such
-# a run's behaviour; `occupancy` is render-time only, so an older workdir
-# renders like a new one.
+# a run's behaviour (occupancy.train off, as such a run trained); the rest
+# of `occupancy` is render-time, so an older workdir renders like a new one.
 ADDED_SETTINGS = {
     'model': {
         'mouth_condition': False,
@@ -62,6 +62,12 @@ ADDED_SETTINGS = {
         'stop_transmittance': 0.01,
         'sample_fraction': 0.35,
         'points_per_call': 16384,
+        'train': False,
+        'train_resolution': 32,
+        'train_pose_frames': 4,
+        'train_warmup_steps': 200,
+        'train_update_every': 200,
+        'train_sample_fraction': 0.5,
     },
 }
 
@@ -120,7 +126,8 @@ def load_trained(workdir: str,
   # Restored onto this process's first device; replicated when rendering.
   state = checkpoints.restore_for_reading(
       workdir, step, exp.abstract_state(
-          jax.sharding.SingleDeviceSharding(jax.local_devices()[0])))
+          jax.sharding.SingleDeviceSharding(jax.local_devices()[0])),
+      defaults=exp.state_defaults())
   return Trained(config, exp.builder, exp.scene, exp.model, state.params,
                  int(step))
 

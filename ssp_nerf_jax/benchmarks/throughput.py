@@ -12,6 +12,14 @@ JSON object:
   matmul_peak_gflops    measured dense float32 matmul rate (the ceiling)
   fraction_of_peak      achieved_gflops / matmul_peak_gflops
   peak_host_memory_gib  peak resident memory of this process
+
+With --config.occupancy.train=True the occupancy train step is measured:
+the state's grid is first measured from the (random) parameters on the
+batch's frames (`grid_s`, its second, compiled measurement), and
+`occupancy_hit` / `occupancy_interval` say how much it culled.  The step's
+shapes are fixed, so its time depends on
+config.occupancy.train_sample_fraction, not on what the grid holds; the
+model GFLOPs above count the full sample counts.
 """
 import json
 import resource
@@ -25,6 +33,7 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 
 from ssp_nerf_jax import experiment
+from ssp_nerf_jax import occupancy
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax.benchmarks import fake_data
 
@@ -103,6 +112,19 @@ def measure(config, steps, warmup):
   arrays = exp.scene_arrays()
   key = parallel.replicate(jax.random.PRNGKey(0), mesh)
   step_fn = exp.train_step
+  extra = {}
+  if config.occupancy.train:
+    grids = occupancy.FrameGrids(
+        exp.model, config.occupancy, exp.state_defaults()['occupancy'].box,
+        mesh, resolution=config.occupancy.train_resolution)
+    frames = jax.device_get({k: batch[k] for k in ('c2w', 'audio')})
+    for _ in range(2):  # the second without compilation
+      start = time.perf_counter()
+      grid = jax.block_until_ready(grids.largest(
+          state.params, frames['c2w'], frames['audio'], False))
+      extra['grid_s'] = time.perf_counter() - start
+    state = state.replace(occupancy=grid)
+    step_fn = exp.occupancy_train_step
 
   start = time.perf_counter()
   state, metrics = step_fn(state, batch, arrays, key)
@@ -118,6 +140,9 @@ def measure(config, steps, warmup):
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
   step_time = statistics.median(times)
+  for name in ('occupancy_hit', 'occupancy_interval'):
+    if name in metrics:
+      extra[name] = float(metrics[name])
   gflop = model_gflop_per_step(config, scene.num_classes, num_frames)
   return {
       'rays_per_s': config.train.rays_per_frame * num_frames / step_time,
@@ -128,6 +153,8 @@ def measure(config, steps, warmup):
       'devices': jax.device_count(),
       'rays_per_step': config.train.rays_per_frame * num_frames,
       'dtype': config.model.dtype,
+      'occupancy_train': bool(config.occupancy.train),
+      **extra,
   }
 
 

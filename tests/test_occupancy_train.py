@@ -1,0 +1,205 @@
+"""Training with occupancy (config.occupancy.train): the clip-wide grid,
+its frames, the occupancy train step, checkpoints with and without a grid."""
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import default
+from configs import tiny
+from ssp_nerf_jax import checkpoint_manifest
+from ssp_nerf_jax import checkpoints
+from ssp_nerf_jax import experiment
+from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import occupancy
+from ssp_nerf_jax import parallel
+from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax import train
+from ssp_nerf_jax import trained as trained_lib
+
+BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], np.float32)
+RADIUS = 0.3
+SIGMA = 50.0
+
+
+class Spheres:
+  """A stand-in model: a sphere of density SIGMA whose centre's x is each
+  frame's audio[0, 0, 0]."""
+  density = None
+
+  def apply(self, params, points, audio, smooth, c2w, method=None):
+    del params, smooth, c2w, method
+    centre = jnp.stack([audio[:, 0, 0, 0], jnp.zeros(audio.shape[0]),
+                        jnp.zeros(audio.shape[0])], -1)[:, None]
+    inside = jnp.linalg.norm(points - centre, axis=-1) < RADIUS
+    return jnp.where(inside, SIGMA, 0.0)
+
+
+def sphere_frames(centres):
+  audio = np.zeros((len(centres), 8, 16, 8), np.float32)
+  audio[:, 0, 0, 0] = centres
+  return np.tile(np.eye(4, dtype=np.float32), (len(centres), 1, 1)), audio
+
+
+def test_clip_grid_is_the_largest_density_same_on_one_and_four_devices():
+  assert jax.device_count() == 4  # tests/conftest.py simulates four
+  settings = default.get_config().occupancy
+  settings.points_per_call = 1000  # 16^3 cells on 4 devices: padded
+  c2w, audio = sphere_frames([-0.5, 0.5])
+  grids = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    measure = occupancy.FrameGrids(Spheres(), settings, BOX,
+                                   parallel.make_data_mesh(devices),
+                                   resolution=16)
+    grids.append(jax.device_get(measure.largest(None, c2w, audio, True)))
+    singles = [jax.device_get(measure(None, c2w[i], audio[i], True))
+               for i in range(2)]
+  np.testing.assert_array_equal(grids[0].density, grids[1].density)
+  np.testing.assert_array_equal(
+      grids[1].density, np.maximum(singles[0].density, singles[1].density))
+  assert occupancy.measured(grids[1])
+  assert not occupancy.measured(occupancy.create(4, BOX))
+
+  # Rays along z through either sphere get a tight interval; rays between
+  # them hit nothing and keep [near, far].
+  settings.march_steps = 64
+  x = np.array([-0.5, 0.5, 0.0, 0.9], np.float32)
+  origins = np.stack([x, np.zeros(4), np.full(4, 0.95)], -1).astype(
+      np.float32)
+  directions = np.tile(np.array([[0.0, 0.0, -1.0]], np.float32), (4, 1))
+  rays = rays_lib.Rays(origins=origins, directions=directions,
+                       viewdirs=directions)
+  near, far, hit = jax.device_get(
+      occupancy.train_bounds(grids[1], rays, settings, 0.0, 1.9))
+  np.testing.assert_array_equal(hit, [True, True, False, False])
+  np.testing.assert_array_equal(near[2:], 0.0)
+  np.testing.assert_array_equal(far[2:], np.float32(1.9))
+  # The spheres span depths 0.65..1.25 (z from 0.3 to -0.3); a cell of
+  # margin and a march step each side.
+  assert np.all(near[:2] > 0.45) and np.all(near[:2] < 0.65)
+  assert np.all(far[:2] > 1.25) and np.all(far[:2] < 1.45)
+
+
+def test_grid_frames_are_the_extreme_poses_and_mouths():
+  poses = np.tile(np.eye(4, dtype=np.float32), (9, 1, 1))
+  poses[:, 0, 3] = [0.0, 0.1, -0.1, 0.05, 0.5, -0.4, 0.0, 0.02, 0.01]
+  mouth = np.array([0.2, 0.3, 0.9, 0.1, 0.2, 0.2, 0.05, 0.3, 0.4])
+  # The pose nearest the mean (7: x 0.02), the furthest from it (4) then
+  # the furthest from both (5); mouths 2 (open) and 6 (closed).
+  assert occupancy.grid_frames(poses, mouth, 3) == [2, 4, 5, 6, 7]
+  assert occupancy.grid_frames(poses, mouth, 1) == [2, 6, 7]
+
+
+def occupancy_config(data_dir, **train_overrides):
+  config = tiny.get_config()
+  config.data.data_dir = str(data_dir)
+  config.occupancy.train = True
+  config.occupancy.train_resolution = 8
+  config.occupancy.train_warmup_steps = 2
+  config.occupancy.train_update_every = 2
+  config.occupancy.points_per_call = 128
+  config.occupancy.train_sample_fraction = 0.5
+  for name, value in train_overrides.items():
+    config.train[name] = value
+  return config
+
+
+def read_state(workdir, step):
+  return checkpoints.open_read_only(workdir).restore(
+      step, args=ocp.args.StandardRestore())
+
+
+def test_training_with_occupancy_resumes_and_culls(tiny_data, tmp_path):
+  """configs/tiny.py (semantic sampler, torso warp) with the grid measured
+  before steps 3 and 5: resumed at step 3 it ends bit-identical to a
+  straight run, and its step culls what the grid says is empty."""
+  data_dir = tiny_data[0].data.data_dir
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  train.train_and_evaluate(occupancy_config(data_dir), straight)
+  train.train_and_evaluate(occupancy_config(data_dir, num_steps=3), resumed)
+  train.train_and_evaluate(occupancy_config(data_dir), resumed)
+  a, b = read_state(straight, 6), read_state(resumed, 6)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert np.all(a['occupancy']['density'] >= 0)  # measured
+  record = json.loads(open(os.path.join(straight, 'eval_history.jsonl'))
+                      .read().splitlines()[-1])
+  assert record['grid_refreshes'] == 2 and record['grid_frames'] >= 3
+
+  # The occupancy step on a grid whose lower-x half is empty (a cell less
+  # with the margin): the rays whose march stays there (the reference
+  # camera's left half, up to the poses' small turns) hit nothing, the
+  # others get shorter intervals.
+  config = occupancy_config(data_dir)
+  exp = experiment.setup(config)
+  step, state = checkpoints.restore_latest(
+      checkpoints.open_read_only(straight), exp.abstract_state(),
+      defaults=exp.state_defaults())
+  box = np.asarray(occupancy.head_box(exp.scene, exp.model.near,
+                                      exp.model.far, padding=0.0))
+  grid = occupancy.create(8, box)
+  grid = grid.replace(density=grid.density.at[:5].set(0.0))
+  state = state.replace(occupancy=parallel.replicate(grid, exp.mesh))
+  batches = input_pipeline.create_train_iterator(config, exp.builder,
+                                                 exp.mesh, start_step=step)
+  try:
+    state, metrics = exp.occupancy_train_step(
+        state, next(batches), exp.scene_arrays(),
+        parallel.replicate(jax.random.PRNGKey(0), exp.mesh))
+  finally:
+    batches.close()
+  assert 0.1 < float(metrics['occupancy_hit']) < 0.9
+  assert 0.0 < float(metrics['occupancy_interval']) < 0.95
+  assert np.isfinite(float(metrics['loss']))
+
+
+def strip_grid(workdir, step):
+  """Rewrites `step` as code without the grid saved it (no 'occupancy'
+  arrays), with its manifest."""
+  path = checkpoints.checkpoint_dir(workdir) / str(step)
+  tree = read_state(workdir, step)
+  del tree['occupancy']
+  shutil.rmtree(path)
+  manager = ocp.CheckpointManager(
+      checkpoints.checkpoint_dir(workdir),
+      item_handlers=ocp.StandardCheckpointHandler())
+  manager.save(step, args=ocp.args.StandardSave(tree))
+  manager.wait_until_finished()
+  checkpoint_manifest.write_manifest(path)
+  return tree
+
+
+def test_a_checkpoint_without_a_grid_restores_renders_and_resumes(
+    tiny_workdir, tiny_data, tmp_path):
+  config, _ = tiny_data
+  workdir = str(tmp_path / 'older')
+  shutil.copytree(tiny_workdir, workdir)
+  old = strip_grid(workdir, 6)
+  exp = experiment.setup(trained_lib.load_config(workdir))
+  manager = checkpoints.create_manager(workdir, config)
+  with pytest.raises(checkpoints.CheckpointError, match='lacks occupancy/'):
+    checkpoints.restore_latest(manager, exp.abstract_state())
+  step, state = checkpoints.restore_latest(
+      manager, exp.abstract_state(), defaults=exp.state_defaults())
+  assert step == 6 and not occupancy.measured(state.occupancy)
+  np.testing.assert_array_equal(state.occupancy.box,
+                                exp.state_defaults()['occupancy'].box)
+  jax.tree.map(np.testing.assert_array_equal,
+               jax.device_get(state.params), old['params'])
+  # Readers (render_main, benchmarks) load it too.
+  loaded = trained_lib.load_trained(workdir)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(loaded.params),
+               old['params'])
+  # Training resumes from it, here with occupancy on: past warm-up, the
+  # grid is measured at once.
+  resumed = config.copy_and_resolve_references()
+  resumed.train.num_steps = 7
+  resumed.occupancy.train = True
+  resumed.occupancy.train_resolution = 8
+  resumed.occupancy.train_warmup_steps = 2
+  train.train_and_evaluate(resumed, workdir)
+  assert np.all(read_state(workdir, 7)['occupancy']['density'] >= 0)
