@@ -22,22 +22,8 @@ from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import train
 from ssp_nerf_jax import trained as trained_lib
 
-BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], np.float32)
-RADIUS = 0.3
-SIGMA = 50.0
-
-
-class Spheres:
-  """A stand-in model: a sphere of density SIGMA whose centre's x is each
-  frame's audio[0, 0, 0]."""
-  density = None
-
-  def apply(self, params, points, audio, smooth, c2w, method=None):
-    del params, smooth, c2w, method
-    centre = jnp.stack([audio[:, 0, 0, 0], jnp.zeros(audio.shape[0]),
-                        jnp.zeros(audio.shape[0])], -1)[:, None]
-    inside = jnp.linalg.norm(points - centre, axis=-1) < RADIUS
-    return jnp.where(inside, SIGMA, 0.0)
+# The analytic stand-in model of the render-side tests.
+from test_occupancy import BOX, Spheres  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 
 def sphere_frames(centres):
