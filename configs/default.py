@@ -87,6 +87,11 @@ def _model():
   # and synthetic configs).  See ssp_nerf_jax/mouth_readout.py.
   model.mouth_condition = False
   model.mouth_freqs = 4  # sinusoids of the opening: pi * 2^k, k < 4
+  # > 0: the opening acts only around the mouth, each point getting it times
+  # a Gaussian of its distance to the mouth's centre (triangulated from the
+  # train frames' parsing) with this radius in mouth widths; 0: every point
+  # of the frame gets the same opening.  See ssp_nerf_jax/mouth_region.py.
+  model.mouth_region_radius = 0.0
   return model
 
 

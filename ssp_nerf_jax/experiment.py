@@ -21,11 +21,17 @@ from ssp_nerf_jax import error_map
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import mouth_readout
+from ssp_nerf_jax import mouth_region
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import scene as scene_lib
 from ssp_nerf_jax import train_step
 from ssp_nerf_jax.models import portrait
+
+
+# Train frames the mouth region is triangulated from: enough to average
+# out parsing noise, few enough to decode in a moment at 450 px.
+MOUTH_REGION_FRAMES = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +60,17 @@ class Experiment:
   def host_init_state(self) -> train_step.TrainState:
     """Fresh parameters and optimizer state on the host (unreplicated);
     with config.model.mouth_condition, the audio -> mouth read-out fitted
-    on the train split (`mouth_readout`)."""
+    on the train split (`mouth_readout`), and with mouth_region_radius the
+    mouth's place (`mouth_region`)."""
     state = self._initial_values()
     if not self.model.mouth_condition or self.builder is None:
       return state  # a hand-made scene has no audio to fit: read-out 0.
     params = flax.core.unfreeze(state.params)
     params['params']['mouth_readout'] = self.mouth_readout(
         params['params']['mouth_readout'])
+    if self.model.mouth_local:
+      params['params']['mouth_region'] = self.mouth_region(
+          params['params']['mouth_region'])
     return state.replace(params=type(state.params)(params))
 
   def mouth_readout(self, initial: dict) -> dict:
@@ -72,6 +82,22 @@ class Experiment:
         input_pipeline.load_feature(self.builder, 'train', 'mouth_open'))
     logging.info('mouth read-out: ridge strength %g, cross-validated r %.3f '
                  'on the train frames', fitted['strength'], fitted['r_cv'])
+    return {name: parallel.from_main_process(fitted[name]).astype(
+        np.asarray(value).dtype) for name, value in initial.items()}
+
+  def mouth_region(self, initial: dict) -> dict:
+    """Where the mouth is (`mouth_region.fit`) from up to
+    MOUTH_REGION_FRAMES train frames spread over the split, as `initial`'s
+    arrays (process 0's values, as `mouth_readout`)."""
+    poses = input_pipeline.load_poses(self.builder, 'train')
+    frames = np.unique(np.linspace(0, len(poses) - 1, MOUTH_REGION_FRAMES)
+                       .round().astype(int))
+    fitted = mouth_region.fit(
+        input_pipeline.load_parsing(self.builder, 'train', frames),
+        poses[frames], self.scene, self.model.mouth_region_radius)
+    logging.info('mouth region: centre %s, width %.4f, radius %.4f (head '
+                 'units), from %d frames', np.round(fitted['centre'], 4),
+                 fitted['width'], fitted['radius'], fitted['frames'])
     return {name: parallel.from_main_process(fitted[name]).astype(
         np.asarray(value).dtype) for name, value in initial.items()}
 

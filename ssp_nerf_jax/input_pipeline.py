@@ -60,6 +60,16 @@ def load_feature(builder, split: str, name: str) -> np.ndarray:
                     FEATURE_DTYPES[name])
 
 
+def load_parsing(builder, split: str,
+                 frames: Sequence[int]) -> np.ndarray:
+  """uint8 [len(frames), H, W] parsing maps of some frames of a split
+  (images are skipped, not decoded)."""
+  source = builder.as_data_source(
+      split, decoders={'image': tfds.decode.SkipDecoding()})
+  return np.stack([np.asarray(source[int(i)]['parsing'], np.uint8)
+                   for i in frames])
+
+
 def load_poses(builder, split: str) -> np.ndarray:
   """float32 [N, 4, 4] camera-to-head poses of a split, in frame order."""
   return load_feature(builder, split, 'c2w').reshape(-1, 4, 4)

@@ -43,6 +43,7 @@ ADDED_SETTINGS = {
     'model': {
         'mouth_condition': False,
         'mouth_freqs': 4,
+        'mouth_region_radius': 0.0,
     },
     'sampling': {
         'semantic_background_area': False,

@@ -13,6 +13,7 @@ import pytest
 from configs import tiny
 from ssp_nerf_jax import adnerf_folder
 from ssp_nerf_jax import data
+from ssp_nerf_jax import experiment
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import mouth_readout
@@ -169,6 +170,7 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   config.data.video_size = 64
   config.data.resolution = 32
   config.model.mouth_condition = True  # as configs/video.py
+  config.model.mouth_region_radius = 0.6
   config.data.data_dir = str(tmp_path / 'data')
   config.train.num_steps = 2
   config.train.eval_every = 2
@@ -189,6 +191,13 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   assert fitted['r_cv'] > 0.3 and np.any(fitted['weights'] != 0)
   for name, value in run.params['params']['mouth_readout'].items():
     np.testing.assert_array_equal(value, fitted[name])
+  # So is where the opening acts: around the lips of the preprocessed
+  # parsing (the clip's head is 0.12 head units tall).
+  region = run.params['params']['mouth_region']
+  refitted = experiment.setup(run.config).mouth_region(region)
+  for name, value in region.items():
+    np.testing.assert_array_equal(value, refitted[name])
+  assert 0.005 < region['radius'] < 0.05
   # The cache: the same video (any name) is not preprocessed again.
   copy = tmp_path / 'renamed.mp4'
   copy.write_bytes(open(clip_mp4, 'rb').read())

@@ -17,6 +17,15 @@ compares audio features (log-mel, MFCC, a precomputed DeepSpeech / wav2vec
 / HuBERT .npy) in a minute, before any NeRF is trained, and tells whether a
 lip-sync figure is held back by the audio or by the renderer.
 
+`mouth_sync_ceiling` puts the read-out next to val scoring's lip-sync
+metric (`ssp_nerf_jax.lipsync`): the Pearson r of its predicted openings
+with the mouth opening that the face mesh finds on the real val frames at
+the training resolution.  A model that only knows the audio can draw at
+best the predicted opening, so this is about the highest mouth-sync that
+render_main's val scoring can report for this clip and audio feature,
+however good the renderer (None without mediapipe, or where no face is
+found).
+
 It also checks the clip's sync: `loudness_lag_frames` is the shift L that
 best correlates the mouth opening of frame i with the loudness (the waveform's
 level in dB) around frame i + L.  Speakers open the mouth slightly before the
@@ -31,8 +40,10 @@ from ssp_nerf_jax import cli
 from ssp_nerf_jax import data
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import lipsync
 from ssp_nerf_jax import mouth_readout
 from ssp_nerf_jax.mouth_readout import pearson
+from ssp_nerf_jax.preprocess import landmarks
 
 MAX_LAG_FRAMES = 6
 
@@ -76,6 +87,29 @@ def measured_mouth(frames: dict, split: str) -> np.ndarray:
   return mouth
 
 
+def landmark_opening(images: np.ndarray):
+  """([N] mouth opening that val scoring's face mesh finds on uint8 [N, H,
+  W, 3] images, NaN where no face is found), or None without mediapipe."""
+  try:
+    mesh = landmarks.FaceMesh(tracking=False)
+  except errors.UserError:  # mediapipe is an optional install
+    return None
+  with mesh:
+    points, _ = lipsync.find_landmarks(mesh, images)
+  return landmarks.mouth_opening(points)
+
+
+def mouth_sync_ceiling(predicted: np.ndarray, images: np.ndarray):
+  """Pearson r of `predicted` openings with `landmark_opening(images)` over
+  the frames with a face, rounded; None if it cannot be measured."""
+  found = landmark_opening(images)
+  if found is None or np.sum(np.isfinite(found)) < 2:
+    return None
+  kept = np.isfinite(found)
+  r = lipsync.pearson(predicted[kept], found[kept])
+  return None if np.isnan(r) else round(r, 4)
+
+
 def probe(config, builder) -> dict:
   """The figures of the module docstring for a prepared dataset."""
   train = input_pipeline.load_split(config, builder, 'train')
@@ -86,6 +120,7 @@ def probe(config, builder) -> dict:
   x_val = mouth_readout.centre_windows(val['audio'])
   strength, cv_r = mouth_readout.choose_strength(x_train, y_train)
   readout = mouth_readout.ridge_fit(x_train, y_train, strength)
+  predicted_val = mouth_readout.predict(readout, x_val)
   frame_ids = np.concatenate([train['frame_id'], val['frame_id']])
   order = np.argsort(frame_ids)
   loudness = frame_loudness(input_pipeline.load_waveform(builder),
@@ -99,8 +134,8 @@ def probe(config, builder) -> dict:
       'frames_train': len(y_train), 'frames_val': len(y_val),
       'ridge_strength': strength,
       'r_train_cv': round(cv_r, 4),
-      'r_val': round(pearson(mouth_readout.predict(readout, x_val), y_val),
-                     4),
+      'r_val': round(pearson(predicted_val, y_val), 4),
+      'mouth_sync_ceiling': mouth_sync_ceiling(predicted_val, val['image']),
       'loudness_lag_frames': lag,
       'loudness_r': round(lag_r, 4),
   }

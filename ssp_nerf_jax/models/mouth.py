@@ -39,6 +39,32 @@ class MouthReadout(nn.Module):
     return ((x - mean) / scale) @ weights + offset
 
 
+class MouthRegion(nn.Module):
+  """How much each point belongs to the mouth: a Gaussian of its distance
+  to the mouth's centre (`ssp_nerf_jax.mouth_region`).
+
+  The centre and radius are parameters so that checkpoints carry them;
+  `mouth_region.fit` writes them once after `init` and their gradient is
+  stopped, so the optimizer never changes them.
+  """
+
+  @nn.compact
+  def __call__(self, points):
+    """The weight of points.
+
+    Args:
+      points: [..., 3] head-space points.
+
+    Returns:
+      [...] float32 exp(-|x - centre|^2 / (2 radius^2)), 1 at the centre.
+    """
+    centre, radius = jax.lax.stop_gradient((
+        self.param('centre', nn.initializers.zeros, (3,)),
+        self.param('radius', nn.initializers.ones, ())))
+    squared = jnp.sum((points.astype(jnp.float32) - centre)**2, axis=-1)
+    return jnp.exp(-0.5 * squared / radius**2)
+
+
 def encode_opening(opening, num_freqs: int):
   """Sinusoidal encoding of the opening, so that the MLP can turn a small
   change of it into a sharp change of the lips.

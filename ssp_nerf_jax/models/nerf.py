@@ -146,7 +146,9 @@ class NeRFMLP(NeRFLayout):
     Args:
       points: [F, R, S, 3] sample positions (head space).
       viewdirs: [F, R, 3] unit view directions, one per ray.
-      code: [F, A] audio code, one per frame.
+      code: [F, A] audio code, one per frame, or a list of parts read as
+        their concatenation, each [F, A_k] (per frame) or [F, R, S, A_k]
+        (per point).
 
     Returns:
       Dict of float32 arrays:
@@ -160,15 +162,17 @@ class NeRFMLP(NeRFLayout):
     # Per-ray and per-frame inputs, shaped to broadcast over samples / rays.
     pe_d = encoding.positional_encoding(viewdirs, self.dir_freqs)
     pe_d = pe_d[..., None, :].astype(dtype)  # [F, R, 1, Dd]
-    code = code.reshape(code.shape[:-1] + (1,) * (points.ndim - code.ndim) +
-                        code.shape[-1:]).astype(dtype)  # [F, 1, 1, A]
+    codes = [
+        part.reshape(part.shape[:-1] + (1,) * (points.ndim - part.ndim) +
+                     part.shape[-1:]).astype(dtype)  # [F, 1, 1, A]
+        for part in (code if isinstance(code, (list, tuple)) else [code])]
 
     h = None
     for i in range(self.depth):
       if i == 0:
-        inputs = [pe_x, code]
+        inputs = [pe_x, *codes]
       elif i == self.skip_layer + 1 and self.skip_layer >= 0:
-        inputs = [pe_x, code, h]  # AD-NeRF: cat([input_pts, h])
+        inputs = [pe_x, *codes, h]  # AD-NeRF: cat([input_pts, h])
       else:
         inputs = [h]
       h = nn.relu(dense(self.width, f'trunk_{i}')(inputs))

@@ -12,6 +12,9 @@ module.  Parameter tree:
   warp        TorsoWarp shared by both passes (only with torso_warp=True)
   mouth_readout  MouthReadout, the audio -> mouth opening ridge read-out
               (only with mouth_condition=True; fitted, not trained)
+  mouth_region   MouthRegion, where the opening acts (only with
+              mouth_condition and mouth_region_radius > 0; fitted, not
+              trained)
 """
 import functools
 from typing import Optional
@@ -64,6 +67,11 @@ class PortraitNeRF(nerf.NeRFLayout):
       predicted from the audio by `MouthReadout`; see
       `ssp_nerf_jax.mouth_readout`) to the audio code, encoded with
       `mouth_freqs` frequencies.
+    mouth_region_radius: > 0 gives each point the encoded opening times
+      its `MouthRegion` weight instead of the whole frame the same (see
+      `ssp_nerf_jax.mouth_region`); the value is the Gaussian's radius in
+      mouth widths, used when the region is fitted (the model reads the
+      fitted radius from its parameters).
     warp_fine_gradients: also differentiate the warp through the fine pass.
       Off by default: the warp is learned through the coarse pass (its
       photometric and parsing losses) and the fine pass queries the same
@@ -88,6 +96,7 @@ class PortraitNeRF(nerf.NeRFLayout):
   warp_fine_gradients: bool = False
   mouth_condition: bool = False
   mouth_freqs: int = 4
+  mouth_region_radius: float = 0.0
 
   @classmethod
   def from_config(cls, config, num_classes: int, near=None, far=None,
@@ -123,7 +132,8 @@ class PortraitNeRF(nerf.NeRFLayout):
         near=None if near is None else float(near),
         far=None if far is None else float(far),
         mouth_condition=bool(m.mouth_condition),
-        mouth_freqs=int(m.mouth_freqs))
+        mouth_freqs=int(m.mouth_freqs),
+        mouth_region_radius=float(m.get('mouth_region_radius', 0.0)))
     if m.get('torso_warp', False):
       if reference_c2w is None:
         raise ValueError('config.model.torso_warp needs a reference pose')
@@ -154,6 +164,13 @@ class PortraitNeRF(nerf.NeRFLayout):
           width=self.warp_width, max_offset=self.warp_max_offset)
     if self.mouth_condition:
       self.mouth_readout = mouth_lib.MouthReadout()
+    if self.mouth_local:
+      self.mouth_region = mouth_lib.MouthRegion()
+
+  @property
+  def mouth_local(self) -> bool:
+    """Whether the opening acts only around the mouth (`MouthRegion`)."""
+    return self.mouth_condition and self.mouth_region_radius > 0
 
   def audio_code(self, audio, smooth_audio, mouth=None):
     """Audio code of each frame.
@@ -171,17 +188,39 @@ class PortraitNeRF(nerf.NeRFLayout):
 
     Returns:
       [F, A] codes (A = audio_code_dim, plus 1 + 2 mouth_freqs with
-      mouth_condition).
+      mouth_condition but not `mouth_local`: the local opening is added
+      per point by `field_code`).
     """
     codes = self.audio_net(audio)  # [F, N, A]
     centre = codes[:, audio.shape[1] // 2]
     smoothed = self.audio_att(codes)
     code = jnp.where(jnp.asarray(smooth_audio, bool), smoothed, centre)
-    if not self.mouth_condition:
+    if not self.mouth_condition or self.mouth_local:
       return code
-    opening = mouth_lib.encode_opening(self.mouth_opening(audio, mouth),
-                                       self.mouth_freqs)
-    return jnp.concatenate([code, opening], axis=-1)
+    return jnp.concatenate([code, self.encoded_opening(audio, mouth)],
+                           axis=-1)
+
+  def encoded_opening(self, audio, mouth=None):
+    """[F, 1 + 2 mouth_freqs] the frames' encoded mouth openings."""
+    return mouth_lib.encode_opening(self.mouth_opening(audio, mouth),
+                                    self.mouth_freqs)
+
+  def field_code(self, code, opening, points):
+    """What the MLPs are conditioned on at `points`.
+
+    Args:
+      code: [F, A] `audio_code`.
+      opening: [F, M] `encoded_opening` (read only when `mouth_local`).
+      points: [F, R, S, 3] the points the field is queried at.
+    Returns:
+      `code`, or with `mouth_local` the pair [code, the opening weighted
+      by each point's `MouthRegion` weight, [F, R, S, M]], which the MLP
+      reads as their concatenation.
+    """
+    if not self.mouth_local:
+      return code
+    weight = self.mouth_region(points)[..., None]
+    return [code, weight * opening[:, None, None, :]]
 
   def mouth_opening(self, audio, mouth=None):
     """[F] the frames' mouth openings: `mouth` where given and finite,
@@ -207,9 +246,11 @@ class PortraitNeRF(nerf.NeRFLayout):
     warped, blend, offset = self.warp(points, c2w)
     return {'points': warped, 'blend': blend, 'offset': offset}
 
-  def _render_level(self, mlp, rays, z, samples, code, key):
-    """Queries `mlp` at `samples` (from `_points`, depths z) and renders."""
-    raw = mlp(samples['points'], rays.viewdirs, code)
+  def _render_level(self, mlp, rays, z, samples, codes, key):
+    """Queries `mlp` at `samples` (from `_points`, depths z) and renders;
+    codes: (`audio_code`, `encoded_opening` or None)."""
+    raw = mlp(samples['points'], rays.viewdirs,
+              self.field_code(*codes, samples['points']))
     out = render.volume_render(
         raw['rgb'],
         raw['raw_sigma'],
@@ -275,19 +316,20 @@ class PortraitNeRF(nerf.NeRFLayout):
       raise ValueError('PortraitNeRF with torso_warp needs the poses c2w.')
     keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
 
-    code = self.audio_code(audio, smooth_audio, mouth)
+    codes = (self.audio_code(audio, smooth_audio, mouth),
+             self.encoded_opening(audio, mouth) if self.mouth_local else None)
     z_coarse = render.stratified_samples(keys[0], near, far, self.num_coarse)
     coarse_samples = self._points(rays, z_coarse, c2w)
     outputs = {
         'coarse': self._render_level(self.coarse, rays, z_coarse,
-                                     coarse_samples, code, keys[1])
+                                     coarse_samples, codes, keys[1])
     }
     if self.num_fine > 0:
       z_fine, fine_samples = self._fine_samples(
           rays, z_coarse, coarse_samples, outputs['coarse']['weights'], c2w,
           keys[2])
       outputs['fine'] = self._render_level(self.fine, rays, z_fine,
-                                           fine_samples, code, keys[3])
+                                           fine_samples, codes, keys[3])
     return outputs
 
   def density(self, points, audio, smooth_audio, c2w=None):
@@ -307,6 +349,8 @@ class PortraitNeRF(nerf.NeRFLayout):
     points = points[:, :, None]  # the field's [F, R, S, 3] with S = 1
     if self.torso_warp:
       points, _, _ = self.warp(points, c2w)
+    if self.mouth_local:
+      code = self.field_code(code, self.encoded_opening(audio), points)
     viewdirs = jnp.zeros(points.shape[:2] + (3,), points.dtype)
     mlps = [self.coarse] if self.share_coarse_fine else [self.coarse,
                                                           self.fine]

@@ -1,0 +1,120 @@
+"""Where the mouth is (`mouth_region`): the least-squares point of rays, the
+fit on the tiny synthetic portrait against the generator's true lips, and
+the field whose opening acts only around that point."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import experiment
+from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import mouth_region
+from ssp_nerf_jax import parallel
+from ssp_nerf_jax.benchmarks import fake_data
+from ssp_nerf_jax.synthetic import scene as synthetic_scene
+
+
+def test_nearest_point_of_rays_through_a_point_is_that_point():
+  rng = np.random.default_rng(0)
+  point = np.array([0.1, -0.2, 0.3])
+  origins = rng.normal(size=(12, 3))
+  directions = (point - origins) * rng.uniform(0.5, 2.0, size=(12, 1))
+  np.testing.assert_allclose(
+      mouth_region.nearest_point(origins, directions, np.zeros(3), 0.0),
+      point, atol=1e-9)
+  # Parallel rays leave the point's place along them to the prior.
+  parallel_dirs = np.tile([[0.0, 0.0, -1.0]], (12, 1))
+  origins = np.concatenate([rng.normal(size=(12, 2)) * 1e-9 + [0.1, -0.2],
+                            rng.normal(size=(12, 1))], axis=1)
+  np.testing.assert_allclose(
+      mouth_region.nearest_point(origins, parallel_dirs, [5.0, 5.0, 0.7],
+                                 1e-6),
+      [0.1, -0.2, 0.7], atol=1e-5)
+
+
+def test_mouth_pixels_centroid_and_width():
+  parsing = np.zeros((2, 8, 10), np.uint8)
+  parsing[0, 3:5, 2:7] = 7  # rows 3-4, cols 2-6
+  parsing[1, 0, 0] = 7  # fewer than MIN_PIXELS: not seen
+  centres, widths = mouth_region.mouth_pixels(parsing, [6, 7])
+  np.testing.assert_allclose(centres[0], [3.5, 4.0])
+  assert widths[0] == 5
+  assert np.isnan(centres[1]).all() and np.isnan(widths[1])
+
+
+def _fitted_tiny(tiny_data, radius_in_widths):
+  config, builder = tiny_data
+  exp = experiment.setup(config, parallel.make_data_mesh(jax.devices()[:1]))
+  poses = input_pipeline.load_poses(builder, 'train')
+  frames = np.arange(len(poses))
+  parsing = input_pipeline.load_parsing(builder, 'train', frames)
+  return exp.scene, poses, parsing, mouth_region.fit(
+      parsing, poses, exp.scene, radius_in_widths)
+
+
+def test_fit_finds_the_synthetic_lips(tiny_data):
+  scene, poses, parsing, fitted = _fitted_tiny(tiny_data, 0.5)
+  s = synthetic_scene
+  truth = np.array([0.0, s.MOUTH_Y, s.skull_surface_z(0.0, s.MOUTH_Y)])
+  # 32 px frames: one pixel is ~0.006 head units at the head's depth.
+  np.testing.assert_allclose(fitted['centre'], truth, atol=0.01)
+  assert fitted['frames'] == len(poses)
+  # The synthetic lips are 0.04-0.05 wide.
+  assert 0.025 < fitted['width'] < 0.07
+  assert fitted['radius'] == pytest.approx(0.5 * fitted['width'])
+  # The centre projects into every frame's mouth pixels' bounding box.
+  c2w = np.asarray(poses, np.float64)
+  local = np.einsum('nji,nj->ni', c2w[:, :3, :3],
+                    fitted['centre'] - c2w[:, :3, 3])
+  cols = scene.cx + scene.focal * local[:, 0] / -local[:, 2]
+  rows = scene.cy - scene.focal * local[:, 1] / -local[:, 2]
+  mouth = np.isin(parsing, [scene.class_names.index('lips'),
+                            scene.class_names.index('mouth')])
+  for i in range(len(poses)):
+    r, c = np.nonzero(mouth[i])
+    assert r.min() - 1 <= rows[i] <= r.max() + 1
+    assert c.min() - 1 <= cols[i] <= c.max() + 1
+
+
+def test_fit_without_mouth_classes_names_the_setting(tiny_data):
+  scene, poses, parsing, _ = _fitted_tiny(tiny_data, 0.5)
+  four_classes = scene.replace(class_names=('background', 'head', 'neck',
+                                            'torso'))
+  with pytest.raises(errors.UserError, match='mouth_region_radius'):
+    mouth_region.fit(parsing, poses, four_classes, 0.5)
+  with pytest.raises(errors.UserError, match='shows in 0 of'):
+    mouth_region.fit(np.zeros_like(parsing), poses, scene, 0.5)
+
+
+def test_opening_acts_only_around_the_mouth():
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.model.mouth_condition = True
+  config.model.mouth_region_radius = 0.5
+  model = experiment.setup(
+      config, parallel.make_data_mesh(jax.devices()[:1]),
+      scene=fake_data.random_scene(config)).model
+  audio = jnp.asarray(np.random.default_rng(0).normal(
+      size=(1, 8, 16, config.data.audio_dim)), jnp.float32)
+  # At the centre, 0.5 radii from it, and 15 radii away (weight e^-112).
+  points = jnp.asarray([[[0.0, 0.0, 0.05], [0.0, 0.01, 0.05],
+                         [0.0, 0.3, 0.05], [0.3, 0.0, -0.2]]], jnp.float32)
+  c2w = jnp.eye(4)[None]
+  params = model.init(jax.random.PRNGKey(0), points, audio, False, c2w,
+                      method=model.density)
+  params['params']['mouth_region'] = {
+      'centre': jnp.asarray([0.0, 0.0, 0.05]), 'radius': jnp.float32(0.02)}
+
+  def coarse_sigma(opening):
+    def apply(m):
+      code = m.audio_code(audio, False)
+      encoded = m.encoded_opening(audio, jnp.array([opening]))
+      samples = points[:, :, None]
+      return m.coarse(samples, jnp.zeros((1, 4, 3)),
+                      m.field_code(code, encoded, samples))['raw_sigma']
+    return model.apply(params, method=apply)[0, :, 0]
+
+  change = jnp.abs(coarse_sigma(1.0) - coarse_sigma(0.0))
+  np.testing.assert_array_equal(change[2:], 0.0)
+  assert change[0] > 0 and change[1] > 0
