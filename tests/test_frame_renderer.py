@@ -36,8 +36,10 @@ def test_chunked_render_on_4_devices_equals_1_device_and_direct_apply():
 
   rays = rays_lib.frame_rays(jnp.asarray(c2w), 10, 10, scene.focal, scene.cx,
                              scene.cy).reshape(1, 100)
-  direct = model.apply(params, rays, jnp.asarray(audio)[None],
-                       smooth_audio=True, c2w=jnp.asarray(c2w)[None])['fine']
+  # Jitted: one compile instead of one per op.
+  direct = jax.jit(lambda p: model.apply(
+      p, rays, jnp.asarray(audio)[None], smooth_audio=True,
+      c2w=jnp.asarray(c2w)[None]))(params)['fine']
   expected = (direct['rgb'][0] + (1 - direct['acc'][0, :, None]) *
               scene.background.reshape(100, 3))
   np.testing.assert_allclose(images[0]['rgb'].reshape(100, 3), expected,

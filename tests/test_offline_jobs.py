@@ -22,23 +22,15 @@ from ssp_nerf_jax import job_inputs
 from ssp_nerf_jax import metrics as metrics_lib
 from ssp_nerf_jax import offline_jobs
 from ssp_nerf_jax import synthetic
-from ssp_nerf_jax import train
 from ssp_nerf_jax import trained as trained_lib
 from ssp_nerf_jax import video
 
 
 @pytest.fixture(scope='module')
-def workdir(tiny_data, tmp_path_factory):
-  """The workdir of a 2-step tiny training run."""
-  data_config, _ = tiny_data
-  config = tiny.get_config()
-  config.data.data_dir = data_config.data.data_dir
-  config.train.num_steps = 2
-  config.train.eval_every = 2
-  config.train.checkpoint_every = 2
-  workdir = str(tmp_path_factory.mktemp('render_workdir'))
-  train.train_and_evaluate(config, workdir)
-  return workdir
+def workdir(tiny_workdir):
+  """The session's trained tiny workdir (configs/tiny.py, 6 steps); the
+  offline jobs only read it."""
+  return tiny_workdir
 
 
 @pytest.fixture(scope='module')
@@ -62,7 +54,7 @@ def val_here(trained, tmp_path_factory):
 
 
 def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
-  assert trained.step == 2
+  assert trained.step == tiny.get_config().train.num_steps
   tmp_path, result = val_here
   metrics = json.load(open(tmp_path / 'metrics.json'))
   assert metrics == result

@@ -18,9 +18,10 @@ from ssp_nerf_jax import train
 
 # A checkpoint every 5 steps; eval only at the end.  Each save takes a good
 # fraction of a second, which leaves time to signal mid-run and to catch a
-# save in progress.
-OVERRIDES = {'num_steps': 40, 'checkpoint_every': 5, 'eval_every': 40,
-             'log_every': 40}
+# save in progress (the SIGTERM lands a step or two after step 5, the kill
+# at the first save after that: both well before step 20).
+OVERRIDES = {'num_steps': 20, 'checkpoint_every': 5, 'eval_every': 20,
+             'log_every': 20}
 TIMEOUT_S = 240
 
 

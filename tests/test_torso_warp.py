@@ -1,5 +1,6 @@
 """Torso warp: identity at the reference pose, two-bone behaviour, the
 blend supervision, training with the warp, and the ablation CLI."""
+import functools
 import json
 import os
 
@@ -120,14 +121,15 @@ def test_blend_supervision_pulls_head_rays_to_zero_and_body_rays_to_one():
                              atol=1e-3)
 
 
-def warped_portrait(fine_gradients):
-  """A tiny PortraitNeRF with the warp, random (non-trivial) warp weights,
-  and its inputs: 2 frames x 6 rays at two head poses."""
+@functools.lru_cache(maxsize=None)
+def _warped_portrait():
+  """`warped_portrait`'s model (no fine gradients), parameters and inputs;
+  initialised once, by one jitted init (op by op it compiles every op)."""
   model = portrait.PortraitNeRF(
       num_classes=4, depth=2, width=16, skip_layer=1, view_width=8,
       audio_code_dim=8, num_coarse=6, num_fine=5, near=0.6, far=1.2,
       torso_warp=True, reference_c2w=tuple(REFERENCE.ravel()),
-      warp_width=16, warp_freqs=2, warp_fine_gradients=fine_gradients)
+      warp_width=16, warp_freqs=2, warp_fine_gradients=False)
   c2w = jnp.asarray(np.stack([pose(0.3, lift=0.02), pose(-0.2)]), jnp.float32)
   rng = np.random.default_rng(0)
   directions = jnp.asarray(rng.normal(0, 0.2, (2, 6, 3)) - [0, 0, 1],
@@ -138,8 +140,8 @@ def warped_portrait(fine_gradients):
       viewdirs=directions / jnp.linalg.norm(directions, axis=-1,
                                             keepdims=True))
   audio = jnp.asarray(rng.normal(size=(2, 8, 16, 4)), jnp.float32)
-  params = flax.core.unfreeze(model.init(jax.random.PRNGKey(0), rays, audio,
-                                         False, c2w=c2w))
+  init = jax.jit(lambda key: model.init(key, rays, audio, False, c2w=c2w))
+  params = flax.core.unfreeze(init(jax.random.PRNGKey(0)))
   warp = params['params']['warp']
   warp['blend']['kernel'] = jnp.asarray(rng.normal(size=(16, 1)), jnp.float32)
   warp['offset']['kernel'] = jnp.asarray(rng.normal(size=(16, 3)),
@@ -147,17 +149,33 @@ def warped_portrait(fine_gradients):
   return model, params, (rays, audio, False), c2w
 
 
+def warped_portrait(fine_gradients):
+  """A tiny PortraitNeRF with the warp, random (non-trivial) warp weights,
+  and its inputs: 2 frames x 6 rays at two head poses.  The parameters do
+  not depend on `fine_gradients` (it only stops gradients)."""
+  model, params, inputs, c2w = _warped_portrait()
+  return (model.clone(warp_fine_gradients=fine_gradients),
+          jax.tree.map(lambda x: x, params), inputs, c2w)
+
+
 def test_fine_pass_uses_the_warp_of_its_own_depths():
   # The fine pass reuses the coarse samples' warp; per sample it must still
   # see exactly what warping the fine depths directly gives.
+  # Both passes in one jitted function (one compile, not one per op).
   model, params, inputs, c2w = warped_portrait(fine_gradients=False)
-  fine = model.apply(params, *inputs, key=jax.random.PRNGKey(1),
-                     c2w=c2w)['fine']
-  rays = inputs[0]
-  points = (rays.origins[..., None, :] +
-            rays.directions[..., None, :] * fine['z'][..., None])
-  _, blend, _ = model.apply(params, points, c2w,
-                            method=lambda m, p, c: m.warp(p, c))
+
+  @jax.jit
+  def fine_and_direct_blend(params):
+    fine = model.apply(params, *inputs, key=jax.random.PRNGKey(1),
+                       c2w=c2w)['fine']
+    rays = inputs[0]
+    points = (rays.origins[..., None, :] +
+              rays.directions[..., None, :] * fine['z'][..., None])
+    _, blend, _ = model.apply(params, points, c2w,
+                              method=lambda m, p, c: m.warp(p, c))
+    return fine, blend
+
+  fine, blend = fine_and_direct_blend(params)
   weights = fine['weights'] / fine['weights'].sum(-1, keepdims=True)
   np.testing.assert_allclose(fine['blend'], (weights * blend).sum(-1),
                              rtol=1e-5, atol=1e-6)
@@ -172,9 +190,10 @@ def test_warp_learns_through_the_fine_pass_only_when_asked():
       out = model.apply(p, *inputs, key=jax.random.PRNGKey(1), c2w=c2w)
       return jnp.sum(out[level]['rgb']) + jnp.sum(out[level]['blend'])
 
-    grads[fine_gradients] = {
-        level: jax.grad(level_loss)(params, level)['params']['warp']
-        for level in ('coarse', 'fine')}
+    # Both levels' gradients in one jitted function: one compile per model.
+    grads[fine_gradients] = jax.jit(lambda p, level_loss=level_loss: {
+        level: jax.grad(level_loss)(p, level)['params']['warp']
+        for level in ('coarse', 'fine')})(params)
   norm = lambda tree: float(sum(jnp.sum(x**2) for x in jax.tree.leaves(tree)))
   assert norm(grads[False]['fine']) == 0.0
   assert norm(grads[True]['fine']) > 0.0
