@@ -229,6 +229,11 @@ def _occupancy():
   # march_steps above; no opaque stop) with train_sample_fraction of the
   # coarse and fine counts.  Off: training samples as without a grid.
   occupancy.train = False
+  # 'step': each step measures its own frames' grids (the coarse field at
+  # train_resolution^3 cell centres, inside the step) and stops its rays
+  # where they turn opaque; 'clip': the clip-wide grid above.
+  occupancy.train_grid = 'step'
+  occupancy.train_step_resolution = 16
   occupancy.train_resolution = 32
   occupancy.train_pose_frames = 4
   occupancy.train_warmup_steps = 200

@@ -314,6 +314,74 @@ def train_bounds(grid, rays, settings, near, far):
   return ray_bounds(occ, grid.box, rays, near, far, settings.march_steps)
 
 
+def coarse_density(model, points, audio, smooth_audio, c2w=None,
+                   mouth=None):
+  """[F, N] density of the coarse field alone at head-space points [F, N,
+  3] of frame f (after the torso warp), with the code training renders
+  with (`mouth` included): what places a training ray's samples, since the
+  fine samples follow the coarse weights.  Called as
+  `model.apply(params, ..., method=coarse_density)`; the outputs other
+  than the density are never computed under jit."""
+  code = model.audio_code(audio, smooth_audio, mouth)
+  points = points[:, :, None]  # the field's [F, R, S, 3] with S = 1
+  if model.torso_warp:
+    points, _, _ = model.warp(points, c2w)
+  viewdirs = jnp.zeros(points.shape[:2] + (3,), points.dtype)
+  sigma = model.coarse(points, viewdirs, code)['raw_sigma'][..., 0]
+  return jax.nn.relu(sigma.astype(jnp.float32))
+
+
+def step_grids(model, params, audio, c2w, mouth, smooth, box, resolution):
+  """Training's per-step grids: each of a device's F frames measured by
+  its own coarse field (`coarse_density`) at the cell centres, inside the
+  jitted step, one frame at a time (`lax.map`: a frame's grid does not
+  depend on how many frames share its device).
+
+  Args:
+    model: the `PortraitNeRF`; params: its parameters (no gradient flows).
+    audio: [F, A, T, C]; c2w: [F, 4, 4]; mouth: [F]; smooth: bool scalar.
+    box: [2, 3]; resolution: cells per side.
+  Returns:
+    `Grid` with density [F, G, G, G] and box [F, 2, 3].
+  """
+  points = cell_centres(jnp.asarray(box, jnp.float32), resolution)
+  params = lax.stop_gradient(params)
+
+  def one_frame(frame):
+    frame_audio, frame_c2w, frame_mouth = frame
+    density = model.apply(params, points[None], frame_audio[None], smooth,
+                          frame_c2w[None], frame_mouth[None],
+                          method=coarse_density)[0]
+    return density.reshape((resolution,) * 3)
+
+  density = lax.map(one_frame, (audio, c2w, mouth))
+  return Grid(density=density,
+              box=jnp.broadcast_to(jnp.asarray(box, jnp.float32),
+                                   (density.shape[0], 2, 3)))
+
+
+def tight_bounds(grid, rays, settings, near, far):
+  """(near, far, hit) [...] of rays [...] through one frame's own grid:
+  `ray_bounds` of its occupied cells (config.occupancy threshold, margin,
+  march_steps), with far brought to `margin` cells behind the depth where
+  the grid lets less than stop_transmittance through (`opaque_depth`;
+  stop_transmittance 0: no stop).  Renders' and training's per-step
+  bounds."""
+  occ = occupied(grid, settings.threshold, settings.margin)
+  num_steps = settings.march_steps
+  near_t, far_t, hit = ray_bounds(occ, grid.box, rays, near, far, num_steps)
+  if settings.stop_transmittance > 0:
+    cell = jnp.max((grid.box[1] - grid.box[0]) / grid.density.shape[0])
+    opaque = opaque_depth(grid, rays, near, far, num_steps,
+                          settings.stop_transmittance)
+    far_t = jnp.maximum(jnp.minimum(far_t, opaque + settings.margin * cell),
+                        near_t)
+  return near_t, far_t, hit
+
+
+TRAIN_GRIDS = ('step', 'clip', 'none')
+
+
 def check_settings(settings) -> None:
   """UserError naming the first config.occupancy value out of range."""
   checks = [
@@ -327,10 +395,14 @@ def check_settings(settings) -> None:
        'in [0, 1)'),
       ('points_per_call', settings.points_per_call >= 1, 'at least 1'),
       ('train_resolution', settings.train_resolution >= 2, 'at least 2'),
+      ('train_step_resolution', settings.train_step_resolution >= 2,
+       'at least 2'),
       ('train_pose_frames', settings.train_pose_frames >= 1, 'at least 1'),
       ('train_warmup_steps', settings.train_warmup_steps >= 0, '>= 0'),
       ('train_update_every', settings.train_update_every >= 1, 'at least 1'),
       ('train_sample_fraction', settings.train_sample_fraction > 0, '> 0'),
+      ('train_grid', settings.train_grid in TRAIN_GRIDS,
+       f'one of {TRAIN_GRIDS}'),
   ]
   for name, ok, wanted in checks:
     if not ok:

@@ -158,7 +158,7 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
   key = parallel.replicate(jax.random.PRNGKey(config.seed), exp.mesh)
   scene_arrays = exp.scene_arrays()
   first_batch = next(batches)
-  grids = GridKeeper(exp, state) if config.occupancy.train else None
+  grids = keeper(exp, state) if config.occupancy.train else None
   # Compiled ahead, then every process waits for the others: the first
   # step's collectives then start together (see parallel.wait_for_all_...).
   step_fn = exp.train_step.lower(state, first_batch, scene_arrays,
@@ -191,6 +191,31 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
           state.params, step, progress.workdir, extra=extra))
     saver.save(step, state, force=step == num_steps)
   return state, None
+
+
+def keeper(exp, state):
+  """The loop's occupancy schedule of config.occupancy.train_grid."""
+  if exp.config.occupancy.train_grid in ('step', 'none'):
+    return StepGrids(exp.config.occupancy)
+  return GridKeeper(exp, state)
+
+
+class StepGrids:
+  """The schedule of per-step grids (train_grid 'step'): the step measures
+  its own frames' grids, so there is nothing to keep; steps use the
+  occupancy train step once warm-up is over."""
+
+  def __init__(self, settings):
+    occupancy.check_settings(settings)
+    self.warmup = settings.train_warmup_steps
+    self.measured = False
+
+  def refresh(self, state, state_step: int):
+    self.measured = state_step >= self.warmup
+    return state
+
+  def report(self) -> dict:
+    return {}
 
 
 class GridKeeper:

@@ -287,6 +287,7 @@ def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
   share of [near, far]).
   """
   num_chunks = num_ray_chunks(config.train)
+  step_grid = config.occupancy.train_grid == 'step'
   render_model = model
   if occupancy_bounds:
     fraction = config.occupancy.train_sample_fraction
@@ -306,7 +307,22 @@ def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
                          state.sampler.class_loss_ema, use_loss, frame_errors)
     smooth = smoothing_on(state.step, config.train)
     bounds = None
-    if occupancy_bounds:
+    if occupancy_bounds and step_grid:
+      grids = occupancy.step_grids(
+          model, state.params, batch['audio'], batch['c2w'],
+          batch['mouth_open'], smooth, state.occupancy.box,
+          config.occupancy.train_step_resolution)
+      near, far, hit = jax.vmap(
+          lambda grid, frame_rays: occupancy.tight_bounds(
+              grid, frame_rays, config.occupancy, model.near, model.far))(
+                  grids, rays)
+      bounds = (near, far)
+    elif occupancy_bounds and config.occupancy.train_grid == 'none':
+      # The control: the reduced sample count over [near, far] (bounds
+      # None: the model's own).
+      near, far = model.near, model.far
+      hit = jnp.ones(rays.origins.shape[:-1], bool)
+    elif occupancy_bounds:
       near, far, hit = occupancy.train_bounds(
           state.occupancy, rays, config.occupancy, model.near, model.far)
       bounds = (near, far)
