@@ -8,10 +8,12 @@ preemption notice (SIGTERM) saves the step reached and raises
 `preemption.Preempted`.
 
 With config.occupancy.train the loop also keeps the state's clip-wide
-occupancy grid (`GridKeeper`): measured once warm-up is over and every
-config.occupancy.train_update_every steps after, on the same steps in
-every process; steps taken with a measured grid use the occupancy train
-step (`Experiment.occupancy_train_step`).
+occupancy grid (train_grid 'clip', `GridKeeper`): measured once warm-up is
+over and every config.occupancy.train_update_every steps after, on the
+same steps in every process; steps taken with a measured grid use the
+occupancy train step (`Experiment.occupancy_train_step`).  With per-step
+grids or none ('step', 'none': `StepGrids`) that step is used from the end
+of warm-up on.
 """
 import os
 import time

@@ -151,6 +151,7 @@ def step_grid_run(config, scene, batch, devices, num_steps):
 def test_step_grid_train_step_same_on_one_and_four_devices():
   config = tiny.get_config()
   config.occupancy.train = True
+  config.occupancy.train_grid = 'step'
   config.occupancy.train_step_resolution = 8
   scene = fake_data.random_scene(config)
   batch = fake_data.random_batch(config, scene, num_frames=4)
@@ -184,7 +185,6 @@ def occupancy_config(data_dir, **train_overrides):
   config = tiny.get_config()
   config.data.data_dir = str(data_dir)
   config.occupancy.train = True
-  config.occupancy.train_grid = 'clip'
   config.occupancy.train_resolution = 8
   config.occupancy.train_warmup_steps = 2
   config.occupancy.train_update_every = 2
@@ -287,7 +287,6 @@ def test_a_checkpoint_without_a_grid_restores_renders_and_resumes(
   resumed = config.copy_and_resolve_references()
   resumed.train.num_steps = 7
   resumed.occupancy.train = True
-  resumed.occupancy.train_grid = 'clip'
   resumed.occupancy.train_resolution = 8
   resumed.occupancy.train_warmup_steps = 2
   train.train_and_evaluate(resumed, workdir)
