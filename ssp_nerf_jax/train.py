@@ -203,9 +203,9 @@ def keeper(exp, state):
 
 
 class StepGrids:
-  """The schedule of per-step grids (train_grid 'step'): the step measures
-  its own frames' grids, so there is nothing to keep; steps use the
-  occupancy train step once warm-up is over."""
+  """The schedule of train_grid 'step' (the step measures its own frames'
+  grids) and 'none' (no grid): nothing to keep; steps use the occupancy
+  train step once warm-up is over."""
 
   def __init__(self, settings):
     occupancy.check_settings(settings)

@@ -63,8 +63,8 @@ class TrainState:
   # cells a side over the head box), measured by the loop (train.py) when
   # config.occupancy.train is on with train_grid 'clip', else never (all
   # cells UNKNOWN; per-step grids use only its box); carried unchanged by
-  # the step.  Checkpoints saved before it existed restore
-  # with an unmeasured one (`checkpoints.restore_step`'s defaults).
+  # the step.  Checkpoints saved before it existed restore with an
+  # unmeasured one (`checkpoints.restore_step`'s defaults).
   occupancy: occupancy.Grid
 
 
@@ -287,9 +287,9 @@ def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
   and `key` are replicated.  Returns (new state, metrics dict of replicated
   scalars / [K] per-class arrays).  With `occupancy_bounds` the rays are
   sampled over their interval of config.occupancy.train_grid's grid (see
-  the module docstring), and the metrics gain 'occupancy_hit' (the share of rays that
-  cross an occupied cell) and 'occupancy_interval' (their interval's mean
-  share of [near, far]).
+  the module docstring), and the metrics gain 'occupancy_hit' (the share
+  of rays that cross an occupied cell) and 'occupancy_interval' (their
+  interval's mean share of [near, far]).
   """
   num_chunks = num_ray_chunks(config.train)
   step_grid = config.occupancy.train_grid == 'step'
