@@ -63,10 +63,8 @@ class FrameRenderer:
     self._model = model
     self._mesh = mesh
     self._bounds = jax.jit(
-        functools.partial(self._occupied_bounds, threshold=settings.threshold,
-                          margin=settings.margin, near=model.near,
-                          far=model.far, num_steps=settings.march_steps,
-                          stop=settings.stop_transmittance),
+        functools.partial(self._occupied_bounds, settings=settings,
+                          near=model.near, far=model.far),
         in_shardings=(replicated,) * 2, out_shardings=replicated)
 
   def _apply(self, model, params, rays, audio, c2w, smooth, near=None,
@@ -77,20 +75,12 @@ class FrameRenderer:
     return {'rgb': out['rgb'], 'acc': out['acc'], 'depth': out['depth'],
             'semantics': out['semantics']}
 
-  def _occupied_bounds(self, grid, rays, *, threshold, margin, near, far,
-                       num_steps, stop):
-    """(near, far, hit) [1, chunk] of a chunk's rays (`occupancy.ray_bounds`),
-    each device marching its share of the rays; with `stop` > 0 far ends
-    `margin` cells behind where the grid turns the ray opaque."""
+  def _occupied_bounds(self, grid, rays, *, settings, near, far):
+    """(near, far, hit) [1, chunk] of a chunk's rays
+    (`occupancy.tight_bounds`), each device marching its share of the
+    rays."""
     rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
-    occ = occupancy.occupied(grid, threshold, margin)
-    near_t, far_t, hit = occupancy.ray_bounds(occ, grid.box, rays, near, far,
-                                              num_steps)
-    if stop > 0:
-      cell = jnp.max((grid.box[1] - grid.box[0]) / grid.density.shape[0])
-      opaque = occupancy.opaque_depth(grid, rays, near, far, num_steps, stop)
-      far_t = jnp.maximum(jnp.minimum(far_t, opaque + margin * cell), near_t)
-    return near_t, far_t, hit
+    return occupancy.tight_bounds(grid, rays, settings, near, far)
 
   def frame_grid(self, params, c2w, audio, smooth):
     """The replicated `occupancy.Grid` of one frame (its pose and audio),

@@ -8,10 +8,12 @@ preemption notice (SIGTERM) saves the step reached and raises
 `preemption.Preempted`.
 
 With config.occupancy.train the loop also keeps the state's clip-wide
-occupancy grid (`GridKeeper`): measured once warm-up is over and every
-config.occupancy.train_update_every steps after, on the same steps in
-every process; steps taken with a measured grid use the occupancy train
-step (`Experiment.occupancy_train_step`).
+occupancy grid (train_grid 'clip', `GridKeeper`): measured once warm-up is
+over and every config.occupancy.train_update_every steps after, on the
+same steps in every process; steps taken with a measured grid use the
+occupancy train step (`Experiment.occupancy_train_step`).  With per-step
+grids or none ('step', 'none': `StepGrids`) that step is used from the end
+of warm-up on.
 """
 import os
 import time
@@ -158,7 +160,7 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
   key = parallel.replicate(jax.random.PRNGKey(config.seed), exp.mesh)
   scene_arrays = exp.scene_arrays()
   first_batch = next(batches)
-  grids = GridKeeper(exp, state) if config.occupancy.train else None
+  grids = keeper(exp, state) if config.occupancy.train else None
   # Compiled ahead, then every process waits for the others: the first
   # step's collectives then start together (see parallel.wait_for_all_...).
   step_fn = exp.train_step.lower(state, first_batch, scene_arrays,
@@ -191,6 +193,31 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
           state.params, step, progress.workdir, extra=extra))
     saver.save(step, state, force=step == num_steps)
   return state, None
+
+
+def keeper(exp, state):
+  """The loop's occupancy schedule of config.occupancy.train_grid."""
+  if exp.config.occupancy.train_grid in ('step', 'none'):
+    return StepGrids(exp.config.occupancy)
+  return GridKeeper(exp, state)
+
+
+class StepGrids:
+  """The schedule of train_grid 'step' (the step measures its own frames'
+  grids) and 'none' (no grid): nothing to keep; steps use the occupancy
+  train step once warm-up is over."""
+
+  def __init__(self, settings):
+    occupancy.check_settings(settings)
+    self.warmup = settings.train_warmup_steps
+    self.measured = False
+
+  def refresh(self, state, state_step: int):
+    self.measured = state_step >= self.warmup
+    return state
+
+  def report(self) -> dict:
+    return {}
 
 
 class GridKeeper:

@@ -16,10 +16,14 @@ The step is one pure function, jitted over a `jax.shard_map` on the
      per-frame `error_map.ErrorMap`), and
   5. reports metrics (`step_metrics`).
 
-With `occupancy_bounds` (config.occupancy.train, once the loop has measured
-the state's clip-wide grid: see train.py) each ray is sampled only over its
-occupied interval of that grid (`occupancy.train_bounds`), with
-config.occupancy.train_sample_fraction of the samples.
+With `occupancy_bounds` (config.occupancy.train, once warm-up is over: see
+train.py) each ray is sampled with config.occupancy.train_sample_fraction
+of the samples, over its interval of config.occupancy.train_grid's grid:
+'step', its frame's own grid, measured inside the step from the current
+coarse field (`occupancy.step_grids`, `occupancy.tight_bounds`: from its
+first occupied cell to a cell behind where it turns opaque); 'clip', the
+state's clip-wide grid (`occupancy.train_bounds`); 'none', [near, far]
+(the control: fewer samples, no grid).
 """
 import functools
 
@@ -57,9 +61,10 @@ class TrainState:
   error_map: error_map_lib.ErrorMap
   # Training's clip-wide occupancy grid (config.occupancy.train_resolution
   # cells a side over the head box), measured by the loop (train.py) when
-  # config.occupancy.train is on, else never (all cells UNKNOWN); carried
-  # unchanged by the step.  Checkpoints saved before it existed restore
-  # with an unmeasured one (`checkpoints.restore_step`'s defaults).
+  # config.occupancy.train is on with train_grid 'clip', else never (all
+  # cells UNKNOWN; per-step grids use only its box); carried unchanged by
+  # the step.  Checkpoints saved before it existed restore with an
+  # unmeasured one (`checkpoints.restore_step`'s defaults).
   occupancy: occupancy.Grid
 
 
@@ -281,12 +286,13 @@ def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
   `batch` holds global arrays sharded along 'data'; `state`, `scene_arrays`
   and `key` are replicated.  Returns (new state, metrics dict of replicated
   scalars / [K] per-class arrays).  With `occupancy_bounds` the rays are
-  sampled over their interval of `state.occupancy` (see the module
-  docstring), and the metrics gain 'occupancy_hit' (the share of rays that
-  cross an occupied cell) and 'occupancy_interval' (their interval's mean
-  share of [near, far]).
+  sampled over their interval of config.occupancy.train_grid's grid (see
+  the module docstring), and the metrics gain 'occupancy_hit' (the share
+  of rays that cross an occupied cell) and 'occupancy_interval' (their
+  interval's mean share of [near, far]).
   """
   num_chunks = num_ray_chunks(config.train)
+  step_grid = config.occupancy.train_grid == 'step'
   render_model = model
   if occupancy_bounds:
     fraction = config.occupancy.train_sample_fraction
@@ -306,7 +312,22 @@ def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
                          state.sampler.class_loss_ema, use_loss, frame_errors)
     smooth = smoothing_on(state.step, config.train)
     bounds = None
-    if occupancy_bounds:
+    if occupancy_bounds and step_grid:
+      grids = occupancy.step_grids(
+          model, state.params, batch['audio'], batch['c2w'],
+          batch['mouth_open'], smooth, state.occupancy.box,
+          config.occupancy.train_step_resolution)
+      near, far, hit = jax.vmap(
+          lambda grid, frame_rays: occupancy.tight_bounds(
+              grid, frame_rays, config.occupancy, model.near, model.far))(
+                  grids, rays)
+      bounds = (near, far)
+    elif occupancy_bounds and config.occupancy.train_grid == 'none':
+      # The control: the reduced sample count over [near, far] (bounds
+      # None: the model's own).
+      near, far = model.near, model.far
+      hit = jnp.ones(rays.origins.shape[:-1], bool)
+    elif occupancy_bounds:
       near, far, hit = occupancy.train_bounds(
           state.occupancy, rays, config.occupancy, model.near, model.far)
       bounds = (near, far)

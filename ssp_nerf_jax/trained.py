@@ -69,6 +69,9 @@ ADDED_SETTINGS = {
         'train_warmup_steps': 200,
         'train_update_every': 200,
         'train_sample_fraction': 0.5,
+        # Workdirs from before per-step grids trained with the clip grid.
+        'train_grid': 'clip',
+        'train_step_resolution': 16,
     },
 }
 

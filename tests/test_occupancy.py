@@ -127,9 +127,13 @@ def test_tight_sampling_matches_full_sampling():
   np.testing.assert_allclose(tight[0], full[0], atol=0.01)
   # Ending each interval a cell behind where the grid turns the ray
   # opaque (transmittance 1 %) shortens it and still renders the same.
-  cell = float(np.max(grid.box[1] - grid.box[0]) / 24)
+  # (`tight_bounds`, as renders and training's per-step grids do).
+  settings = default.get_config().occupancy
+  settings.march_steps = 64
+  _, stop, tight_hit = occupancy.tight_bounds(grid, rays, settings, 1.05,
+                                              2.95)
+  np.testing.assert_array_equal(tight_hit, hit)
   opaque = occupancy.opaque_depth(grid, rays, 1.05, 2.95, 64, 0.01)
-  stop = jnp.maximum(jnp.minimum(far, opaque + cell), near)
   through = np.asarray(hit & (opaque < 2.95))
   assert through.sum() > 10
   length = lambda end: float(np.mean(np.asarray(end - near)[through]))

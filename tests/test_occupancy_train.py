@@ -1,12 +1,16 @@
-"""Training with occupancy (config.occupancy.train): the clip-wide grid,
-its frames, the occupancy train step, checkpoints with and without a grid."""
+"""Training with occupancy (config.occupancy.train): the per-step grids,
+the clip-wide grid, its frames, the occupancy train step, checkpoints with
+and without a grid."""
+import dataclasses
 import json
 import os
 import shutil
 
 import jax
 import jax.numpy as jnp
+import flax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 
@@ -21,6 +25,7 @@ from ssp_nerf_jax import parallel
 from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax import train
 from ssp_nerf_jax import trained as trained_lib
+from ssp_nerf_jax.benchmarks import fake_data
 
 # The analytic stand-in model of the render-side tests.
 from test_occupancy import BOX, Spheres  # pylint: disable=g-import-not-at-top,g-bad-import-order
@@ -69,6 +74,101 @@ def test_clip_grid_is_the_largest_density_same_on_one_and_four_devices():
   # margin and a march step each side.
   assert np.all(near[:2] > 0.45) and np.all(near[:2] < 0.65)
   assert np.all(far[:2] > 1.25) and np.all(far[:2] < 1.45)
+
+
+class MouthSpheres(Spheres):
+  """`Spheres` called as the train step calls its model (with mouths)."""
+
+  def apply(self, params, points, audio, smooth, c2w, mouth=None,
+            method=None):
+    del mouth
+    return super().apply(params, points, audio, smooth, c2w, method)
+
+
+def test_step_grids_are_each_frames_own_and_stop_rays_behind_the_surface():
+  """Each frame's grid (`step_grids`) is what `FrameGrids` measures for it
+  alone; a ray through its sphere is sampled from just before the sphere
+  to a cell behind where it turns opaque, rays through empty space keep
+  [near, far]."""
+  settings = default.get_config().occupancy
+  settings.points_per_call = 1000
+  settings.march_steps = 64
+  c2w, audio = sphere_frames([-0.5, 0.5])
+  grids = jax.device_get(jax.jit(
+      lambda a, p: occupancy.step_grids(MouthSpheres(), None, a, p,
+                                        jnp.zeros(2), True, BOX, 16))(
+                                            audio, c2w))
+  measure = occupancy.FrameGrids(Spheres(), settings, BOX,
+                                 parallel.make_data_mesh(), resolution=16)
+  for i in range(2):
+    np.testing.assert_array_equal(
+        grids.density[i], jax.device_get(measure(None, c2w[i], audio[i],
+                                                 True)).density)
+  np.testing.assert_array_equal(grids.box[1], BOX)
+  # The same rays in both frames: along z at x = -0.5 (frame 0's sphere),
+  # 0.5 (frame 1's) and 0.9 (neither).
+  x = np.array([-0.5, 0.5, 0.9], np.float32)
+  origins = np.stack([x, np.zeros(3), np.full(3, 0.95)], -1)
+  directions = np.tile(np.array([[0.0, 0.0, -1.0]], np.float32), (3, 1))
+  rays = rays_lib.Rays(origins=np.stack([origins] * 2),
+                       directions=np.stack([directions] * 2),
+                       viewdirs=np.stack([directions] * 2))
+  near, far, hit = jax.device_get(jax.vmap(
+      lambda g, r: occupancy.tight_bounds(g, r, settings, 0.0, 1.9))(
+          grids, rays))
+  np.testing.assert_array_equal(hit, [[True, False, False],
+                                      [False, True, False]])
+  empty = ~hit
+  np.testing.assert_array_equal(near[empty], 0.0)
+  np.testing.assert_array_equal(far[empty], np.float32(1.9))
+  # The sphere's front is at depth 0.65; SIGMA = 50 makes it opaque (1 %)
+  # within 0.1, and far ends a cell (0.125) after: short of its back
+  # (1.25), which the clip grid's bounds keep.
+  assert np.all(near[hit] > 0.45) and np.all(near[hit] < 0.65)
+  assert np.all(far[hit] > 0.75) and np.all(far[hit] < 1.0)
+
+
+def step_grid_run(config, scene, batch, devices, num_steps):
+  """The occupancy train step (per-step grids) on `devices`, from a
+  state whose coarse density is raised to fill the grid."""
+  exp = dataclasses.replace(
+      experiment.setup(config, parallel.make_data_mesh(devices), scene=scene),
+      tx=optax.sgd(0.5))
+  host = exp.host_init_state()
+  params = flax.core.unfreeze(host.params)
+  params['params']['coarse']['sigma']['bias'] += 100.0
+  state = parallel.replicate(host.replace(params=params), exp.mesh)
+  batch = jax.device_put(batch, parallel.data_sharded(exp.mesh))
+  arrays = exp.scene_arrays()
+  key = parallel.replicate(jax.random.PRNGKey(0), exp.mesh)
+  losses = []
+  for _ in range(num_steps):
+    state, metrics = exp.occupancy_train_step(state, batch, arrays, key)
+    losses.append(float(metrics['loss']))
+  return jax.device_get(state.params), losses, jax.device_get(metrics)
+
+
+def test_step_grid_train_step_same_on_one_and_four_devices():
+  config = tiny.get_config()
+  config.occupancy.train = True
+  config.occupancy.train_grid = 'step'
+  config.occupancy.train_step_resolution = 8
+  scene = fake_data.random_scene(config)
+  batch = fake_data.random_batch(config, scene, num_frames=4)
+  params_1, losses_1, metrics_1 = step_grid_run(config, scene, batch,
+                                                jax.devices()[:1], 2)
+  params_4, losses_4, metrics_4 = step_grid_run(config, scene, batch,
+                                                jax.devices()[:4], 2)
+  np.testing.assert_allclose(losses_1, losses_4, rtol=1e-5, atol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5,
+                                                       rtol=1e-4),
+               params_1, params_4)
+  for name in ('occupancy_hit', 'occupancy_interval'):
+    np.testing.assert_allclose(metrics_1[name], metrics_4[name], rtol=1e-6)
+  # The raised density: every ray hits and stops short of far.
+  assert metrics_4['occupancy_hit'] > 0.9
+  assert 0.0 < metrics_4['occupancy_interval'] < 0.9
+  assert np.isfinite(losses_4[-1]) and losses_4[1] != losses_4[0]
 
 
 def test_grid_frames_are_the_extreme_poses_and_mouths():

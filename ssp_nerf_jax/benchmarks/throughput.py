@@ -13,13 +13,15 @@ JSON object:
   fraction_of_peak      achieved_gflops / matmul_peak_gflops
   peak_host_memory_gib  peak resident memory of this process
 
-With --config.occupancy.train=True the occupancy train step is measured:
-the state's grid is first measured from the (random) parameters on the
-batch's frames (`grid_s`, its second, compiled measurement), and
-`occupancy_hit` / `occupancy_interval` say how much it culled.  The step's
-shapes are fixed, so its time depends on
-config.occupancy.train_sample_fraction, not on what the grid holds; the
-model GFLOPs above count the full sample counts.
+With --config.occupancy.train=True the occupancy train step is measured
+(config.occupancy.train_grid: 'step' measures its frames' grids inside
+the step, so its time includes them; with 'clip' the state's grid is
+first measured from the (random) parameters on the batch's frames,
+`grid_s`, its second, compiled measurement), and `occupancy_hit` /
+`occupancy_interval` say how much it culled.  The step's shapes are
+fixed, so its time depends on config.occupancy.train_sample_fraction (and
+train_step_resolution), not on what the grid holds; the model GFLOPs
+above count the full sample counts.
 """
 import json
 import resource
@@ -114,6 +116,8 @@ def measure(config, steps, warmup):
   step_fn = exp.train_step
   extra = {}
   if config.occupancy.train:
+    step_fn = exp.occupancy_train_step
+  if config.occupancy.train and config.occupancy.train_grid == 'clip':
     grids = occupancy.FrameGrids(
         exp.model, config.occupancy, exp.state_defaults()['occupancy'].box,
         mesh, resolution=config.occupancy.train_resolution)
@@ -124,7 +128,6 @@ def measure(config, steps, warmup):
           state.params, frames['c2w'], frames['audio'], False))
       extra['grid_s'] = time.perf_counter() - start
     state = state.replace(occupancy=grid)
-    step_fn = exp.occupancy_train_step
 
   start = time.perf_counter()
   state, metrics = step_fn(state, batch, arrays, key)
