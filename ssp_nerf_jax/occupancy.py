@@ -346,6 +346,8 @@ def coarse_density(model, points, audio, smooth_audio, c2w=None,
   points = points[:, :, None]  # the field's [F, R, S, 3] with S = 1
   if model.torso_warp:
     points, _, _ = model.warp(points, c2w)
+  if model.mouth_local:
+    code = model.field_code(code, model.encoded_opening(audio, mouth), points)
   viewdirs = jnp.zeros(points.shape[:2] + (3,), points.dtype)
   sigma = model.coarse(points, viewdirs, code)['raw_sigma'][..., 0]
   return jax.nn.relu(sigma.astype(jnp.float32))
