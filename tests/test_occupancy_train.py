@@ -163,8 +163,9 @@ def test_step_grid_train_step_same_on_one_and_four_devices():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5,
                                                        rtol=1e-4),
                params_1, params_4)
+  # Means over the devices' rays: summed in another order on 4 devices.
   for name in ('occupancy_hit', 'occupancy_interval'):
-    np.testing.assert_allclose(metrics_1[name], metrics_4[name], rtol=1e-6)
+    np.testing.assert_allclose(metrics_1[name], metrics_4[name], rtol=1e-5)
   # The raised density: every ray hits and stops short of far.
   assert metrics_4['occupancy_hit'] > 0.9
   assert 0.0 < metrics_4['occupancy_interval'] < 0.9
