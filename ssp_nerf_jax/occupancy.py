@@ -44,9 +44,9 @@ train_sample_fraction of the samples after a warm-up of full sampling:
   frames' torso; rays that hit nothing keep all of [near, far] (still
   rendered: their loss keeps empty space empty).
 - 'step': each step measures its own frames' grids inside the jitted step
-  (`step_grids`: the coarse field alone, `coarse_density`, since the fine
-  samples follow the coarse weights; a few thousand forward queries per
-  frame at 16^3 cells) and bounds its rays as renders do (`tight_bounds`,
+  (`step_grids`: the coarse field alone, `PortraitNeRF.density` with
+  coarse_only, since the fine samples follow the coarse weights; a few
+  thousand forward queries per frame at 16^3 cells) and bounds its rays as renders do (`tight_bounds`,
   with the opaque stop).
 - 'none': [near, far] with the fewer samples, the control.
 
@@ -334,30 +334,11 @@ def train_bounds(grid, rays, settings, near, far):
   return ray_bounds(occ, grid.box, rays, near, far, settings.march_steps)
 
 
-def coarse_density(model, points, audio, smooth_audio, c2w=None,
-                   mouth=None):
-  """[F, N] density of the coarse field alone at head-space points [F, N,
-  3] of frame f (after the torso warp), with the code training renders
-  with (`mouth` included): what places a training ray's samples, since the
-  fine samples follow the coarse weights.  Called as
-  `model.apply(params, ..., method=coarse_density)`; the outputs other
-  than the density are never computed under jit."""
-  code = model.audio_code(audio, smooth_audio, mouth)
-  points = points[:, :, None]  # the field's [F, R, S, 3] with S = 1
-  if model.torso_warp:
-    points, _, _ = model.warp(points, c2w)
-  if model.mouth_local:
-    code = model.field_code(code, model.encoded_opening(audio, mouth), points)
-  viewdirs = jnp.zeros(points.shape[:2] + (3,), points.dtype)
-  sigma = model.coarse(points, viewdirs, code)['raw_sigma'][..., 0]
-  return jax.nn.relu(sigma.astype(jnp.float32))
-
-
 def step_grids(model, params, audio, c2w, mouth, smooth, box, resolution):
   """Training's per-step grids: each of a device's F frames measured by
-  its own coarse field (`coarse_density`) at the cell centres, inside the
-  jitted step, one frame at a time (`lax.map`: a frame's grid does not
-  depend on how many frames share its device).
+  its own coarse field (`PortraitNeRF.density`, coarse_only) at the cell
+  centres, inside the jitted step, one frame at a time (`lax.map`: a
+  frame's grid does not depend on how many frames share its device).
 
   Args:
     model: the `PortraitNeRF`; params: its parameters (no gradient flows).
@@ -373,7 +354,7 @@ def step_grids(model, params, audio, c2w, mouth, smooth, box, resolution):
     frame_audio, frame_c2w, frame_mouth = frame
     density = model.apply(params, points[None], frame_audio[None], smooth,
                           frame_c2w[None], frame_mouth[None],
-                          method=coarse_density)[0]
+                          coarse_only=True, method=model.density)[0]
     return density.reshape((resolution,) * 3)
 
   density = lax.map(one_frame, (audio, c2w, mouth))

@@ -10,7 +10,6 @@ from ssp_nerf_jax import errors
 from ssp_nerf_jax import experiment
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import mouth_region
-from ssp_nerf_jax import occupancy
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax.benchmarks import fake_data
 from ssp_nerf_jax.synthetic import scene as synthetic_scene
@@ -124,7 +123,7 @@ def test_opening_acts_only_around_the_mouth():
   def grid_density(opening):
     return model.apply(params, points, audio, False, c2w,
                        jnp.array([opening]),
-                       method=occupancy.coarse_density)[0]
+                       coarse_only=True, method=model.density)[0]
   change = jnp.abs(grid_density(1.0) - grid_density(0.0))
   np.testing.assert_array_equal(change[2:], 0.0)
   assert change[0] > 0 and change[1] > 0

@@ -77,11 +77,12 @@ def test_clip_grid_is_the_largest_density_same_on_one_and_four_devices():
 
 
 class MouthSpheres(Spheres):
-  """`Spheres` called as the train step calls its model (with mouths)."""
+  """`Spheres` called as the train step calls its model (with mouths, its
+  one field as the coarse one)."""
 
   def apply(self, params, points, audio, smooth, c2w, mouth=None,
-            method=None):
-    del mouth
+            coarse_only=False, method=None):
+    del mouth, coarse_only
     return super().apply(params, points, audio, smooth, c2w, method)
 
 

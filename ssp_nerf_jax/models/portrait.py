@@ -332,28 +332,32 @@ class PortraitNeRF(nerf.NeRFLayout):
                                            fine_samples, codes, keys[3])
     return outputs
 
-  def density(self, points, audio, smooth_audio, c2w=None):
+  def density(self, points, audio, smooth_audio, c2w=None, mouth=None,
+              coarse_only=False):
     """Density at head-space points as the renderer would see them: the
     larger of the coarse and fine fields' (both are rendered; either may
     put matter where the other has none), after the torso warp.
 
     Args:
       points: [F, N, 3] head-space points of frame f.
-      audio, smooth_audio: see `audio_code`.
+      audio, smooth_audio, mouth: see `audio_code`.
       c2w: [F, 4, 4] poses (needed with torso_warp).
+      coarse_only: the coarse field's density alone (what places a
+        training ray's samples: the fine samples follow the coarse
+        weights).
 
     Returns:
       [F, N] float32 density sigma >= 0.
     """
-    code = self.audio_code(audio, smooth_audio)
+    code = self.audio_code(audio, smooth_audio, mouth)
     points = points[:, :, None]  # the field's [F, R, S, 3] with S = 1
     if self.torso_warp:
       points, _, _ = self.warp(points, c2w)
     if self.mouth_local:
-      code = self.field_code(code, self.encoded_opening(audio), points)
+      code = self.field_code(code, self.encoded_opening(audio, mouth), points)
     viewdirs = jnp.zeros(points.shape[:2] + (3,), points.dtype)
-    mlps = [self.coarse] if self.share_coarse_fine else [self.coarse,
-                                                          self.fine]
+    mlps = ([self.coarse] if self.share_coarse_fine or coarse_only else
+            [self.coarse, self.fine])
     sigma = functools.reduce(jnp.maximum, [
         mlp(points, viewdirs, code)['raw_sigma'][..., 0] for mlp in mlps])
     return jax.nn.relu(sigma.astype(jnp.float32))
