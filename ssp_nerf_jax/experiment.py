@@ -74,21 +74,19 @@ class Experiment:
     return state.replace(params=type(state.params)(params))
 
   def mouth_readout(self, initial: dict) -> dict:
-    """The read-out fitted on the train split, as `initial`'s arrays (every
-    process fits the same frames; process 0's values are used so that the
-    replicas are bit-identical)."""
+    """The read-out fitted on the train split, as `initial`'s arrays
+    (`fitted_params`)."""
     fitted = mouth_readout.fit(
         input_pipeline.load_feature(self.builder, 'train', 'audio'),
         input_pipeline.load_feature(self.builder, 'train', 'mouth_open'))
     logging.info('mouth read-out: ridge strength %g, cross-validated r %.3f '
                  'on the train frames', fitted['strength'], fitted['r_cv'])
-    return {name: parallel.from_main_process(fitted[name]).astype(
-        np.asarray(value).dtype) for name, value in initial.items()}
+    return fitted_params(fitted, initial)
 
   def mouth_region(self, initial: dict) -> dict:
     """Where the mouth is (`mouth_region.fit`) from up to
     MOUTH_REGION_FRAMES train frames spread over the split, as `initial`'s
-    arrays (process 0's values, as `mouth_readout`)."""
+    arrays (`fitted_params`)."""
     poses = input_pipeline.load_poses(self.builder, 'train')
     frames = np.unique(np.linspace(0, len(poses) - 1, MOUTH_REGION_FRAMES)
                        .round().astype(int))
@@ -98,8 +96,7 @@ class Experiment:
     logging.info('mouth region: centre %s, width %.4f, radius %.4f (head '
                  'units), from %d frames', np.round(fitted['centre'], 4),
                  fitted['width'], fitted['radius'], fitted['frames'])
-    return {name: parallel.from_main_process(fitted[name]).astype(
-        np.asarray(value).dtype) for name, value in initial.items()}
+    return fitted_params(fitted, initial)
 
   def _initial_values(self) -> train_step.TrainState:
     return train_step.init_state(self.config, self.model, self.scene, self.tx)
@@ -141,6 +138,14 @@ class Experiment:
     return parallel.replicate(
         {'background': np.asarray(self.scene.background, np.float32)},
         self.mesh)
+
+
+def fitted_params(fitted: dict, initial: dict) -> dict:
+  """`initial`'s parameters replaced by the fitted values of the same
+  names, in their dtypes; process 0's values, so that every replica is
+  bit-identical."""
+  return {name: parallel.from_main_process(fitted[name]).astype(
+      np.asarray(value).dtype) for name, value in initial.items()}
 
 
 def setup(config, mesh: Optional[jax.sharding.Mesh] = None, *,
