@@ -1,7 +1,7 @@
 """Renders talking portraits offline from a trained workdir.
 
   python render_main.py --workdir=W --audio=a.wav [--audio=b.npy ...] --out=DIR
-  python render_main.py --workdir=W --split=val --out=DIR
+  python render_main.py --workdir=W --split=val --out=DIR [--mouth=measured]
   [--checkpoint_step=N] [--poses=train|static|transforms.json]
   [--background=img.png] [--frames] [--parsing] [--nooccupancy]
 
@@ -48,6 +48,11 @@ flags.DEFINE_integer('chunk', None, 'Rays per device per chunk (default: '
 flags.DEFINE_bool('occupancy', None, 'Render each frame with its own '
                   'occupancy grid (default: config.occupancy.enabled, on); '
                   '--nooccupancy renders every ray with all samples.')
+flags.DEFINE_enum('mouth', 'audio', ['audio', 'measured'],
+                  "--split=val, a model given the mouth opening: 'audio' "
+                  'predicts it from the speech (as for new audio); '
+                  "'measured' gives the val frames' own, to see how well the "
+                  'field draws an opening apart from the audio.')
 flags.DEFINE_bool('frames', False, 'Also keep PNG frames in DIR/<stem>/.')
 flags.DEFINE_bool('parsing', False, 'Also write DIR/<stem>_parsing.mp4.')
 parallel.define_flags()
@@ -78,7 +83,7 @@ def run():
     trained = offline_jobs.with_background(trained, FLAGS.background)
   offline_jobs.check_out_dir(FLAGS.out)
   if FLAGS.split:
-    result = offline_jobs.render_val(trained, FLAGS.out)
+    result = offline_jobs.render_val(trained, FLAGS.out, mouth=FLAGS.mouth)
     report(f'val: {evaluation.val_summary(result)} -> {FLAGS.out}')
     return
   # Every input is checked before the (slow) grid and the first render.

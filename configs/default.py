@@ -35,7 +35,7 @@ def _data():
   data.path = ''  # the AD-NeRF/SSP-NeRF/RAD-NeRF folder
   data.images_dir = 'ori_imgs'  # frames subfolder, AD-NeRF's name
   data.resolution = 0  # longer side in px; 0 keeps the folder's size
-  # '' = aud.wav through our librosa features (audio_feature, audio_dim), or
+  # '' = aud.wav through our features (audio_feature, audio_dim), or
   # a precomputed .npy in the folder: aud.npy (AD-NeRF DeepSpeech [N, 16,
   # 29]), aud_ds.npy / aud_eo.npy (RAD-NeRF), aud_hu.npy (ER-NeRF HuBERT
   # [N, 2, 1024]); audio_dim must then equal its last axis.
@@ -46,9 +46,14 @@ def _data():
   data.video = ''
   data.video_size = 512  # side of the preprocessed square frames, px
   # Audio features: 16 steps of 20 ms per video frame, C features per step;
-  # 29 per step is the shape of AD-NeRF's DeepSpeech features.
-  data.audio_feature = 'logmel'  # 'logmel' or 'mfcc'
+  # 29 per step is the shape of AD-NeRF's DeepSpeech features.  'logmel' or
+  # 'mfcc' (librosa), or 'whisper': a pretrained Whisper encoder's features
+  # (C = its width: 384 for tiny, 512 for base) from `speech_model`, a
+  # CTranslate2 model folder ('' = the one an installed model package
+  # ships, see ssp_nerf_jax/whisper_features.py).
+  data.audio_feature = 'logmel'
   data.audio_dim = 29
+  data.speech_model = ''
   data.audio_context = 8  # neighbouring frames seen by AudioAttNet
   # Frames each device trains on per step.
   data.frames_per_device = 1

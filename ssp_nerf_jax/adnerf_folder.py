@@ -533,12 +533,12 @@ def near_far(folder: Folder) -> tuple[float, float]:
   return distance - NEAR_MARGIN, distance + FAR_MARGIN
 
 
-def load_audio_features(folder: Folder, feature: str,
-                        dim: int) -> np.ndarray:
+def load_audio_features(folder: Folder, feature: str, dim: int,
+                        speech_model: str = '') -> np.ndarray:
   """Per-video-frame feature windows float32 [N, S, C], indexed by aud_id.
 
-  aud.wav goes through our librosa features (S = 16; frames past the audio
-  see silence); a .npy is used as the project that wrote it does: one
+  aud.wav goes through our features (`audio_features.compute_features`:
+  S = 16; frames past the audio see silence); a .npy is used as the project that wrote it does: one
   [S, C] window per frame (AD-NeRF/RAD-NeRF DeepSpeech and wav2vec [16, C],
   ER-NeRF HuBERT [2, 1024]).
   """
@@ -546,7 +546,8 @@ def load_audio_features(folder: Folder, feature: str,
     return np.load(folder.audio_path, allow_pickle=False).astype(np.float32)
   num_frames = max(f.aud_id for f in folder.frames()) + 1
   return audio_features.features_from_file(
-      folder.audio_path, feature=feature, dim=dim, num_frames=num_frames)
+      folder.audio_path, feature=feature, dim=dim, num_frames=num_frames,
+      speech_model=speech_model)
 
 
 def context_window(features: np.ndarray, aud_id: int,

@@ -24,6 +24,8 @@ neighbouring frames.  This module computes the same layout from a waveform:
     scale follows the log-mel's.
   The normalisation is clip-independent on purpose: new audio at render time
   gets exactly the features training saw, with no statistics to carry over.
+  - 'whisper': a pretrained Whisper encoder's rows (C = the model's width,
+    384 for tiny), in the same windows (`whisper_features`).
 """
 from typing import Optional, Union
 import os
@@ -39,7 +41,10 @@ WINDOW_STEPS = 16  # Feature steps per video frame.
 WINDOW_CENTRE = 8  # Row of the window that is centred on the frame time.
 STEP_S = HOP_LENGTH / SAMPLE_RATE
 FPS = 25.0
-FEATURES = ('logmel', 'mfcc')
+LIBROSA_FEATURES = ('logmel', 'mfcc')
+# Features of a pretrained speech model (`whisper_features`).
+SPEECH_MODEL_FEATURES = ('whisper',)
+FEATURES = LIBROSA_FEATURES + SPEECH_MODEL_FEATURES
 # Feature name recorded for datasets built from a precomputed .npy (e.g.
 # 'precomputed:aud.npy'): features we cannot compute from a waveform.
 PRECOMPUTED_PREFIX = 'precomputed:'
@@ -97,8 +102,8 @@ def feature_steps(waveform: np.ndarray, feature: str = 'logmel',
   Returns:
     float32 [S, C] with S = T // 320 + 1; row k is centred at k * 20 ms.
   """
-  if feature not in FEATURES:
-    raise ValueError(f'audio feature must be one of {FEATURES}, got '
+  if feature not in LIBROSA_FEATURES:
+    raise ValueError(f'audio feature must be one of {LIBROSA_FEATURES}, got '
                      f'{feature!r}')
   if dim < 1:
     raise ValueError(f'audio feature dim must be >= 1, got {dim}')
@@ -120,24 +125,31 @@ def feature_steps(waveform: np.ndarray, feature: str = 'logmel',
 def compute_features(waveform: np.ndarray, sample_rate: float = SAMPLE_RATE,
                      *, feature: str = 'logmel', dim: int = 29,
                      num_frames: Optional[int] = None,
-                     fps: float = FPS) -> np.ndarray:
+                     fps: float = FPS, speech_model: str = '') -> np.ndarray:
   """Per-frame windows of 16 feature steps centred on each frame's time.
 
   Args:
     waveform: float [T] or [channels, T] at `sample_rate`.
     sample_rate: rate of `waveform` in Hz (resampled to 16 kHz).
-    feature: 'logmel' or 'mfcc'.
-    dim: C, features per step.
+    feature: one of FEATURES.
+    dim: C, features per step (for 'whisper', the model's width).
     num_frames: N video frames; default: the frames the audio covers.
       Windows reaching past the audio see silence.
     fps: video frame rate.
+    speech_model: 'whisper' only: the model folder ('' = the installed
+      default, `whisper_features.resolve_model_dir`).
 
   Returns:
-    float32 [N, 16, C]; row j of frame i is centred at i/fps + (j-8)*20 ms.
+    float32 [N, 16, C]; row j of frame i is centred at i/fps + (j-8)*20 ms
+    (librosa features: at the nearest 20 ms step; Whisper's: interpolated).
   """
   waveform = to_16k_mono(waveform, sample_rate)
   if num_frames is None:
     num_frames = num_video_frames(len(waveform), fps)
+  if feature in SPEECH_MODEL_FEATURES:
+    from ssp_nerf_jax import whisper_features  # pylint: disable=g-import-not-at-top
+    return whisper_features.compute_features(waveform, num_frames, fps,
+                                             speech_model, dim)
   centres = np.round(np.arange(num_frames) / fps / STEP_S).astype(np.int64)
   # Zero-pad so every window lies inside the padded signal: `pad_steps` of
   # silence before step 0 and enough after the last window's end.
@@ -157,10 +169,11 @@ def compute_features(waveform: np.ndarray, sample_rate: float = SAMPLE_RATE,
 def features_from_file(path: Union[str, os.PathLike], *,
                        feature: str = 'logmel', dim: int = 29,
                        num_frames: Optional[int] = None,
-                       fps: float = FPS) -> np.ndarray:
+                       fps: float = FPS, speech_model: str = '') -> np.ndarray:
   """`compute_features` of an audio file (any rate / channel count)."""
   return compute_features(load_audio(path), SAMPLE_RATE, feature=feature,
-                          dim=dim, num_frames=num_frames, fps=fps)
+                          dim=dim, num_frames=num_frames, fps=fps,
+                          speech_model=speech_model)
 
 
 def context_offsets(context: int = 8) -> np.ndarray:

@@ -76,9 +76,12 @@ class Experiment:
   def mouth_readout(self, initial: dict) -> dict:
     """The read-out fitted on the train split, as `initial`'s arrays
     (`fitted_params`)."""
+    audio = input_pipeline.load_feature(self.builder, 'train', 'audio')
+    parallel.progress(
+        f'fitting the audio -> mouth read-out on {len(audio)} train frames x '
+        f'{np.prod(audio.shape[2:])} audio features ...')
     fitted = mouth_readout.fit(
-        input_pipeline.load_feature(self.builder, 'train', 'audio'),
-        input_pipeline.load_feature(self.builder, 'train', 'mouth_open'))
+        audio, input_pipeline.load_feature(self.builder, 'train', 'mouth_open'))
     logging.info('mouth read-out: ridge strength %g, cross-validated r %.3f '
                  'on the train frames', fitted['strength'], fitted['r_cv'])
     return fitted_params(fitted, initial)

@@ -50,15 +50,18 @@ class FolderConfig(portrait_source.PortraitConfig):
         audio_file=data_config.get('audio_file', ''),
         **cls.audio_settings(data_config))
 
+  def speech_fingerprint(self) -> str:
+    # A precomputed file needs no speech model.
+    return '' if self.audio_file else super().speech_fingerprint()
+
   def params(self) -> dict[str, Any]:
     # audio_feature only matters for aud.wav: a precomputed file ignores it.
+    audio = self.audio_params()
+    if self.audio_file:
+      audio['audio_feature'] = ''
     return {'path': str(self.path), 'images_dir': str(self.images_dir),
             'resolution': int(self.resolution),
-            'audio_file': str(self.audio_file),
-            'audio_feature': ('' if self.audio_file else
-                              str(self.audio_feature)),
-            'audio_dim': int(self.audio_dim),
-            'audio_context': int(self.audio_context)}
+            'audio_file': str(self.audio_file), **audio}
 
   def key(self) -> str:
     """e.g. adnerf-obama-1a2b3c4d-96px-logmel29-ctx8 (hash: path, images)."""
@@ -66,10 +69,10 @@ class FolderConfig(portrait_source.PortraitConfig):
         f'{self.path}\0{self.images_dir}'.encode()).hexdigest()[:8]
     base = os.path.basename(os.path.normpath(self.path)) or 'root'
     size = f'{self.resolution}px' if self.resolution else 'fullres'
-    audio = (os.path.splitext(self.audio_file)[0] if self.audio_file else
-             self.audio_feature)
-    return (f'{self.name}-{base}-{digest}-{size}-{audio}{self.audio_dim}'
-            f'-ctx{self.audio_context}')
+    audio = (f'{os.path.splitext(self.audio_file)[0]}{self.audio_dim}'
+             f'-ctx{self.audio_context}' if self.audio_file else
+             self.audio_key())
+    return f'{self.name}-{base}-{digest}-{size}-{audio}'
 
   def source(self) -> 'FolderSource':
     return FolderSource(self)
@@ -114,7 +117,8 @@ class FolderSource(portrait_source.Source):
   def features(self) -> np.ndarray:
     """float32 [N, S, C]: one audio window per video frame (by aud_id)."""
     return adnerf_folder.load_audio_features(
-        self.folder, self.config.audio_feature, self.config.audio_dim)
+        self.folder, self.config.audio_feature, self.config.audio_dim,
+        self.config.speech_model)
 
   def frame_shape(self) -> tuple[int, int]:
     return adnerf_folder.target_size(self.folder.height, self.folder.width,

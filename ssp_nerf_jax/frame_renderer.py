@@ -50,14 +50,14 @@ class FrameRenderer:
     replicated = parallel.replicated(mesh)
     self._render_chunk = jax.jit(
         functools.partial(self._apply, model),
-        in_shardings=(replicated,) * 5, out_shardings=replicated)
+        in_shardings=(replicated,) * 6, out_shardings=replicated)
     # The grid path (compiled only when a grid is given).
     settings = config.occupancy
     tight_model = model.clone(**tight_samples(model,
                                               settings.sample_fraction))
     self._render_tight = jax.jit(
         functools.partial(self._apply, tight_model),
-        in_shardings=(replicated,) * 7, out_shardings=replicated)
+        in_shardings=(replicated,) * 8, out_shardings=replicated)
     self._grids = None  # occupancy.FrameGrids, made on first use
     self._grid_settings = settings
     self._model = model
@@ -67,11 +67,11 @@ class FrameRenderer:
                           near=model.near, far=model.far),
         in_shardings=(replicated,) * 2, out_shardings=replicated)
 
-  def _apply(self, model, params, rays, audio, c2w, smooth, near=None,
-             far=None):
+  def _apply(self, model, params, rays, audio, c2w, smooth, mouth,
+             near=None, far=None):
     rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
     out = model.apply(params, rays, audio, smooth_audio=smooth,
-                      c2w=c2w, near=near, far=far)['fine']
+                      c2w=c2w, near=near, far=far, mouth=mouth)['fine']
     return {'rgb': out['rgb'], 'acc': out['acc'], 'depth': out['depth'],
             'semantics': out['semantics']}
 
@@ -82,16 +82,16 @@ class FrameRenderer:
     rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
     return occupancy.tight_bounds(grid, rays, settings, near, far)
 
-  def frame_grid(self, params, c2w, audio, smooth):
-    """The replicated `occupancy.Grid` of one frame (its pose and audio),
-    to render it with (`render(..., grid)`)."""
+  def frame_grid(self, params, c2w, audio, smooth, mouth=None):
+    """The replicated `occupancy.Grid` of one frame (its pose, audio and
+    mouth opening), to render it with (`render(..., grid)`)."""
     if self._grids is None:
       model = self._model
       box = occupancy.head_box(self.scene, model.near, model.far,
                                self._grid_settings.box_padding)
       self._grids = occupancy.FrameGrids(model, self._grid_settings, box,
                                          self._mesh)
-    return self._grids(params, c2w, audio, smooth)
+    return self._grids(params, c2w, audio, smooth, mouth)
 
   def frame_chunks(self, c2w):
     """The rays of a frame as `num_chunks` host chunks of [1, chunk] rays
@@ -108,12 +108,12 @@ class FrameRenderer:
     return [jax.tree.map(lambda x: x[None, i * self.chunk:(i + 1) * self.chunk],
                          flat) for i in range(self.num_chunks)]
 
-  def render_chunk(self, params, chunk, c2w, audio, smooth):
+  def render_chunk(self, params, chunk, c2w, audio, smooth, mouth=None):
     """Renders one chunk of `frame_chunks` (asynchronously: jax arrays)."""
     return self._render_chunk(params, chunk,
-                              *frame_inputs(c2w, audio, smooth))
+                              *frame_inputs(c2w, audio, smooth, mouth))
 
-  def render(self, params, c2w, audio, smooth, grid=None):
+  def render(self, params, c2w, audio, smooth, grid=None, mouth=None):
     """Renders one frame.
 
     Args:
@@ -123,6 +123,8 @@ class FrameRenderer:
       smooth: bool, whether audio smoothing is on.
       grid: a replicated `occupancy.Grid` to skip empty rays and tighten
         the others' sampling with, or None (every ray, all samples).
+      mouth: the frame's mouth opening (models with mouth_condition), or
+        None / NaN: predicted from its audio.
     Returns:
       dict of numpy arrays: 'rgb' [H, W, 3] composited over the background,
       'acc' and 'depth' [H, W], 'semantics' [H, W, K], 'class_id' [H, W];
@@ -130,13 +132,13 @@ class FrameRenderer:
     """
     scene = self.scene
     if grid is None:
-      pieces = [self.render_chunk(params, chunk, c2w, audio, smooth)
+      pieces = [self.render_chunk(params, chunk, c2w, audio, smooth, mouth)
                 for chunk in self.frame_chunks(c2w)]
       pieces = jax.device_get(pieces)  # one wait, after every chunk is queued
       out = {k: np.concatenate([p[k][0] for p in pieces])[:self.num_rays]
              for k in pieces[0]}
     else:
-      out = self._render_hits(params, c2w, audio, smooth, grid)
+      out = self._render_hits(params, c2w, audio, smooth, grid, mouth)
     out = {k: v.reshape(scene.height, scene.width, *v.shape[1:])
            for k, v in out.items()}
     out['rgb'] = np.asarray(render.composite(out['rgb'], out['acc'],
@@ -144,7 +146,7 @@ class FrameRenderer:
     out['class_id'] = np.argmax(out['semantics'], axis=-1)
     return out
 
-  def _render_hits(self, params, c2w, audio, smooth, grid):
+  def _render_hits(self, params, c2w, audio, smooth, grid, mouth):
     """{name: [H * W, ...]} of a frame's rays: those that hit the grid
     rendered (packed into chunks) over their occupied interval, the plate
     for the others; 'hit' [H * W]."""
@@ -157,7 +159,7 @@ class FrameRenderer:
                         *chunks)
     count = -(-len(index) // self.chunk)
     picks = np.pad(index, (0, count * self.chunk - len(index)), mode='edge')
-    frame = frame_inputs(c2w, audio, smooth)
+    frame = frame_inputs(c2w, audio, smooth, mouth)
     pieces = []
     for i in range(count):
       part = picks[i * self.chunk:(i + 1) * self.chunk]
@@ -199,11 +201,19 @@ class FrameRenderer:
                            near, far)])
 
 
-def frame_inputs(c2w, audio, smooth):
-  """(audio [1, A, 16, C], c2w [1, 4, 4], smooth) host arrays, as the
-  compiled chunk renderers take a frame."""
+def frame_inputs(c2w, audio, smooth, mouth=None):
+  """(audio [1, A, 16, C], c2w [1, 4, 4], smooth, mouth [1]) host arrays,
+  as the compiled chunk renderers take a frame (mouth NaN: predicted from
+  the audio)."""
   return (np.asarray(audio, np.float32)[None],
-          np.asarray(c2w, np.float32)[None], np.asarray(smooth))
+          np.asarray(c2w, np.float32)[None], np.asarray(smooth),
+          opening_input(mouth)[None])
+
+
+def opening_input(mouth) -> np.ndarray:
+  """float32 [] or [K]: `mouth`, NaN for None (the model then predicts the
+  opening from the audio)."""
+  return np.asarray(np.nan if mouth is None else mouth, np.float32)
 
 
 def tight_samples(model, fraction):

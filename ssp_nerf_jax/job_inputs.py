@@ -66,6 +66,23 @@ def load_feature_file(path: str, scene) -> np.ndarray:
   return features.astype(np.float32)
 
 
+def check_speech_model(trained) -> None:
+  """UserError unless new speech would be encoded by the same pretrained
+  speech model (weights) as the training clip, if its features need one."""
+  trained_with = trained.builder.info.metadata['audio'].get('speech_model')
+  if not trained_with:
+    return
+  from ssp_nerf_jax import whisper_features  # pylint: disable=g-import-not-at-top
+  model_dir = whisper_features.resolve_model_dir(
+      trained.config.data.get('speech_model', ''))
+  found = whisper_features.fingerprint(model_dir)
+  if found != trained_with:
+    raise errors.UserError(
+        f'the model was trained on the features of the speech model with '
+        f'fingerprint {trained_with}, but {model_dir} has {found}: install '
+        'the model it was trained with')
+
+
 def audio_windows(path: str, trained):
   """Per-frame model audio inputs of a wav/`.npy` file, and its waveform.
 
@@ -86,11 +103,12 @@ def audio_windows(path: str, trained):
   else:
     waveform = load_waveform_file(path)
     num_frames = check_audio_length(path, waveform, scene.fps)
+    data = trained.config.data
+    check_speech_model(trained)
     features = audio_features.compute_features(
-        waveform, audio_features.SAMPLE_RATE,
-        feature=trained.config.data.audio_feature,
-        dim=trained.config.data.audio_dim, num_frames=num_frames,
-        fps=scene.fps)
+        waveform, audio_features.SAMPLE_RATE, feature=data.audio_feature,
+        dim=data.audio_dim, num_frames=num_frames, fps=scene.fps,
+        speech_model=data.get('speech_model', ''))
   windows = audio_features.context_windows(features,
                                            trained.config.data.audio_context)
   return windows, waveform

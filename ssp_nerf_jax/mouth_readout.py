@@ -25,7 +25,9 @@ import numpy as np
 
 from ssp_nerf_jax import errors
 
-RIDGE_STRENGTHS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+# Wide windows of pretrained speech features (16 x 384 and more) need the
+# large strengths; MFCC windows (16 x 29) pick 100-1000.
+RIDGE_STRENGTHS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6)
 CV_FOLDS = 5
 # Fewer measured train frames than this give no usable read-out.
 MIN_FRAMES = 20
@@ -39,6 +41,47 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
   return float(np.sum(a * b) / norm) if norm > 0 else 0.0
 
 
+def standardise(x: np.ndarray):
+  """(z, mean, scale): x [N, D] with each column at mean 0 and std 1."""
+  x = np.asarray(x, np.float64)
+  mean, scale = x.mean(0), x.std(0) + 1e-8
+  return (x - mean) / scale, mean, scale
+
+
+def ridge_weights(z: np.ndarray, y: np.ndarray, strengths) -> np.ndarray:
+  """Ridge weights of centred targets on standardised inputs, every
+  strength from one eigendecomposition.
+
+  The primal solution (z'z + s I)^-1 z'y decomposes the D x D matrix z'z;
+  when D > N the equal dual one z'(zz' + s I)^-1 y decomposes the N x N
+  kernel zz' instead, so the cost is O(N D min(N, D)), not O(D^3).
+  Directions with no variance get no weight (the least-norm solution at
+  strength 0, as lstsq).
+
+  Args:
+    z: [N, D] standardised inputs.
+    y: [N] centred targets.
+    strengths: lambdas of the L2 penalty.
+
+  Returns:
+    float64 [len(strengths), D].
+  """
+  z, y = np.asarray(z, np.float64), np.asarray(y, np.float64)
+  dual = z.shape[1] > z.shape[0]
+  eigenvalues, eigenvectors = np.linalg.eigh(z @ z.T if dual else z.T @ z)
+  projected = eigenvectors.T @ (y if dual else z.T @ y)
+  tolerance = max(eigenvalues.max(), 0.0) * max(z.shape) * np.finfo(float).eps
+  weights = []
+  for strength in strengths:
+    denominator = eigenvalues + strength
+    inverse = np.where(denominator > tolerance,
+                       1.0 / np.where(denominator > tolerance, denominator, 1),
+                       0.0)
+    solution = eigenvectors @ (inverse * projected)
+    weights.append(z.T @ solution if dual else solution)
+  return np.stack(weights)
+
+
 def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float) -> dict:
   """Ridge regression on standardised inputs, with an unpenalised intercept.
 
@@ -49,16 +92,13 @@ def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float) -> dict:
       inputs (0: least squares).
 
   Returns:
-    {'mean': [D], 'scale': [D], 'weights': [D], 'offset': []} float32,
+    {'mean': [D], 'scale': [D], 'weights': [D], 'offset': []} float64,
     read by `predict`.
   """
-  x = np.asarray(x, np.float64)
-  mean, scale = x.mean(0), x.std(0) + 1e-8
-  z = (x - mean) / scale
+  z, mean, scale = standardise(x)
   offset = float(np.mean(y))
-  gram = z.T @ z + strength * np.eye(z.shape[1])
-  weights = np.linalg.lstsq(gram, z.T @ (np.asarray(y) - offset),
-                            rcond=None)[0]
+  weights = ridge_weights(z, np.asarray(y, np.float64) - offset,
+                          [strength])[0]
   return {'mean': mean, 'scale': scale, 'weights': weights,
           'offset': np.asarray(offset)}
 
@@ -73,19 +113,20 @@ def choose_strength(x: np.ndarray, y: np.ndarray,
                     strengths=RIDGE_STRENGTHS, folds: int = CV_FOLDS):
   """(strength, r): the ridge strength with the best mean held-out Pearson r
   over `folds` contiguous blocks (neighbouring frames are alike: random
-  folds would leak), and that r."""
-  blocks = np.array_split(np.arange(len(y)), folds)
-  best = None
-  for strength in strengths:
-    scores = []
-    for held in blocks:
-      kept = np.setdiff1d(np.arange(len(y)), held)
-      readout = ridge_fit(x[kept], y[kept], strength)
-      scores.append(pearson(predict(readout, x[held]), y[held]))
-    score = float(np.mean(scores))
-    if best is None or score > best[1]:
-      best = (strength, score)
-  return best
+  folds would leak), and that r.  One decomposition per fold serves every
+  strength (`ridge_weights`)."""
+  y = np.asarray(y, np.float64)
+  scores = np.zeros((folds, len(strengths)))
+  for fold, held in enumerate(np.array_split(np.arange(len(y)), folds)):
+    kept = np.setdiff1d(np.arange(len(y)), held)
+    z, mean, scale = standardise(x[kept])
+    offset = np.mean(y[kept])
+    weights = ridge_weights(z, y[kept] - offset, strengths)
+    held_z = (np.asarray(x[held], np.float64) - mean) / scale
+    for i, predicted in enumerate(weights @ held_z.T):
+      scores[fold, i] = pearson(predicted + offset, y[held])
+  best = int(np.argmax(scores.mean(0)))  # the first of equal scores
+  return strengths[best], float(scores.mean(0)[best])
 
 
 def centre_windows(audio: np.ndarray) -> np.ndarray:

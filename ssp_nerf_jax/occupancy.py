@@ -129,8 +129,8 @@ class FrameGrids:
   """
 
   def __init__(self, model, settings, box, mesh, resolution=None):
-    """model: has `density(points [F, N, 3], audio, smooth, c2w) -> [F, N]`;
-    settings: config.occupancy; box: float [2, 3] (`head_box`);
+    """model: has `density(points [F, N, 3], audio, smooth, c2w, mouth)
+    -> [F, N]`; settings: config.occupancy; box: float [2, 3] (`head_box`);
     resolution: cells per side, default settings.resolution."""
     check_settings(settings)
     self.box = np.asarray(box, np.float32)
@@ -143,53 +143,59 @@ class FrameGrids:
                              (0, 0)), mode='edge')
     self._points = _global(points, parallel.data_sharded(mesh))
 
-    def per_device(params, points, audio, c2w, smooth):
+    def per_device(params, points, audio, c2w, mouth, smooth):
       chunks = points.reshape(calls, per_call, 3)
 
       def one_frame(largest, frame):
-        frame_audio, frame_c2w = frame
+        frame_audio, frame_c2w, frame_mouth = frame
 
         def one_call(chunk):
           return model.apply(params, chunk[None], frame_audio[None], smooth,
-                             frame_c2w[None], method=model.density)[0]
+                             frame_c2w[None], frame_mouth[None],
+                             method=model.density)[0]
         density = lax.map(one_call, chunks).reshape(-1)
         # Densities are >= 0: one frame's grid is its own density.
         return jnp.maximum(largest, density), None
 
       # zeros_like: varying over the devices, as the densities are.
       largest, _ = lax.scan(one_frame, jnp.zeros_like(points[:, 0]),
-                            (audio, c2w))
+                            (audio, c2w, mouth))
       return largest
 
     measured = jax.shard_map(per_device, mesh=mesh,
                              in_specs=(P(), P(parallel.DATA_AXIS), P(), P(),
-                                       P()),
+                                       P(), P()),
                              out_specs=P(parallel.DATA_AXIS))
 
-    def grid(params, points, audio, c2w, smooth):
-      density = measured(params, points, audio, c2w, smooth)[:cells]
+    def grid(params, points, audio, c2w, mouth, smooth):
+      density = measured(params, points, audio, c2w, mouth, smooth)[:cells]
       return Grid(density=density.reshape((resolution,) * 3),
                   box=jnp.asarray(self.box))
 
     replicated = parallel.replicated(mesh)
     self._measure = jax.jit(
         grid, in_shardings=(replicated, parallel.data_sharded(mesh),
-                            replicated, replicated, replicated),
+                            replicated, replicated, replicated, replicated),
         out_shardings=replicated)
 
-  def __call__(self, params, c2w, audio, smooth) -> Grid:
+  def __call__(self, params, c2w, audio, smooth, mouth=None) -> Grid:
     """The replicated grid of one frame: params replicated, c2w [4, 4],
-    audio [A, 16, C] and smooth (bool) host values, the same on every
-    process."""
+    audio [A, 16, C], smooth (bool) and its mouth opening (None: predicted
+    from the audio) host values, the same on every process."""
     return self.largest(params, np.asarray(c2w)[None],
-                        np.asarray(audio)[None], smooth)
+                        np.asarray(audio)[None], smooth,
+                        None if mouth is None else np.asarray(mouth)[None])
 
-  def largest(self, params, c2w, audio, smooth) -> Grid:
+  def largest(self, params, c2w, audio, smooth, mouth=None) -> Grid:
     """The replicated grid of the largest density over K frames: c2w
-    [K, 4, 4], audio [K, A, 16, C] host values (as `__call__`)."""
+    [K, 4, 4], audio [K, A, 16, C], mouth [K] or None host values (as
+    `__call__`)."""
+    if mouth is None:
+      mouth = np.full(len(c2w), np.nan, np.float32)
     return self._measure(params, self._points,
                          np.asarray(audio, np.float32),
-                         np.asarray(c2w, np.float32), np.asarray(smooth))
+                         np.asarray(c2w, np.float32),
+                         np.asarray(mouth, np.float32), np.asarray(smooth))
 
 
 def _global(host, sharding):

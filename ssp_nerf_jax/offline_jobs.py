@@ -87,16 +87,20 @@ def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
                        bool(trained.config.occupancy.enabled))
 
 
-def render_one(bound: BoundRenderer, c2w, audio):
+def render_one(bound: BoundRenderer, c2w, audio, mouth=None):
   """`FrameRenderer.render`'s outputs for one frame (c2w [4, 4], audio
-  [A, 16, C]), with the frame's own occupancy grid if `bound` uses them."""
-  grid = (bound.renderer.frame_grid(bound.params, c2w, audio, bound.smooth)
+  [A, 16, C], its mouth opening or None: predicted from the audio), with
+  the frame's own occupancy grid if `bound` uses them."""
+  grid = (bound.renderer.frame_grid(bound.params, c2w, audio, bound.smooth,
+                                    mouth)
           if bound.occupancy else None)
-  return bound.renderer.render(bound.params, c2w, audio, bound.smooth, grid)
+  return bound.renderer.render(bound.params, c2w, audio, bound.smooth, grid,
+                               mouth)
 
 
 def iter_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
-                desc: str = 'render', keep_float: bool = False):
+                desc: str = 'render', keep_float: bool = False,
+                mouth: Optional[np.ndarray] = None):
   """Renders frames one at a time, each one's rays chunked over the mesh.
 
   A generator, so that a long render streams to its files instead of
@@ -109,6 +113,8 @@ def iter_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
     audio: float32 [N, A, 16, C] audio context windows.
     desc: progress-bar label.
     keep_float: also yield 'rgb_float' (4x the memory of 'rgb').
+    mouth: float [N] the frames' mouth openings, or None: predicted from
+      their audio (models with config.model.mouth_condition).
   Yields:
     N dicts: 'rgb' uint8 [H, W, 3], 'class_id' uint8 [H, W], and with
     `keep_float` 'rgb_float' float32 [H, W, 3] in [0, 1].
@@ -119,7 +125,8 @@ def iter_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
                   disable=not parallel.is_main_process())
   try:
     for i in bar:
-      out = render_one(bound, c2w[i], audio[i])
+      out = render_one(bound, c2w[i], audio[i],
+                       None if mouth is None else mouth[i])
       rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
       frame = {'rgb': frame_renderer.to_uint8(rgb),
                'class_id': out['class_id'].astype(np.uint8)}
@@ -241,12 +248,18 @@ def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
 
 
 def render_val(trained: Trained, out_dir: str, mesh=None,
-               bound: Optional[BoundRenderer] = None) -> dict:
+               bound: Optional[BoundRenderer] = None,
+               mouth: str = 'audio') -> dict:
   """Renders and scores the val split into `out_dir`.
 
   Writes `<frame_id>.png`, `parsing_<frame_id>.png`, `val.mp4` (with the
   clip's audio over those frames; streamed as the frames are rendered) and
   `metrics.json`.  Process 0 writes; every process returns the metrics.
+  Args:
+    mouth: where a model given the mouth opening gets the val frames':
+      'audio', predicted from their speech as for new audio; 'measured',
+      their own (from the landmarks), which shows how well the field draws
+      a given opening, apart from how well the audio predicts it.
   Returns:
     The metrics dict; 'seconds_per_frame' is the wall time of rendering
     (and, on process 0, writing) per frame.
@@ -255,8 +268,13 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   if not len(frames['frame_id']):
     raise errors.UserError('the dataset has no val frames')
   tick = time.perf_counter()
+  if mouth not in ('audio', 'measured'):
+    raise errors.UserError(f"the val frames' mouth opening comes from "
+                           f"'audio' or 'measured', not {mouth!r}")
+  openings = frames['mouth_open'] if mouth == 'measured' else None
   stream = iter_frames(bound or make_renderer(trained, mesh), frames['c2w'],
-                       frames['audio'], desc='val', keep_float=True)
+                       frames['audio'], desc='val', keep_float=True,
+                       mouth=openings)
   if parallel.is_main_process():
     rendered = write_val_frames(trained, out_dir, frames['frame_id'], stream)
   else:
@@ -265,6 +283,7 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   result = evaluation.score_val(trained.step, trained.scene.class_names, frames,
                                 stack_frames(rendered))
   result['seconds_per_frame'] = seconds / len(frames['frame_id'])
+  result['mouth'] = mouth
   if parallel.is_main_process():
     files.write_json(os.path.join(out_dir, 'metrics.json'), result)
   return result

@@ -9,6 +9,7 @@ which the entry points call before JAX touches a device.  A job is joined
 only when asked (as big_vision does): by --distributed on a cluster JAX
 detects, or by --coordinator_address, --num_processes and --process_id.
 """
+import sys
 from typing import Optional
 
 from absl import flags
@@ -134,6 +135,14 @@ def _check_explicit(coordinator_address, num_processes, process_id):
 def is_main_process() -> bool:
   """Whether this is process 0, the one that writes files and logs."""
   return jax.process_index() == 0
+
+
+def progress(line: str) -> None:
+  """Prints a progress line on process 0 (stderr), before a start-up stage
+  that takes more than a few seconds, so that a user never waits in
+  silence."""
+  if is_main_process():
+    print(line, file=sys.stderr, flush=True)
 
 
 def all_processes_agree(ok: bool) -> bool:

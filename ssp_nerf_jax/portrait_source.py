@@ -79,6 +79,7 @@ class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
   audio_feature: str = 'logmel'
   audio_dim: int = 29
   audio_context: int = 8
+  speech_model: str = ''  # 'whisper' only: the model folder ('' = default)
 
   @classmethod
   @abc.abstractmethod
@@ -102,7 +103,37 @@ class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
     """The shared fields' values in `config.data`."""
     return {'audio_feature': data_config.audio_feature,
             'audio_dim': data_config.audio_dim,
-            'audio_context': data_config.audio_context}
+            'audio_context': data_config.audio_context,
+            'speech_model': data_config.get('speech_model', '')}
+
+  def speech_fingerprint(self) -> str:
+    """Which pretrained speech model's weights make the features
+    (`whisper_features.fingerprint`); '' for librosa's features."""
+    if self.audio_feature not in audio_features.SPEECH_MODEL_FEATURES:
+      return ''
+    from ssp_nerf_jax import whisper_features  # pylint: disable=g-import-not-at-top
+    try:
+      model_dir = whisper_features.resolve_model_dir(self.speech_model)
+    except errors.UserError as e:
+      raise errors.DatasetError(str(e)) from None
+    return whisper_features.fingerprint(model_dir)
+
+  def audio_params(self) -> dict[str, Any]:
+    """The audio settings that determine the data (with the speech model's
+    fingerprint for its features, so that another model builds anew)."""
+    fingerprint = self.speech_fingerprint()
+    return {'audio_feature': str(self.audio_feature),
+            'audio_dim': int(self.audio_dim),
+            'audio_context': int(self.audio_context),
+            **({'speech_model': fingerprint} if fingerprint else {})}
+
+  def audio_key(self) -> str:
+    """The audio settings in a cache folder name, e.g. 'mfcc29-ctx8' or
+    'whisper384-1a2b3c4d-ctx8'."""
+    fingerprint = self.speech_fingerprint()
+    return (f'{self.audio_feature}{self.audio_dim}'
+            f'{"-" + fingerprint[:8] if fingerprint else ""}'
+            f'-ctx{self.audio_context}')
 
   def validate(self) -> None:
     """Raises DatasetError (one line) for values no build can use.
@@ -119,6 +150,7 @@ class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
     if self.audio_context < 1:
       raise errors.DatasetError(
           f'config.data.audio_context must be >= 1, got {self.audio_context}')
+    self.speech_fingerprint()  # a missing speech model, named
 
 
 def audio_metadata(config: PortraitConfig, feature: str,
@@ -131,8 +163,11 @@ def audio_metadata(config: PortraitConfig, feature: str,
       'precomputed:aud.npy').
     window_steps: feature steps per window; the centre row is the middle.
   """
+  fingerprint = (config.speech_fingerprint()
+                 if feature in audio_features.SPEECH_MODEL_FEATURES else '')
   return {
       'feature': feature, 'dim': config.audio_dim,
+      **({'speech_model': fingerprint} if fingerprint else {}),
       'context': config.audio_context,
       'context_offsets': audio_features.context_offsets(
           config.audio_context).tolist(),

@@ -35,13 +35,11 @@ class SyntheticConfig(portrait_source.PortraitConfig):
 
   def params(self) -> dict[str, Any]:
     return {'size': int(self.size), 'duration_s': float(self.duration_s),
-            'seed': int(self.seed), 'audio_feature': str(self.audio_feature),
-            'audio_dim': int(self.audio_dim),
-            'audio_context': int(self.audio_context)}
+            'seed': int(self.seed), **self.audio_params()}
 
   def key(self) -> str:
     return (f'{self.name}-{self.size}px-{self.duration_s:g}s-seed{self.seed}'
-            f'-{self.audio_feature}{self.audio_dim}-ctx{self.audio_context}')
+            f'-{self.audio_key()}')
 
   def source(self) -> 'SyntheticSource':
     return SyntheticSource(self)
@@ -89,7 +87,8 @@ class SyntheticSource(portrait_source.Source):
     cfg, clip = self.config, self.clip
     features = audio_features.compute_features(
         clip.audio, clip.sample_rate, feature=cfg.audio_feature,
-        dim=cfg.audio_dim, num_frames=len(clip.images), fps=clip.fps)
+        dim=cfg.audio_dim, num_frames=len(clip.images), fps=clip.fps,
+        speech_model=cfg.speech_model)
     return audio_features.context_windows(features, cfg.audio_context)
 
   def frame_ids(self) -> dict[str, range]:

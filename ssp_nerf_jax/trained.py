@@ -40,6 +40,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 # a run's behaviour (occupancy.train off, as such a run trained); the rest
 # of `occupancy` is render-time, so an older workdir renders like a new one.
 ADDED_SETTINGS = {
+    'data': {
+        'speech_model': '',
+    },
     'model': {
         'mouth_condition': False,
         'mouth_freqs': 4,

@@ -41,6 +41,47 @@ def test_strength_chosen_by_blocks_recovers_a_linear_signal():
                                y[250:]) > 0.85
 
 
+def _reference_choice(x, y, strengths, folds=mouth_readout.CV_FOLDS):
+  """The obvious slow selection: for every strength and fold, standardise
+  the kept frames and solve the D x D normal equations with lstsq."""
+  blocks = np.array_split(np.arange(len(y)), folds)
+  means = []
+  for strength in strengths:
+    scores = []
+    for held in blocks:
+      kept = np.setdiff1d(np.arange(len(y)), held)
+      mean, scale = x[kept].mean(0), x[kept].std(0) + 1e-8
+      z = (x[kept] - mean) / scale
+      offset = y[kept].mean()
+      w = np.linalg.lstsq(z.T @ z + strength * np.eye(x.shape[1]),
+                          z.T @ (y[kept] - offset), rcond=None)[0]
+      predicted = (x[held] - mean) / scale @ w + offset
+      scores.append(np.corrcoef(predicted, y[held])[0, 1])
+    means.append(np.mean(scores))
+  best = int(np.argmax(means))
+  return strengths[best], means[best]
+
+
+@pytest.mark.parametrize('frames,dim', [(200, 60), (90, 400)])
+def test_strength_choice_matches_the_slow_reference(frames, dim):
+  """Primal (D < N) and dual (D > N) solutions choose as lstsq does."""
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(frames, dim)) * rng.uniform(0.5, 2, dim) + 1
+  y = x[:, :5] @ rng.normal(size=5) + 2 * rng.normal(size=frames)
+  strengths = mouth_readout.RIDGE_STRENGTHS
+  expected = _reference_choice(x, y, strengths)
+  strength, r = mouth_readout.choose_strength(x, y, strengths)
+  assert strength == expected[0]
+  np.testing.assert_allclose(r, expected[1], rtol=1e-7)
+  # And the dual fit at that strength equals the primal one.
+  readout = mouth_readout.ridge_fit(x, y, strength)
+  z, _, _ = mouth_readout.standardise(x)
+  primal = np.linalg.solve(z.T @ z + strength * np.eye(dim),
+                           z.T @ (y - y.mean()))
+  np.testing.assert_allclose(readout['weights'], primal, rtol=1e-6,
+                             atol=1e-9)
+
+
 def _windows_and_openings(num_frames, window=(8, 4, 3), seed=2):
   """[N, *window] context windows and openings linear in the frame's own."""
   rng = np.random.default_rng(seed)
