@@ -97,6 +97,9 @@ def _model():
   # train frames' parsing) with this radius in mouth widths; 0: every point
   # of the frame gets the same opening.  See ssp_nerf_jax/mouth_region.py.
   model.mouth_region_radius = 0.0
+  # With the region: the audio code too acts only there (weighted by it, as
+  # ER-NeRF's region attention confines the speech), instead of everywhere.
+  model.audio_in_mouth_region = False
   return model
 
 
@@ -146,6 +149,13 @@ def _sampling():
   # above shares the rest among the other classes: few background rays let
   # the model leave floaters there.
   sampling.semantic_background_area = False
+  # This share of the semantic sampler's rays uniformly in a box around the
+  # lips and mouth interior (their bounding box grown mouth_box_scale
+  # times), where the speech changes the frame: the mouth is a few hundred
+  # pixels, and its look at each opening must be learned from the rays
+  # that land there.  0: off.
+  sampling.mouth_share = 0.0
+  sampling.mouth_box_scale = 2.0
   # Train on the importance-weighted loss: each ray's photometric error
   # times 1 / (H W p(pixel)), so that the loss is an unbiased estimate of
   # the uniform-pixel loss whatever the sampler (the parsing loss stays per

@@ -9,7 +9,10 @@ Each sampler maps (key, frame data) to integer pixel coordinates [R, 2] as
   - 'semantic':  SSP-NeRF's semantic-aware dynamic ray sampling: class k of
                  the frame's parsing gets a share q_k of the rays that grows
                  with its running loss L_k (`class_shares`), drawn uniformly
-                 among the frame's pixels of class k.
+                 among the frame's pixels of class k; optionally a fixed
+                 share `mouth_share` uniformly in a box around the lips and
+                 mouth interior (`mouth_box`), where the speech changes the
+                 frame.
   - 'error_map': torch-ngp / RAD-NeRF's per-frame error map (`error_map`):
                  pixels drawn in proportion to their cell's running error.
 All samplers draw with replacement; they are pure and run inside the jitted
@@ -28,6 +31,8 @@ import jax.numpy as jnp
 from ssp_nerf_jax import error_map
 
 STRATEGIES = ('uniform', 'face_rect', 'semantic', 'error_map')
+# Parsing classes whose box `mouth_box` covers (11-class parsing).
+MOUTH_CLASSES = ('lips', 'mouth')
 
 
 def uniform_in_box(key, num, row0, col0, height, width):
@@ -155,8 +160,45 @@ def sample_from_pixel_weights(key, num_rays, pixel_weights, width):
   return pixels.astype(jnp.int32), weights.astype(jnp.float32)
 
 
+def mouth_box(parsing, mouth_classes, scale):
+  """The box around a frame's mouth, where the speech changes the picture.
+
+  Args:
+    parsing: int [H, W] the frame's classes.
+    mouth_classes: ids of the lips and mouth interior (static tuple).
+    scale: the box around those pixels is grown `scale` times about its
+      centre (the chin and cheeks move with the jaw).
+  Returns:
+    float32 [H, W]: 1 inside the box (clipped to the frame), 0 outside;
+    all 0 if the frame shows no mouth class.
+  """
+  mask = jnp.isin(parsing, jnp.asarray(mouth_classes))
+  height, width = parsing.shape
+
+  def extent(any_along, size):
+    first = jnp.argmax(any_along)
+    last = size - 1 - jnp.argmax(any_along[::-1])
+    centre, half = (first + last) / 2, (last - first + 1) * scale / 2
+    index = jnp.arange(size) + 0.5
+    return (index >= centre + 0.5 - half) & (index < centre + 0.5 + half)
+
+  rows = extent(jnp.any(mask, axis=1), height)
+  cols = extent(jnp.any(mask, axis=0), width)
+  box = rows[:, None] & cols[None, :] & jnp.any(mask)
+  return box.astype(jnp.float32)
+
+
+def with_mouth_share(pixel_weights, box, share):
+  """[H * W] weights drawing `share` of the rays uniformly in `box`
+  ([H * W], 0/1) and the rest by `pixel_weights`; `pixel_weights` when the
+  box is empty."""
+  mixed = ((1.0 - share) * pixel_weights / jnp.sum(pixel_weights) +
+           share * box / jnp.maximum(jnp.sum(box), 1.0))
+  return jnp.where(jnp.sum(box) > 0, mixed, pixel_weights)
+
+
 def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
-                    sampling_config):
+                    sampling_config, mouth_classes=()):
   """SSP-NeRF semantic sampling of one frame.
 
   Args:
@@ -166,7 +208,10 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
     class_loss: float [K] running per-class loss (see `class_shares`).
     use_loss: bool scalar; False samples uniformly over pixels (warm-up).
     sampling_config: config.sampling (semantic_power, semantic_floor,
-      semantic_size_exponent, semantic_uniform_mix).
+      semantic_size_exponent, semantic_uniform_mix, mouth_share,
+      mouth_box_scale).
+    mouth_classes: the lips' and mouth interior's class ids (static);
+      none: no mouth share.
   Returns:
     (int32 [R, 2] pixels, float32 [R] importance weights, float32 [K] the
     class shares asked for).
@@ -181,13 +226,19 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
                         sampling_config.semantic_background_area)
   shares = jnp.where(use_loss, shares, counts / flat.size)
   pixel_weights = (shares / jnp.maximum(counts, 1.0))[flat]
+  mouth_share = sampling_config.get('mouth_share', 0.0)
+  if mouth_share > 0 and mouth_classes:
+    box = mouth_box(parsing, mouth_classes, sampling_config.mouth_box_scale)
+    pixel_weights = with_mouth_share(pixel_weights, box.reshape(-1),
+                                     mouth_share)
   pixels, weights = sample_from_pixel_weights(key, num_rays, pixel_weights,
                                               parsing.shape[1])
   return pixels, weights, shares
 
 
 def sample_pixels(key, sampling_config, num_rays, height, width, frame,
-                  class_loss=None, use_loss=True, frame_errors=None):
+                  class_loss=None, use_loss=True, frame_errors=None,
+                  mouth_classes=()):
   """Dispatches on `sampling_config.strategy`.
 
   Args:
@@ -198,6 +249,7 @@ def sample_pixels(key, sampling_config, num_rays, height, width, frame,
     class_loss: float [K] running per-class loss ('semantic' only).
     use_loss: bool scalar, False during the semantic warm-up.
     frame_errors: float [n, n] the frame's error map ('error_map' only).
+    mouth_classes: see `sample_semantic` ('semantic' only).
   Returns:
     (int32 [num_rays, 2] pixels (row, col), float32 [num_rays] importance
     weights 1 / (H W p(pixel)); ones for the uniform sampler).
@@ -211,7 +263,8 @@ def sample_pixels(key, sampling_config, num_rays, height, width, frame,
                             sampling_config.face_rect_fraction)
   if strategy == 'semantic':
     pixels, weights, _ = sample_semantic(key, num_rays, frame['parsing'],
-                                         class_loss, use_loss, sampling_config)
+                                         class_loss, use_loss, sampling_config,
+                                         mouth_classes)
     return pixels, weights
   if strategy == 'error_map':
     return sample_from_pixel_weights(

@@ -47,6 +47,7 @@ ADDED_SETTINGS = {
         'mouth_condition': False,
         'mouth_freqs': 4,
         'mouth_region_radius': 0.0,
+        'audio_in_mouth_region': False,
     },
     'sampling': {
         'semantic_background_area': False,
@@ -55,6 +56,8 @@ ADDED_SETTINGS = {
         'error_map_resolution': 32,
         'error_map_decay': 0.1,
         'error_map_uniform_mix': 0.0,
+        'mouth_share': 0.0,
+        'mouth_box_scale': 2.0,
     },
     'occupancy': {
         'enabled': True,

@@ -120,6 +120,32 @@ def test_semantic_rays_match_requested_shares_and_skip_absent_classes():
   assert np.all(np.abs(per_pixel - mean) < 5 * np.sqrt(mean))
 
 
+def test_mouth_box_against_a_loop_and_its_share_of_the_rays():
+  parsing = np.zeros((24, 30), np.int32)
+  parsing[10:14, 9:17] = 7  # lips: rows 10-13, cols 9-16
+  parsing[11:13, 12:14] = 6  # mouth interior
+  box = np.asarray(ray_sampling.mouth_box(jnp.asarray(parsing), (6, 7), 1.5))
+  expected = np.zeros_like(box)
+  for row in range(24):  # centre (11.5, 12.5), size 4 x 8 grown to 6 x 12
+    for col in range(30):
+      if abs(row - 11.5) < 3 and abs(col - 12.5) < 6:
+        expected[row, col] = 1
+  np.testing.assert_array_equal(box, expected)
+  assert not np.any(ray_sampling.mouth_box(jnp.zeros((8, 8), jnp.int32),
+                                           (6, 7), 2.0))
+  config = sampling_config('semantic', uniform_mix=1.0)
+  config.mouth_share, config.mouth_box_scale = 0.3, 1.5
+  in_box, total = 0, 0
+  for seed in range(10):
+    pixels, _, _ = ray_sampling.sample_semantic(
+        jax.random.PRNGKey(seed), 512, jnp.asarray(parsing),
+        -jnp.ones(8), True, config, mouth_classes=(6, 7))
+    in_box += int(box[pixels[:, 0], pixels[:, 1]].sum())
+    total += len(pixels)
+  # 0.3 of the rays in the box, plus the uniform rays' 72 / 720 of the rest.
+  np.testing.assert_allclose(in_box / total, 0.3 + 0.7 * 72 / 720, atol=0.02)
+
+
 def test_face_rect_importance_weights_unbias_the_mean():
   # Large errors inside the rectangle, where 90 % of the rays go: the
   # unweighted mean would be ~0.9, the image mean is ~0.13.

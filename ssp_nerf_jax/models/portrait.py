@@ -72,6 +72,9 @@ class PortraitNeRF(nerf.NeRFLayout):
       `ssp_nerf_jax.mouth_region`); the value is the Gaussian's radius in
       mouth widths, used when the region is fitted (the model reads the
       fitted radius from its parameters).
+    audio_in_mouth_region: with the region, the audio code too is weighted
+      by it (ER-NeRF lets the speech act through a region attention): the
+      speech can move the mouth only, not the rest of the frame.
     warp_fine_gradients: also differentiate the warp through the fine pass.
       Off by default: the warp is learned through the coarse pass (its
       photometric and parsing losses) and the fine pass queries the same
@@ -97,6 +100,7 @@ class PortraitNeRF(nerf.NeRFLayout):
   mouth_condition: bool = False
   mouth_freqs: int = 4
   mouth_region_radius: float = 0.0
+  audio_in_mouth_region: bool = False
 
   @classmethod
   def from_config(cls, config, num_classes: int, near=None, far=None,
@@ -133,7 +137,8 @@ class PortraitNeRF(nerf.NeRFLayout):
         far=None if far is None else float(far),
         mouth_condition=bool(m.mouth_condition),
         mouth_freqs=int(m.mouth_freqs),
-        mouth_region_radius=float(m.get('mouth_region_radius', 0.0)))
+        mouth_region_radius=float(m.get('mouth_region_radius', 0.0)),
+        audio_in_mouth_region=bool(m.get('audio_in_mouth_region', False)))
     if m.get('torso_warp', False):
       if reference_c2w is None:
         raise ValueError('config.model.torso_warp needs a reference pose')
@@ -215,11 +220,14 @@ class PortraitNeRF(nerf.NeRFLayout):
     Returns:
       `code`, or with `mouth_local` the pair [code, the opening weighted
       by each point's `MouthRegion` weight, [F, R, S, M]], which the MLP
-      reads as their concatenation.
+      reads as their concatenation (with `audio_in_mouth_region` the code
+      weighted too, [F, R, S, A]).
     """
     if not self.mouth_local:
       return code
     weight = self.mouth_region(points)[..., None]
+    if self.audio_in_mouth_region:
+      code = weight * code[:, None, None, :]
     return [code, weight * opening[:, None, None, :]]
 
   def mouth_opening(self, audio, mouth=None):
