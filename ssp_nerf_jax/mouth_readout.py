@@ -13,7 +13,10 @@ number per frame, the mouth opening, which it cannot average away:
     predicted from its audio by this read-out, a ridge regression fitted
     once on the training frames before training starts and kept in the
     parameters (`models.mouth.MouthReadout`, never trained by the
-    optimizer).
+    optimizer).  Its predictions are widened about the mean opening until
+    they vary as much as the measured ones (`spread_gain`): the field draws
+    an opening it has learned, and a prediction shrunk to the middle of the
+    range draws the same half-open mouth in every frame.
 
 Ridge, not a layer trained with the NeRF: with ~500 frames and a 16 x 29
 window the read-out overfits unless it is regularised, and closed-form ridge
@@ -109,24 +112,53 @@ def predict(readout: dict, x: np.ndarray) -> np.ndarray:
   return z @ readout['weights'] + readout['offset']
 
 
-def choose_strength(x: np.ndarray, y: np.ndarray,
-                    strengths=RIDGE_STRENGTHS, folds: int = CV_FOLDS):
-  """(strength, r): the ridge strength with the best mean held-out Pearson r
-  over `folds` contiguous blocks (neighbouring frames are alike: random
-  folds would leak), and that r.  One decomposition per fold serves every
-  strength (`ridge_weights`)."""
+def cross_validate(x: np.ndarray, y: np.ndarray, strengths=RIDGE_STRENGTHS,
+                   folds: int = CV_FOLDS):
+  """Held-out predictions of every strength over `folds` contiguous blocks
+  (neighbouring frames are alike: random folds would leak).  One
+  decomposition per fold serves every strength (`ridge_weights`).
+
+  Returns:
+    (scores [folds, len(strengths)]: each block's Pearson r,
+     predictions [len(strengths), N]: each frame's from the fit without
+     its block).
+  """
   y = np.asarray(y, np.float64)
   scores = np.zeros((folds, len(strengths)))
+  predictions = np.zeros((len(strengths), len(y)))
   for fold, held in enumerate(np.array_split(np.arange(len(y)), folds)):
     kept = np.setdiff1d(np.arange(len(y)), held)
     z, mean, scale = standardise(x[kept])
     offset = np.mean(y[kept])
     weights = ridge_weights(z, y[kept] - offset, strengths)
     held_z = (np.asarray(x[held], np.float64) - mean) / scale
-    for i, predicted in enumerate(weights @ held_z.T):
-      scores[fold, i] = pearson(predicted + offset, y[held])
+    predictions[:, held] = weights @ held_z.T + offset
+    for i in range(len(strengths)):
+      scores[fold, i] = pearson(predictions[i, held], y[held])
+  return scores, predictions
+
+
+def choose_strength(x: np.ndarray, y: np.ndarray,
+                    strengths=RIDGE_STRENGTHS, folds: int = CV_FOLDS):
+  """(strength, r): the ridge strength with the best mean held-out Pearson r
+  (`cross_validate`), and that r."""
+  scores, _ = cross_validate(x, y, strengths, folds)
   best = int(np.argmax(scores.mean(0)))  # the first of equal scores
   return strengths[best], float(scores.mean(0)[best])
+
+
+def spread_gain(y: np.ndarray, held_out: np.ndarray) -> float:
+  """How much to widen predictions about their mean so that they vary as
+  much as the measured openings: std(y) / std(held-out predictions).
+
+  Ridge predictions are shrunk towards the mean opening (by about the
+  correlation they reach, and more under a strong penalty).  The field
+  learned the look of each measured opening, so predictions confined to
+  the middle of that range render nearly the same half-open mouth in
+  every frame; widened, they use the range the field knows.
+  """
+  spread = float(np.std(held_out))
+  return float(np.std(y)) / spread if spread > 0 else 1.0
 
 
 def centre_windows(audio: np.ndarray) -> np.ndarray:
@@ -143,8 +175,10 @@ def fit(audio: np.ndarray, mouth_open: np.ndarray) -> dict:
     mouth_open: [N] measured openings; NaN where not measured (skipped).
 
   Returns:
-    `ridge_fit`'s dict, float32, with the chosen 'strength' and its
-    cross-validated 'r_cv' as [] arrays.
+    `ridge_fit`'s dict, float32, its weights widened by `spread_gain` of
+    the held-out predictions (the prediction's offset is the mean opening,
+    so the mean stays), with the chosen 'strength', its cross-validated
+    'r_cv' and the 'gain' as [] arrays.
 
   Raises:
     errors.UserError: fewer than MIN_FRAMES measured frames.
@@ -159,8 +193,13 @@ def fit(audio: np.ndarray, mouth_open: np.ndarray) -> dict:
         'config.model.mouth_condition=False)')
   x = centre_windows(np.asarray(audio)[measured])
   y = np.asarray(mouth_open, np.float64)[measured]
-  strength, r_cv = choose_strength(x, y)
+  scores, held_out = cross_validate(x, y)
+  best = int(np.argmax(scores.mean(0)))
+  strength, r_cv = RIDGE_STRENGTHS[best], scores.mean(0)[best]
+  gain = spread_gain(y, held_out[best])
   readout = ridge_fit(x, y, strength)
-  readout.update(strength=np.asarray(strength), r_cv=np.asarray(r_cv))
+  readout['weights'] = readout['weights'] * gain
+  readout.update(strength=np.asarray(strength), r_cv=np.asarray(r_cv),
+                 gain=np.asarray(gain))
   return {name: np.asarray(value, np.float32)
           for name, value in readout.items()}

@@ -34,6 +34,7 @@ from ssp_nerf_jax import files
 from ssp_nerf_jax import frame_renderer
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import job_inputs
+from ssp_nerf_jax import mouth_strip
 from ssp_nerf_jax import parallel
 from ssp_nerf_jax import parsing_schemes
 from ssp_nerf_jax import trained as trained_lib
@@ -253,8 +254,9 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   """Renders and scores the val split into `out_dir`.
 
   Writes `<frame_id>.png`, `parsing_<frame_id>.png`, `val.mp4` (with the
-  clip's audio over those frames; streamed as the frames are rendered) and
-  `metrics.json`.  Process 0 writes; every process returns the metrics.
+  clip's audio over those frames; streamed as the frames are rendered),
+  `metrics.json` and, with mouth classes in the parsing, `mouth_strip.png`
+  (`mouth_strip`).  Process 0 writes; every process returns the metrics.
   Args:
     mouth: where a model given the mouth opening gets the val frames':
       'audio', predicted from their speech as for new audio; 'measured',
@@ -280,11 +282,18 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   else:
     rendered = list(stream)  # kept for the metrics this process returns
   seconds = time.perf_counter() - tick
+  rendered = stack_frames(rendered)
   result = evaluation.score_val(trained.step, trained.scene.class_names, frames,
-                                stack_frames(rendered))
+                                rendered)
   result['seconds_per_frame'] = seconds / len(frames['frame_id'])
   result['mouth'] = mouth
   if parallel.is_main_process():
+    strip = mouth_strip.mouth_strip(frames['image'], rendered['rgb'],
+                                    frames['parsing'],
+                                    trained.scene.class_names,
+                                    frames['mouth_open'])
+    if strip is not None:
+      write_png(os.path.join(out_dir, 'mouth_strip.png'), strip)
     files.write_json(os.path.join(out_dir, 'metrics.json'), result)
   return result
 

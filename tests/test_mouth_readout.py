@@ -82,6 +82,17 @@ def test_strength_choice_matches_the_slow_reference(frames, dim):
                              atol=1e-9)
 
 
+def test_gain_widens_held_out_predictions_to_the_measured_spread():
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(200, 30))
+  y = 0.1 * x[:, :3].sum(1) + 0.2 * rng.normal(size=200)
+  _, held_out = mouth_readout.cross_validate(x, y, [100.0])
+  gain = mouth_readout.spread_gain(y, held_out[0])
+  assert gain > 1.5  # a noisy, penalised fit is shrunk
+  np.testing.assert_allclose(np.std(gain * held_out[0]), np.std(y))
+  assert mouth_readout.spread_gain(y, np.zeros(200)) == 1.0
+
+
 def _windows_and_openings(num_frames, window=(8, 4, 3), seed=2):
   """[N, *window] context windows and openings linear in the frame's own."""
   rng = np.random.default_rng(seed)
@@ -100,6 +111,7 @@ def test_fit_reads_the_frames_own_window_and_skips_unmeasured_frames():
   expected = mouth_readout.ridge_fit(
       audio[kept, 4].reshape(kept.sum(), -1), opening[kept],
       float(fitted['strength']))
+  expected['weights'] = expected['weights'] * fitted['gain']
   for name in ('mean', 'scale', 'weights', 'offset'):
     np.testing.assert_allclose(fitted[name], expected[name], rtol=1e-5,
                                atol=1e-6)
@@ -127,7 +139,8 @@ def test_field_reads_measured_openings_and_predicts_the_others():
   params = {'params': {'mouth_readout': {
       name: jnp.asarray(fitted[name])
       for name in ('mean', 'scale', 'weights', 'offset')}}}
-  expected = mouth_readout.predict(fitted, audio[:3, 4].reshape(3, -1))
+  expected = np.clip(mouth_readout.predict(fitted, audio[:3, 4].reshape(3, -1)),
+                     0, 1)  # openings are in [0, 1]
   predicted = model.apply(params, audio[:3], method=model.mouth_opening)
   np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
   given = model.apply(params, audio[:3], jnp.array([0.25, np.nan, 1.0]),

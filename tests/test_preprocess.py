@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile
 
 from configs import tiny
 from ssp_nerf_jax import adnerf_folder
@@ -16,6 +17,7 @@ from ssp_nerf_jax import data
 from ssp_nerf_jax import experiment
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
+from ssp_nerf_jax import job_inputs
 from ssp_nerf_jax import mouth_readout
 from ssp_nerf_jax import synthetic
 from ssp_nerf_jax import train
@@ -171,6 +173,8 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   config.data.resolution = 32
   config.model.mouth_condition = True  # as configs/video.py
   config.model.mouth_region_radius = 0.6
+  config.data.audio_feature = 'whisper'  # the installed model's features
+  config.data.audio_dim = 384
   config.data.data_dir = str(tmp_path / 'data')
   config.train.num_steps = 2
   config.train.eval_every = 2
@@ -198,6 +202,18 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   for name, value in region.items():
     np.testing.assert_array_equal(value, refitted[name])
   assert 0.005 < region['radius'] < 0.05
+  # New speech is encoded by the same speech model at render time; another
+  # model (other weights) is refused before anything is rendered.
+  speech = tmp_path / 'speech.wav'
+  soundfile.write(speech, np.sin(np.arange(16000) / 5.0) * 0.3, 16000)
+  windows, _ = job_inputs.audio_windows(str(speech), run)
+  assert windows.shape == (25, config.data.audio_context, 16, 384)
+  other = tmp_path / 'other_model'
+  other.mkdir()
+  (other / 'model.bin').write_bytes(b'other weights')
+  run.config.data.speech_model = str(other)
+  with pytest.raises(errors.UserError, match='speech model'):
+    job_inputs.audio_windows(str(speech), run)
   # The cache: the same video (any name) is not preprocessed again.
   copy = tmp_path / 'renamed.mp4'
   copy.write_bytes(open(clip_mp4, 'rb').read())

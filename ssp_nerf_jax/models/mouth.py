@@ -26,7 +26,9 @@ class MouthReadout(nn.Module):
       audio: [F, A, T, C] context windows (the frame's own at A // 2).
 
     Returns:
-      [F] float32 predicted opening (about [0, 1]).
+      [F] float32 predicted opening, clipped to [0, 1]: measured openings
+      lie there by definition (the widest of a clip is 1), and the field
+      has learned no other.
     """
     window = audio[:, audio.shape[1] // 2]
     x = window.reshape(window.shape[0], -1).astype(jnp.float32)
@@ -36,7 +38,7 @@ class MouthReadout(nn.Module):
         self.param('scale', nn.initializers.ones, (dim,)),
         self.param('weights', nn.initializers.zeros, (dim,)),
         self.param('offset', nn.initializers.zeros, ())))
-    return ((x - mean) / scale) @ weights + offset
+    return jnp.clip(((x - mean) / scale) @ weights + offset, 0.0, 1.0)
 
 
 class MouthRegion(nn.Module):
