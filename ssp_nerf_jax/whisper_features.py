@@ -31,6 +31,7 @@ import librosa
 import numpy as np
 
 from ssp_nerf_jax import errors
+from ssp_nerf_jax import parallel
 
 SAMPLE_RATE = 16_000
 N_FFT = 400
@@ -248,10 +249,13 @@ def compute_features(waveform: np.ndarray, num_frames: int, fps: float,
     dim: the expected D (config.data.audio_dim); UserError if the model's
       width differs.
   """
-  encoder = load_encoder(resolve_model_dir(speech_model))
+  model_dir = resolve_model_dir(speech_model)
+  parallel.progress(f'encoding {len(waveform) / SAMPLE_RATE:.1f} s of speech '
+                    f'with the Whisper model in {model_dir} ...')
+  encoder = load_encoder(model_dir)
   if dim is not None and dim != encoder.width:
     raise errors.UserError(
-        f'the Whisper model in {resolve_model_dir(speech_model)} gives '
+        f'the Whisper model in {model_dir} gives '
         f'{encoder.width} features per step, but config.data.audio_dim is '
         f'{dim}: set --config.data.audio_dim={encoder.width}')
   return frame_windows(encoder_rows(waveform, encoder), num_frames, fps)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import soundfile
@@ -18,6 +19,7 @@ from ssp_nerf_jax import experiment
 from ssp_nerf_jax import errors
 from ssp_nerf_jax import input_pipeline
 from ssp_nerf_jax import job_inputs
+from ssp_nerf_jax import offline_jobs
 from ssp_nerf_jax import mouth_readout
 from ssp_nerf_jax import synthetic
 from ssp_nerf_jax import train
@@ -202,6 +204,26 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   for name, value in region.items():
     np.testing.assert_array_equal(value, refitted[name])
   assert 0.005 < region['radius'] < 0.05
+  # Renders read a given opening (render_main --mouth=measured); without
+  # one, the read-out's prediction from the frame's audio.
+  val = input_pipeline.load_split(run.config, run.builder, 'val')
+  # Two steps leave the field empty: give it density so that it shows.
+  dense = jax.tree_util.tree_map_with_path(
+      lambda path, x: x + 3.0 if 'sigma' in jax.tree_util.keystr(path) and
+      'bias' in jax.tree_util.keystr(path) else x, run.params)
+  bound = offline_jobs.make_renderer(run._replace(params=dense))
+  bound = bound._replace(occupancy=False)
+  c2w, audio = val['c2w'][0], val['audio'][0]
+  shut, wide, predicted = (
+      offline_jobs.render_one(bound, c2w, audio, mouth)['semantics']
+      for mouth in (0.0, 1.0, None))
+  assert np.abs(shut - wide).max() > 1e-4
+  opening = run.model.apply(dense, audio[None],
+                            method=run.model.mouth_opening)[0]
+  np.testing.assert_allclose(
+      offline_jobs.render_one(bound, c2w, audio,
+                              float(opening))['semantics'], predicted,
+      atol=1e-7)
   # New speech is encoded by the same speech model at render time; another
   # model (other weights) is refused before anything is rendered.
   speech = tmp_path / 'speech.wav'
