@@ -92,6 +92,11 @@ def _model():
   # and synthetic configs).  See ssp_nerf_jax/mouth_readout.py.
   model.mouth_condition = False
   model.mouth_freqs = 4  # sinusoids of the opening: pi * 2^k, k < 4
+  # The predicted openings are mapped onto the measured ones' distribution
+  # through this many quantiles (a piecewise-linear monotone map): ridge
+  # predictions crowd around the mean opening, where the field draws one
+  # half-open mouth.  0: the raw predictions, clipped to [0, 1].
+  model.mouth_quantile_knots = 33
   # > 0: the opening acts only around the mouth, each point getting it times
   # a Gaussian of its distance to the mouth's centre (triangulated from the
   # train frames' parsing) with this radius in mouth widths; 0: every point

@@ -81,7 +81,8 @@ class Experiment:
         f'fitting the audio -> mouth read-out on {len(audio)} train frames x '
         f'{np.prod(audio.shape[2:])} audio features ...')
     fitted = mouth_readout.fit(
-        audio, input_pipeline.load_feature(self.builder, 'train', 'mouth_open'))
+        audio, input_pipeline.load_feature(self.builder, 'train', 'mouth_open'),
+        self.model.mouth_quantile_knots)
     logging.info('mouth read-out: ridge strength %g, cross-validated r %.3f '
                  'on the train frames', fitted['strength'], fitted['r_cv'])
     return fitted_params(fitted, initial)

@@ -13,10 +13,13 @@ number per frame, the mouth opening, which it cannot average away:
     predicted from its audio by this read-out, a ridge regression fitted
     once on the training frames before training starts and kept in the
     parameters (`models.mouth.MouthReadout`, never trained by the
-    optimizer).  Its predictions are widened about the mean opening until
-    they vary as much as the measured ones (`spread_gain`): the field draws
-    an opening it has learned, and a prediction shrunk to the middle of the
-    range draws the same half-open mouth in every frame.
+    optimizer).  Its predictions are then mapped onto the measured
+    openings' distribution, rank for rank (`quantile_map`): ridge
+    predictions are shrunk towards the mean opening, and a field driven by
+    them draws the same half-open mouth in every frame; mapped, a
+    prediction as high as the 90th percentile of the predictions gets the
+    opening of the 90th percentile of the measured openings, so the field
+    sees openings spread as in training.
 
 Ridge, not a layer trained with the NeRF: with ~500 frames and a 16 x 29
 window the read-out overfits unless it is regularised, and closed-form ridge
@@ -147,18 +150,27 @@ def choose_strength(x: np.ndarray, y: np.ndarray,
   return strengths[best], float(scores.mean(0)[best])
 
 
-def spread_gain(y: np.ndarray, held_out: np.ndarray) -> float:
-  """How much to widen predictions about their mean so that they vary as
-  much as the measured openings: std(y) / std(held-out predictions).
+def quantile_map(held_out: np.ndarray, y: np.ndarray,
+                 knots: int) -> tuple[np.ndarray, np.ndarray]:
+  """The monotone map of predictions onto the measured openings'
+  distribution, as `knots` points of a piecewise-linear function.
 
-  Ridge predictions are shrunk towards the mean opening (by about the
-  correlation they reach, and more under a strong penalty).  The field
-  learned the look of each measured opening, so predictions confined to
-  the middle of that range render nearly the same half-open mouth in
-  every frame; widened, they use the range the field knows.
+  Args:
+    held_out: [N] held-out predictions of the train frames
+      (`cross_validate`): distributed as a new frame's prediction, unlike
+      the in-sample ones.
+    y: [N] the measured openings.
+    knots: K >= 2 quantile levels, evenly spaced over [0, 1].
+  Returns:
+    (float64 [K] the predictions' quantiles, strictly increasing;
+     float64 [K] the openings' quantiles, non-decreasing): a prediction p
+    maps to interp(p, first, second), the measured range beyond the ends.
   """
-  spread = float(np.std(held_out))
-  return float(np.std(y)) / spread if spread > 0 else 1.0
+  levels = np.linspace(0.0, 1.0, knots)
+  inputs = np.quantile(np.asarray(held_out, np.float64), levels)
+  # Ties (a constant stretch of predictions) would make interp ambiguous.
+  inputs = inputs + np.arange(knots) * 1e-9 * max(np.ptp(inputs), 1.0)
+  return inputs, np.quantile(np.asarray(y, np.float64), levels)
 
 
 def centre_windows(audio: np.ndarray) -> np.ndarray:
@@ -167,18 +179,18 @@ def centre_windows(audio: np.ndarray) -> np.ndarray:
   return audio[:, audio.shape[1] // 2].reshape(len(audio), -1)
 
 
-def fit(audio: np.ndarray, mouth_open: np.ndarray) -> dict:
+def fit(audio: np.ndarray, mouth_open: np.ndarray, knots: int = 0) -> dict:
   """The read-out of the training frames (see the module docstring).
 
   Args:
     audio: [N, A, S, C] the frames' context windows.
     mouth_open: [N] measured openings; NaN where not measured (skipped).
+    knots: points of the `quantile_map` (0: none, raw predictions).
 
   Returns:
-    `ridge_fit`'s dict, float32, its weights widened by `spread_gain` of
-    the held-out predictions (the prediction's offset is the mean opening,
-    so the mean stays), with the chosen 'strength', its cross-validated
-    'r_cv' and the 'gain' as [] arrays.
+    `ridge_fit`'s dict, float32, with the chosen 'strength' and its
+    cross-validated 'r_cv' as [] arrays, and with knots the map's
+    'map_in' and 'map_out' [knots].
 
   Raises:
     errors.UserError: fewer than MIN_FRAMES measured frames.
@@ -196,10 +208,10 @@ def fit(audio: np.ndarray, mouth_open: np.ndarray) -> dict:
   scores, held_out = cross_validate(x, y)
   best = int(np.argmax(scores.mean(0)))
   strength, r_cv = RIDGE_STRENGTHS[best], scores.mean(0)[best]
-  gain = spread_gain(y, held_out[best])
   readout = ridge_fit(x, y, strength)
-  readout['weights'] = readout['weights'] * gain
-  readout.update(strength=np.asarray(strength), r_cv=np.asarray(r_cv),
-                 gain=np.asarray(gain))
+  readout.update(strength=np.asarray(strength), r_cv=np.asarray(r_cv))
+  if knots:
+    readout['map_in'], readout['map_out'] = quantile_map(held_out[best], y,
+                                                         knots)
   return {name: np.asarray(value, np.float32)
           for name, value in readout.items()}

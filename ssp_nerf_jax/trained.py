@@ -46,6 +46,7 @@ ADDED_SETTINGS = {
     'model': {
         'mouth_condition': False,
         'mouth_freqs': 4,
+        'mouth_quantile_knots': 0,
         'mouth_region_radius': 0.0,
         'audio_in_mouth_region': False,
     },

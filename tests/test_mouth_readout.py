@@ -82,15 +82,22 @@ def test_strength_choice_matches_the_slow_reference(frames, dim):
                              atol=1e-9)
 
 
-def test_gain_widens_held_out_predictions_to_the_measured_spread():
+def test_quantile_map_gives_predictions_the_measured_distribution():
   rng = np.random.default_rng(4)
-  x = rng.normal(size=(200, 30))
-  y = 0.1 * x[:, :3].sum(1) + 0.2 * rng.normal(size=200)
+  x = rng.normal(size=(300, 30))
+  # Skewed openings, mostly near shut, as a talking mouth's are.
+  y = np.clip(0.2 + 0.1 * x[:, :3].sum(1) + 0.1 * rng.normal(size=300), 0, 1)
   _, held_out = mouth_readout.cross_validate(x, y, [100.0])
-  gain = mouth_readout.spread_gain(y, held_out[0])
-  assert gain > 1.5  # a noisy, penalised fit is shrunk
-  np.testing.assert_allclose(np.std(gain * held_out[0]), np.std(y))
-  assert mouth_readout.spread_gain(y, np.zeros(200)) == 1.0
+  first, second = mouth_readout.quantile_map(held_out[0], y, 33)
+  assert np.all(np.diff(first) > 0) and np.all(np.diff(second) >= 0)
+  mapped = np.interp(held_out[0], first, second)
+  assert np.std(held_out[0]) < 0.8 * np.std(y)  # ridge shrinks ...
+  np.testing.assert_allclose(np.quantile(mapped, [0.1, 0.5, 0.9]),
+                             np.quantile(y, [0.1, 0.5, 0.9]), atol=0.02)
+  # ... the map restores the spread and keeps the order.
+  assert np.all(np.diff(mapped[np.argsort(held_out[0])]) >= 0)
+  np.testing.assert_allclose([mapped.min(), mapped.max()], [y.min(), y.max()],
+                             atol=1e-6)
 
 
 def _windows_and_openings(num_frames, window=(8, 4, 3), seed=2):
@@ -106,12 +113,12 @@ def _windows_and_openings(num_frames, window=(8, 4, 3), seed=2):
 def test_fit_reads_the_frames_own_window_and_skips_unmeasured_frames():
   audio, opening = _windows_and_openings(120)
   opening[::7] = np.nan
-  fitted = mouth_readout.fit(audio, opening)
+  fitted = mouth_readout.fit(audio, opening, knots=9)
+  assert fitted['map_in'].shape == fitted['map_out'].shape == (9,)
   kept = np.isfinite(opening)
   expected = mouth_readout.ridge_fit(
       audio[kept, 4].reshape(kept.sum(), -1), opening[kept],
       float(fitted['strength']))
-  expected['weights'] = expected['weights'] * fitted['gain']
   for name in ('mean', 'scale', 'weights', 'offset'):
     np.testing.assert_allclose(fitted[name], expected[name], rtol=1e-5,
                                atol=1e-6)
@@ -134,13 +141,16 @@ def test_field_reads_measured_openings_and_predicts_the_others():
   model = _mouth_experiment(config, fake_data.random_scene(config)).model
   audio, opening = _windows_and_openings(
       60, (8, 16, config.data.audio_dim))
-  fitted = mouth_readout.fit(audio, opening)
+  knots = config.model.mouth_quantile_knots
+  fitted = mouth_readout.fit(audio, opening, knots)
   # Only the read-out's parameters: the other modules are not called.
   params = {'params': {'mouth_readout': {
       name: jnp.asarray(fitted[name])
-      for name in ('mean', 'scale', 'weights', 'offset')}}}
-  expected = np.clip(mouth_readout.predict(fitted, audio[:3, 4].reshape(3, -1)),
-                     0, 1)  # openings are in [0, 1]
+      for name in ('mean', 'scale', 'weights', 'offset', 'map_in',
+                   'map_out')}}}
+  expected = np.interp(mouth_readout.predict(fitted, audio[:3, 4].reshape(3,
+                                                                          -1)),
+                       fitted['map_in'], fitted['map_out'])
   predicted = model.apply(params, audio[:3], method=model.mouth_opening)
   np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
   given = model.apply(params, audio[:3], jnp.array([0.25, np.nan, 1.0]),

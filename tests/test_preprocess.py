@@ -193,7 +193,8 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   run = trained.load_trained(str(workdir))
   fitted = mouth_readout.fit(
       input_pipeline.load_feature(run.builder, 'train', 'audio'),
-      input_pipeline.load_feature(run.builder, 'train', 'mouth_open'))
+      input_pipeline.load_feature(run.builder, 'train', 'mouth_open'),
+      run.model.mouth_quantile_knots)
   assert fitted['r_cv'] > 0.3 and np.any(fitted['weights'] != 0)
   for name, value in run.params['params']['mouth_readout'].items():
     np.testing.assert_array_equal(value, fitted[name])

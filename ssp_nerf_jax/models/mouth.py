@@ -12,11 +12,16 @@ import jax.numpy as jnp
 class MouthReadout(nn.Module):
   """Predicted mouth opening of each frame from its audio feature window.
 
-  A fixed linear read-out, `mouth_readout.fit`'s ridge regression, stored
-  as parameters so that checkpoints carry it; its values are written once
+  A fixed linear read-out, `mouth_readout.fit`'s ridge regression, then its
+  monotone map onto the measured openings' distribution, stored as
+  parameters so that checkpoints carry them; their values are written once
   after `init` and the optimizer never changes them (their gradient is
   stopped, so Adam's update is exactly zero).
+
+  Attributes:
+    knots: points of the map (`mouth_readout.quantile_map`); 0: none.
   """
+  knots: int = 0
 
   @nn.compact
   def __call__(self, audio):
@@ -26,9 +31,9 @@ class MouthReadout(nn.Module):
       audio: [F, A, T, C] context windows (the frame's own at A // 2).
 
     Returns:
-      [F] float32 predicted opening, clipped to [0, 1]: measured openings
-      lie there by definition (the widest of a clip is 1), and the field
-      has learned no other.
+      [F] float32 predicted opening in the measured openings' range (with
+      knots), or clipped to [0, 1], where measured openings lie by
+      definition (the widest of a clip is 1).
     """
     window = audio[:, audio.shape[1] // 2]
     x = window.reshape(window.shape[0], -1).astype(jnp.float32)
@@ -38,7 +43,13 @@ class MouthReadout(nn.Module):
         self.param('scale', nn.initializers.ones, (dim,)),
         self.param('weights', nn.initializers.zeros, (dim,)),
         self.param('offset', nn.initializers.zeros, ())))
-    return jnp.clip(((x - mean) / scale) @ weights + offset, 0.0, 1.0)
+    predicted = ((x - mean) / scale) @ weights + offset
+    if not self.knots:
+      return jnp.clip(predicted, 0.0, 1.0)
+    map_in, map_out = jax.lax.stop_gradient((
+        self.param('map_in', nn.initializers.zeros, (self.knots,)),
+        self.param('map_out', nn.initializers.zeros, (self.knots,))))
+    return jnp.interp(predicted, map_in, map_out)
 
 
 class MouthRegion(nn.Module):

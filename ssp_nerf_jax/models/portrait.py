@@ -67,6 +67,8 @@ class PortraitNeRF(nerf.NeRFLayout):
       predicted from the audio by `MouthReadout`; see
       `ssp_nerf_jax.mouth_readout`) to the audio code, encoded with
       `mouth_freqs` frequencies.
+    mouth_quantile_knots: points of the read-out's map onto the measured
+      openings' distribution (`MouthReadout`); 0: none.
     mouth_region_radius: > 0 gives each point the encoded opening times
       its `MouthRegion` weight instead of the whole frame the same (see
       `ssp_nerf_jax.mouth_region`); the value is the Gaussian's radius in
@@ -99,6 +101,7 @@ class PortraitNeRF(nerf.NeRFLayout):
   warp_fine_gradients: bool = False
   mouth_condition: bool = False
   mouth_freqs: int = 4
+  mouth_quantile_knots: int = 0
   mouth_region_radius: float = 0.0
   audio_in_mouth_region: bool = False
 
@@ -137,6 +140,7 @@ class PortraitNeRF(nerf.NeRFLayout):
         far=None if far is None else float(far),
         mouth_condition=bool(m.mouth_condition),
         mouth_freqs=int(m.mouth_freqs),
+        mouth_quantile_knots=int(m.get('mouth_quantile_knots', 0)),
         mouth_region_radius=float(m.get('mouth_region_radius', 0.0)),
         audio_in_mouth_region=bool(m.get('audio_in_mouth_region', False)))
     if m.get('torso_warp', False):
@@ -168,7 +172,8 @@ class PortraitNeRF(nerf.NeRFLayout):
           reference_c2w=self.reference_c2w, num_freqs=self.warp_freqs,
           width=self.warp_width, max_offset=self.warp_max_offset)
     if self.mouth_condition:
-      self.mouth_readout = mouth_lib.MouthReadout()
+      self.mouth_readout = mouth_lib.MouthReadout(
+          knots=self.mouth_quantile_knots)
     if self.mouth_local:
       self.mouth_region = mouth_lib.MouthRegion()
 
