@@ -228,9 +228,16 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
   pixel_weights = (shares / jnp.maximum(counts, 1.0))[flat]
   mouth_share = sampling_config.get('mouth_share', 0.0)
   if mouth_share > 0 and mouth_classes:
-    box = mouth_box(parsing, mouth_classes, sampling_config.mouth_box_scale)
-    pixel_weights = with_mouth_share(pixel_weights, box.reshape(-1),
-                                     mouth_share)
+    box = mouth_box(parsing, mouth_classes,
+                    sampling_config.mouth_box_scale).reshape(-1)
+    if sampling_config.get('mouth_share_source', 'all') == 'uniform':
+      # Taken from the uniform part: q_k - share n_k / N for every class.
+      pixel_weights = jnp.where(
+          jnp.sum(box) > 0,
+          pixel_weights - mouth_share / flat.size +
+          mouth_share * box / jnp.maximum(jnp.sum(box), 1.0), pixel_weights)
+    else:
+      pixel_weights = with_mouth_share(pixel_weights, box, mouth_share)
   pixels, weights = sample_from_pixel_weights(key, num_rays, pixel_weights,
                                               parsing.shape[1])
   return pixels, weights, shares
