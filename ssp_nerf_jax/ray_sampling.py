@@ -10,9 +10,9 @@ Each sampler maps (key, frame data) to integer pixel coordinates [R, 2] as
                  the frame's parsing gets a share q_k of the rays that grows
                  with its running loss L_k (`class_shares`), drawn uniformly
                  among the frame's pixels of class k; optionally a fixed
-                 share `mouth_share` uniformly in a box around the lips and
-                 mouth interior (`mouth_box`), where the speech changes the
-                 frame.
+                 share `mouth_share` of its uniform part moved into a box
+                 around the lips and mouth interior (`mouth_box`), where the
+                 speech changes the frame.
   - 'error_map': torch-ngp / RAD-NeRF's per-frame error map (`error_map`):
                  pixels drawn in proportion to their cell's running error.
 All samplers draw with replacement; they are pure and run inside the jitted
@@ -189,10 +189,12 @@ def mouth_box(parsing, mouth_classes, scale):
 
 
 def with_mouth_share(pixel_weights, box, share):
-  """[H * W] weights drawing `share` of the rays uniformly in `box`
-  ([H * W], 0/1) and the rest by `pixel_weights`; `pixel_weights` when the
+  """[H * W] pixel weights (summing to one) that draw `share` of the rays
+  uniformly in `box` ([H * W], 0/1) instead of uniformly over the frame:
+  the share comes out of the sampler's uniform part (it must be at least
+  `share`), so every class keeps its loss-driven rays.  Unchanged when the
   box is empty."""
-  mixed = ((1.0 - share) * pixel_weights / jnp.sum(pixel_weights) +
+  mixed = (pixel_weights - share / pixel_weights.size +
            share * box / jnp.maximum(jnp.sum(box), 1.0))
   return jnp.where(jnp.sum(box) > 0, mixed, pixel_weights)
 
@@ -230,14 +232,7 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
   if mouth_share > 0 and mouth_classes:
     box = mouth_box(parsing, mouth_classes,
                     sampling_config.mouth_box_scale).reshape(-1)
-    if sampling_config.get('mouth_share_source', 'all') == 'uniform':
-      # Taken from the uniform part: q_k - share n_k / N for every class.
-      pixel_weights = jnp.where(
-          jnp.sum(box) > 0,
-          pixel_weights - mouth_share / flat.size +
-          mouth_share * box / jnp.maximum(jnp.sum(box), 1.0), pixel_weights)
-    else:
-      pixel_weights = with_mouth_share(pixel_weights, box, mouth_share)
+    pixel_weights = with_mouth_share(pixel_weights, box, mouth_share)
   pixels, weights = sample_from_pixel_weights(key, num_rays, pixel_weights,
                                               parsing.shape[1])
   return pixels, weights, shares

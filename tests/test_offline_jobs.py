@@ -74,8 +74,11 @@ def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
     assert metrics[name] is None or -1 <= metrics[name] <= 1, name
   num_val = trained.scene.num_val
   pngs = [n for n in os.listdir(tmp_path) if n.endswith('.png')]
-  assert len(pngs) == 2 * num_val
+  assert len(pngs) == 2 * num_val + 1
   assert sum(n.startswith('parsing_') for n in pngs) == num_val
+  # The mouths at a glance: real over rendered crops of open and shut ones.
+  strip = iio.imread(tmp_path / 'mouth_strip.png')
+  assert strip.ndim == 3 and strip.shape[1] > strip.shape[0]  # 2+ columns
   frames, audio_s = video.probe(str(tmp_path / 'val.mp4'))
   assert frames == num_val
   assert audio_s == pytest.approx(num_val / trained.scene.fps, abs=0.05)
@@ -360,7 +363,7 @@ def test_two_processes_render_val_like_one(workdir, val_here, tmp_path):
   assert not os.listdir(outs[1])
   pngs, pngs_here = read_pngs(outs[0]), read_pngs(here_dir)
   assert sorted(pngs) == sorted(pngs_here)
-  assert len(pngs) == 2 * here['num_frames']
+  assert len(pngs) == 2 * here['num_frames'] + 1  # and mouth_strip.png
   for name, image in pngs.items():
     diff = np.abs(image.astype(int) - pngs_here[name].astype(int)).max()
     assert diff <= 1, name

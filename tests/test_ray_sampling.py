@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from ssp_nerf_jax import errors
+from ssp_nerf_jax import experiment
 from ssp_nerf_jax import losses
 from ssp_nerf_jax import ray_sampling
 from ssp_nerf_jax import train_step
@@ -144,6 +146,11 @@ def test_mouth_box_against_a_loop_and_its_share_of_the_rays():
     total += len(pixels)
   # 0.3 of the rays in the box, plus the uniform rays' 72 / 720 of the rest.
   np.testing.assert_allclose(in_box / total, 0.3 + 0.7 * 72 / 720, atol=0.02)
+  # The share comes out of the uniform part only, which must hold it.
+  full = tiny.get_config()
+  full.sampling.mouth_share, full.sampling.semantic_uniform_mix = 0.3, 0.2
+  with pytest.raises(errors.UserError, match='mouth_share'):
+    experiment.validate_config(full)
 
 
 def test_face_rect_importance_weights_unbias_the_mean():
