@@ -32,6 +32,10 @@ def get_config(config_string=None):
   # the whole face it moved pixels everywhere but the lips (README,
   # "Measured").
   config.model.mouth_region_radius = 0.6
+  # The speech (the audio code) acts there too, as ER-NeRF's region
+  # attention confines it: given to the whole frame, the code of unseen
+  # speech moved the rest of the face (README, "Measured").
+  config.model.audio_in_mouth_region = True
   # A pretrained speech model's features: Whisper tiny's encoder (384 per
   # 20 ms step) predicts the mouth opening from the audio better than MFCC
   # or log-mel on every real clip measured (README, "Measured").
