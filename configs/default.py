@@ -162,6 +162,7 @@ def _sampling():
   # land there.  0: off.
   sampling.mouth_share = 0.0
   sampling.mouth_box_scale = 2.0
+  sampling.mouth_share_source = 'uniform'
   # Train on the importance-weighted loss: each ray's photometric error
   # times 1 / (H W p(pixel)), so that the loss is an unbiased estimate of
   # the uniform-pixel loss whatever the sampler (the parsing loss stays per

@@ -221,18 +221,28 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
   num_classes = class_loss.shape[0]
   flat = parsing.reshape(-1).astype(jnp.int32)
   counts = jnp.bincount(flat, length=num_classes).astype(jnp.float32)
+  mouth_share = (sampling_config.get('mouth_share', 0.0) if mouth_classes
+                 else 0.0)
+  from_loss = sampling_config.get('mouth_share_source', 'uniform') == 'loss'
+  uniform_mix = sampling_config.semantic_uniform_mix
+  if mouth_share and from_loss:
+    uniform_mix = uniform_mix / (1.0 - mouth_share)
   shares = class_shares(class_loss, counts, sampling_config.semantic_power,
                         sampling_config.semantic_floor,
                         sampling_config.semantic_size_exponent,
-                        sampling_config.semantic_uniform_mix,
+                        uniform_mix,
                         sampling_config.semantic_background_area)
   shares = jnp.where(use_loss, shares, counts / flat.size)
   pixel_weights = (shares / jnp.maximum(counts, 1.0))[flat]
-  mouth_share = sampling_config.get('mouth_share', 0.0)
-  if mouth_share > 0 and mouth_classes:
+  if mouth_share > 0:
     box = mouth_box(parsing, mouth_classes,
                     sampling_config.mouth_box_scale).reshape(-1)
-    pixel_weights = with_mouth_share(pixel_weights, box, mouth_share)
+    if from_loss:
+      pixel_weights = jnp.where(
+          jnp.sum(box) > 0, (1 - mouth_share) * pixel_weights +
+          mouth_share * box / jnp.maximum(jnp.sum(box), 1.0), pixel_weights)
+    else:
+      pixel_weights = with_mouth_share(pixel_weights, box, mouth_share)
   pixels, weights = sample_from_pixel_weights(key, num_rays, pixel_weights,
                                               parsing.shape[1])
   return pixels, weights, shares
