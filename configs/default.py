@@ -154,15 +154,15 @@ def _sampling():
   # above shares the rest among the other classes: few background rays let
   # the model leave floaters there.
   sampling.semantic_background_area = False
-  # This share of the semantic sampler's rays, taken from its uniform part
-  # (at most semantic_uniform_mix), drawn uniformly in a box around the
-  # lips and mouth interior (their bounding box grown mouth_box_scale
-  # times), where the speech changes the frame: the mouth is a few hundred
-  # pixels, and its look at each opening is learned from the rays that
-  # land there.  0: off.
+  # This share of the semantic sampler's rays, taken from its loss-driven
+  # part (at most 1 - semantic_uniform_mix; the uniform part keeps its
+  # share, so the background keeps the rays that keep it empty), drawn
+  # uniformly in a box around the lips and mouth interior (their bounding
+  # box grown mouth_box_scale times), where the speech changes the frame:
+  # the mouth is a few hundred pixels, and its look at each opening is
+  # learned from the rays that land there.  0: off.
   sampling.mouth_share = 0.0
   sampling.mouth_box_scale = 2.0
-  sampling.mouth_share_source = 'uniform'
   # Train on the importance-weighted loss: each ray's photometric error
   # times 1 / (H W p(pixel)), so that the loss is an unbiased estimate of
   # the uniform-pixel loss whatever the sampler (the parsing loss stays per

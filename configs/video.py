@@ -42,8 +42,8 @@ def get_config(config_string=None):
   config.data.audio_feature = 'whisper'
   config.data.audio_dim = 384
   if config_string == 'cpu':
-    # A quarter of the rays (out of the semantic sampler's uniform half) in
-    # a box around the mouth: at this budget the field learns the look of
-    # each opening only from the rays that land there (README, "Measured").
+    # A quarter of the rays (out of the semantic sampler's loss-driven
+    # half) in a box around the mouth: at this budget the field learns the
+    # look of each opening only from the rays that land there.
     config.sampling.mouth_share = 0.25
   return config

@@ -230,11 +230,12 @@ def _config_checks(config):
                  'config.sampling.mouth_share is a share of the semantic '
                  "sampler's rays: set config.sampling.strategy='semantic' or "
                  'mouth_share=0'))
-  checks.append((0.0 <= sampling.mouth_share <= sampling.semantic_uniform_mix,
+  checks.append((0.0 <= sampling.mouth_share < 1.0 and
+                  sampling.mouth_share <= 1.0 - sampling.semantic_uniform_mix,
                  'config.sampling.mouth_share comes out of the semantic '
-                 'sampler\'s uniform part: it must be in [0, '
-                 f'semantic_uniform_mix={sampling.semantic_uniform_mix}], got '
-                 f'{sampling.mouth_share}'))
+                 "sampler's loss-driven part: it must be in [0, 1 - "
+                 f'semantic_uniform_mix={sampling.semantic_uniform_mix}] and '
+                 f'below 1, got {sampling.mouth_share}'))
   checks.append((0.0 <= sampling.semantic_ema_decay < 1.0,
                  'config.sampling.semantic_ema_decay must be in [0, 1), got '
                  f'{sampling.semantic_ema_decay}'))

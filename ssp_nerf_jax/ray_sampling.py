@@ -10,9 +10,9 @@ Each sampler maps (key, frame data) to integer pixel coordinates [R, 2] as
                  the frame's parsing gets a share q_k of the rays that grows
                  with its running loss L_k (`class_shares`), drawn uniformly
                  among the frame's pixels of class k; optionally a fixed
-                 share `mouth_share` of its uniform part moved into a box
-                 around the lips and mouth interior (`mouth_box`), where the
-                 speech changes the frame.
+                 share `mouth_share` of its loss-driven part moved into a
+                 box around the lips and mouth interior (`mouth_box`),
+                 where the speech changes the frame.
   - 'error_map': torch-ngp / RAD-NeRF's per-frame error map (`error_map`):
                  pixels drawn in proportion to their cell's running error.
 All samplers draw with replacement; they are pure and run inside the jitted
@@ -190,11 +190,9 @@ def mouth_box(parsing, mouth_classes, scale):
 
 def with_mouth_share(pixel_weights, box, share):
   """[H * W] pixel weights (summing to one) that draw `share` of the rays
-  uniformly in `box` ([H * W], 0/1) instead of uniformly over the frame:
-  the share comes out of the sampler's uniform part (it must be at least
-  `share`), so every class keeps its loss-driven rays.  Unchanged when the
-  box is empty."""
-  mixed = (pixel_weights - share / pixel_weights.size +
+  uniformly in `box` ([H * W], 0/1) and the rest by `pixel_weights`.
+  Unchanged when the box is empty."""
+  mixed = ((1.0 - share) * pixel_weights +
            share * box / jnp.maximum(jnp.sum(box), 1.0))
   return jnp.where(jnp.sum(box) > 0, mixed, pixel_weights)
 
@@ -223,10 +221,9 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
   counts = jnp.bincount(flat, length=num_classes).astype(jnp.float32)
   mouth_share = (sampling_config.get('mouth_share', 0.0) if mouth_classes
                  else 0.0)
-  from_loss = sampling_config.get('mouth_share_source', 'uniform') == 'loss'
-  uniform_mix = sampling_config.semantic_uniform_mix
-  if mouth_share and from_loss:
-    uniform_mix = uniform_mix / (1.0 - mouth_share)
+  # The mouth box's share comes out of the loss-driven part: the uniform
+  # part is raised so that it keeps its share of all rays after the mix.
+  uniform_mix = sampling_config.semantic_uniform_mix / (1.0 - mouth_share)
   shares = class_shares(class_loss, counts, sampling_config.semantic_power,
                         sampling_config.semantic_floor,
                         sampling_config.semantic_size_exponent,
@@ -237,12 +234,7 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
   if mouth_share > 0:
     box = mouth_box(parsing, mouth_classes,
                     sampling_config.mouth_box_scale).reshape(-1)
-    if from_loss:
-      pixel_weights = jnp.where(
-          jnp.sum(box) > 0, (1 - mouth_share) * pixel_weights +
-          mouth_share * box / jnp.maximum(jnp.sum(box), 1.0), pixel_weights)
-    else:
-      pixel_weights = with_mouth_share(pixel_weights, box, mouth_share)
+    pixel_weights = with_mouth_share(pixel_weights, box, mouth_share)
   pixels, weights = sample_from_pixel_weights(key, num_rays, pixel_weights,
                                               parsing.shape[1])
   return pixels, weights, shares

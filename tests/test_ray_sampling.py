@@ -135,20 +135,31 @@ def test_mouth_box_against_a_loop_and_its_share_of_the_rays():
   np.testing.assert_array_equal(box, expected)
   assert not np.any(ray_sampling.mouth_box(jnp.zeros((8, 8), jnp.int32),
                                            (6, 7), 2.0))
-  config = sampling_config('semantic', uniform_mix=1.0)
+  # Uniform mix 0.5, the loss-driven part all on the lips (class 7: the
+  # other classes' losses are tiny, size exponent 0).
+  config = sampling_config('semantic', uniform_mix=0.5)
+  config.semantic_size_exponent = 0.0
   config.mouth_share, config.mouth_box_scale = 0.3, 1.5
-  in_box, total = 0, 0
+  loss = jnp.full(8, 1e-8).at[7].set(1.0)
+  drawn = []
   for seed in range(10):
     pixels, _, _ = ray_sampling.sample_semantic(
-        jax.random.PRNGKey(seed), 512, jnp.asarray(parsing),
-        -jnp.ones(8), True, config, mouth_classes=(6, 7))
-    in_box += int(box[pixels[:, 0], pixels[:, 1]].sum())
-    total += len(pixels)
-  # 0.3 of the rays in the box, plus the uniform rays' 72 / 720 of the rest.
-  np.testing.assert_allclose(in_box / total, 0.3 + 0.7 * 72 / 720, atol=0.02)
-  # The share comes out of the uniform part only, which must hold it.
+        jax.random.PRNGKey(seed), 512, jnp.asarray(parsing), loss, True,
+        config, mouth_classes=(6, 7))
+    drawn.append(np.asarray(pixels))
+  drawn = np.concatenate(drawn)
+  outside = ~box.astype(bool)[drawn[:, 0], drawn[:, 1]]
+  lips = parsing[drawn[:, 0], drawn[:, 1]] == 7
+  # The uniform part keeps its 0.5 of all rays (its 648 / 720 outside the
+  # box); the box's 0.3 comes out of the loss-driven part (0.5 -> 0.2 on
+  # the lips, plus the box's and the uniform rays' share of the 28 lip
+  # pixels).
+  np.testing.assert_allclose(outside.mean(), 0.5 * 648 / 720, atol=0.01)
+  np.testing.assert_allclose(lips.mean(),
+                             0.2 + 0.3 * 28 / 72 + 0.5 * 28 / 720, atol=0.01)
+  # The share must fit in the loss-driven part.
   full = tiny.get_config()
-  full.sampling.mouth_share, full.sampling.semantic_uniform_mix = 0.3, 0.2
+  full.sampling.mouth_share, full.sampling.semantic_uniform_mix = 0.9, 0.2
   with pytest.raises(errors.UserError, match='mouth_share'):
     experiment.validate_config(full)
 
