@@ -13,6 +13,7 @@ import pytest
 import soundfile
 
 from configs import tiny
+from configs import video as video_configs
 from ssp_nerf_jax import adnerf_folder
 from ssp_nerf_jax import data
 from ssp_nerf_jax import experiment
@@ -167,6 +168,11 @@ def test_command_line_error_is_one_line(tmp_path):
 # --------------------------------------------------------- video config --
 
 
+def test_video_configs_pass_validation():
+  for variant in ('', 'cpu'):
+    experiment.validate_config(video_configs.get_config(variant))
+
+
 def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   config = tiny.get_config()
   config.data.builder_config = 'video'
@@ -175,6 +181,8 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   config.data.resolution = 32
   config.model.mouth_condition = True  # as configs/video.py
   config.model.mouth_region_radius = 0.6
+  config.model.audio_in_mouth_region = True
+  config.sampling.mouth_share = 0.25
   config.data.audio_feature = 'whisper'  # the installed model's features
   config.data.audio_dim = 384
   config.data.data_dir = str(tmp_path / 'data')
