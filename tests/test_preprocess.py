@@ -171,6 +171,10 @@ def test_command_line_error_is_one_line(tmp_path):
 def test_video_configs_pass_validation():
   for variant in ('', 'cpu'):
     experiment.validate_config(video_configs.get_config(variant))
+  config = video_configs.get_config('cpu')
+  config.train.rays_per_frame = 480  # not whole chunks of 64 rays
+  with pytest.raises(errors.UserError, match='ray_chunk=64'):
+    experiment.validate_config(config)
 
 
 def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
