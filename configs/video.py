@@ -48,8 +48,8 @@ def get_config(config_string=None):
     config.sampling.mouth_share = 0.25
     # Twice the rays at half the samples each (16 + 16 after 200 steps of
     # full sampling, no grid): about the step time of 256 rays at 32 + 32,
-    # and the quarter above no longer costs the rest of the frame its rays.
-    # (Without the full-sampling start the torso lost 3 dB.)
+    # and the quarter above no longer costs the rest of the frame its rays
+    # (the torso needs the full-sampling start).
     config.train.rays_per_frame = 512
     config.occupancy.train = True
     config.occupancy.train_grid = 'none'
