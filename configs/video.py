@@ -38,7 +38,7 @@ def get_config(config_string=None):
   config.model.audio_in_mouth_region = True
   # A pretrained speech model's features: Whisper tiny's encoder (384 per
   # 20 ms step) predicts the mouth opening from the audio better than MFCC
-  # or log-mel on every real clip measured (README, "Measured").
+  # or log-mel on real clips of 20 s and more (README, "Measured").
   config.data.audio_feature = 'whisper'
   config.data.audio_dim = 384
   if config_string == 'cpu':
