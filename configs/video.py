@@ -9,7 +9,7 @@ square frames of `config.data.video_size` px; the folder is then read like
 an AD-NeRF/SSP-NeRF processed folder (configs/adnerf.py).  The plain config
 is the accelerator starting point (paper-scale model at the preprocessed
 size); `:cpu` is a laptop trial: the synthetic demo's model and step
-budget on frames resized to 96 px.
+count on frames resized to 96 px, twice its rays at half the samples.
 """
 from configs import adnerf
 
