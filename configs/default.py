@@ -260,9 +260,8 @@ def _occupancy():
   #   'step': each step measures its own frames' coarse field on a
   #     train_step_resolution^3 grid and stops each ray a margin behind
   #     where that grid turns it opaque (stop_transmittance), as renders
-  #     do.  Measured no better than 'none' on the demo (README,
-  #     "Measured"): level at the end, 0.8 dB behind half-way, the
-  #     background 1.1 dB worse, for 15 % more CPU time.
+  #     do.  Measured no better than 'none' on the demo, for more CPU
+  #     time (README, "Measured").
   #   'none': [near, far], the fewer samples alone (the control).
   # Off by default: no grid trained better than the fewer samples alone
   # ('none'), and none reached full sampling's PSNR in half its time.

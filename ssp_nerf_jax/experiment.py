@@ -256,10 +256,6 @@ def _config_checks(config):
     value = config[section][field]
     checks.append((isinstance(value, int) and value > 0,
                    f'config.{name} must be a positive integer, got {value!r}'))
-  train_config = config.train
-  chunk = max(1, min(train_config.ray_chunk, train_config.rays_per_frame))
-  checks.append((train_config.rays_per_frame % chunk == 0,
-                 f'config.train.rays_per_frame={train_config.rays_per_frame} '
-                 'is not a multiple of '
-                 f'config.train.ray_chunk={train_config.ray_chunk}'))
+  chunk_problem = train_step.ray_chunk_problem(config.train)
+  checks.append((chunk_problem is None, chunk_problem))
   return checks

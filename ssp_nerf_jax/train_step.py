@@ -195,14 +195,22 @@ def merge_rays(tree):
   return jax.tree.map(merge, tree)
 
 
+def ray_chunk_problem(train_config):
+  """Why the step's rays do not split into whole chunks, or None."""
+  chunk = max(1, min(train_config.ray_chunk, train_config.rays_per_frame))
+  if train_config.rays_per_frame % chunk:
+    return (f'config.train.rays_per_frame={train_config.rays_per_frame} is '
+            f'not a multiple of config.train.ray_chunk={train_config.ray_chunk}')
+  return None
+
+
 def num_ray_chunks(train_config):
   """How many sequential chunks the step's rays are processed in."""
-  chunk = min(train_config.ray_chunk, train_config.rays_per_frame)
-  if train_config.rays_per_frame % chunk:
-    raise errors.UserError(
-        f'config.train.rays_per_frame={train_config.rays_per_frame} is not a '
-        f'multiple of config.train.ray_chunk={train_config.ray_chunk}')
-  return train_config.rays_per_frame // chunk
+  problem = ray_chunk_problem(train_config)
+  if problem:
+    raise errors.UserError(problem)
+  return train_config.rays_per_frame // min(train_config.ray_chunk,
+                                            train_config.rays_per_frame)
 
 
 def render_frames(model, params, rays, batch, keys, smooth, bounds=None):
