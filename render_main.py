@@ -28,7 +28,7 @@ from absl import app
 from absl import flags
 
 from ssp_nerf_jax import cli
-from ssp_nerf_jax import parallel
+from ssp_nerf_jax.runtime import parallel
 
 flags.DEFINE_string('workdir', None, 'Training workdir (config.json + '
                     'checkpoints/).')
@@ -55,23 +55,23 @@ flags.DEFINE_enum('mouth', 'audio', ['audio', 'measured'],
                   'field draws an opening apart from the audio.')
 flags.DEFINE_bool('frames', False, 'Also keep PNG frames in DIR/<stem>/.')
 flags.DEFINE_bool('parsing', False, 'Also write DIR/<stem>_parsing.mp4.')
-parallel.define_flags()
+cli.define_process_flags()
 FLAGS = flags.FLAGS
 
 
 def run():
   """Does what the flags ask; raises UserError on bad input."""
-  from ssp_nerf_jax import errors  # after flag parsing: jax reads XLA_FLAGS
-  from ssp_nerf_jax import evaluation
-  from ssp_nerf_jax import job_inputs
-  from ssp_nerf_jax import offline_jobs
-  from ssp_nerf_jax import trained as trained_lib
+  from ssp_nerf_jax.evaluation import scores
+  from ssp_nerf_jax.offline import job_inputs
+  from ssp_nerf_jax.offline import jobs
+  from ssp_nerf_jax.offline import trained as trained_lib
+  from ssp_nerf_jax.runtime import errors  # after flag parsing: jax reads XLA_FLAGS
   if not FLAGS.workdir or not FLAGS.out:
     raise errors.UserError('--workdir and --out are required')
   if bool(FLAGS.audio) == bool(FLAGS.split):
     raise errors.UserError('give either --audio=FILE (repeatable) or '
                            '--split=val')
-  parallel.initialize_from_flags()
+  cli.join_processes_from_flags()
   trained = trained_lib.load_trained(FLAGS.workdir, FLAGS.checkpoint_step)
   if FLAGS.chunk is not None:
     if FLAGS.chunk < 1:
@@ -80,19 +80,19 @@ def run():
   if FLAGS.occupancy is not None:
     trained.config.occupancy.enabled = FLAGS.occupancy
   if FLAGS.background:
-    trained = offline_jobs.with_background(trained, FLAGS.background)
-  offline_jobs.check_out_dir(FLAGS.out)
+    trained = jobs.with_background(trained, FLAGS.background)
+  jobs.check_out_dir(FLAGS.out)
   if FLAGS.split:
-    result = offline_jobs.render_val(trained, FLAGS.out, mouth=FLAGS.mouth)
-    report(f'val: {evaluation.val_summary(result)} -> {FLAGS.out}')
+    result = jobs.render_val(trained, FLAGS.out, mouth=FLAGS.mouth)
+    report(f'val: {scores.val_summary(result)} -> {FLAGS.out}')
     return
   # Every input is checked before the (slow) grid and the first render.
   inputs = [job_inputs.audio_windows(path, trained)
             for path in FLAGS.audio]
   track = job_inputs.load_track(FLAGS.poses, trained)
-  bound = offline_jobs.make_renderer(trained)  # one compilation for all videos
+  bound = jobs.make_renderer(trained)  # one compilation for all videos
   for path, windows in zip(FLAGS.audio, inputs):
-    mp4 = offline_jobs.render_audio(trained, path, FLAGS.out, track,
+    mp4 = jobs.render_audio(trained, path, FLAGS.out, track,
                                  FLAGS.frames, FLAGS.parsing, bound=bound,
                                  inputs=windows)
     report(mp4)
@@ -106,7 +106,7 @@ def report(line):
 
 def main(argv):
   cli.start(argv)
-  from ssp_nerf_jax import errors  # pylint: disable=g-import-not-at-top
+  from ssp_nerf_jax.runtime import errors  # pylint: disable=g-import-not-at-top
   try:
     run()
   except errors.UserError as e:

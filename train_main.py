@@ -24,7 +24,9 @@ from absl import flags
 from ml_collections import config_flags
 
 from ssp_nerf_jax import cli
-from ssp_nerf_jax import parallel
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import preemption
+from ssp_nerf_jax.training import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,20 +35,15 @@ config_flags.DEFINE_config_file(
     'Training config file (ml_collections); fields can be overridden.')
 flags.DEFINE_string('workdir', os.path.join(HERE, 'workdirs', 'synthetic'),
                     'Where checkpoints, summaries and eval images go.')
-parallel.define_flags()
+cli.define_process_flags()
 
 
 def main(argv):
   # The progress bar and eval lines are the report; library INFO logs
   # (orbax, TFDS) would bury them.  --verbosity=0 brings them back.
   cli.start(argv)
-  # After flag parsing (jax reads XLA_FLAGS when it first touches a
-  # device, not on import, so parallel above is fine).
-  from ssp_nerf_jax import errors
-  from ssp_nerf_jax import preemption
-  from ssp_nerf_jax import train
   try:
-    parallel.initialize_from_flags()
+    cli.join_processes_from_flags()
     train.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
   except preemption.Preempted as e:
     print(e, file=sys.stderr, flush=True)

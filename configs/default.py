@@ -50,7 +50,7 @@ def _data():
   # 'mfcc' (librosa), or 'whisper': a pretrained Whisper encoder's features
   # (C = its width: 384 for tiny, 512 for base) from `speech_model`, a
   # CTranslate2 model folder ('' = the one an installed model package
-  # ships, see ssp_nerf_jax/whisper_features.py).
+  # ships, see ssp_nerf_jax/data/whisper_features.py).
   data.audio_feature = 'logmel'
   data.audio_dim = 29
   data.speech_model = ''
@@ -89,7 +89,7 @@ def _model():
   # The frame's mouth opening as a second input next to the audio code:
   # measured on train frames, predicted from the audio (a ridge read-out
   # fitted on them) elsewhere; needs data with a measured mouth_open (video
-  # and synthetic configs).  See ssp_nerf_jax/mouth_readout.py.
+  # and synthetic configs).  See ssp_nerf_jax/models/mouth_readout.py.
   model.mouth_condition = False
   model.mouth_freqs = 4  # sinusoids of the opening: pi * 2^k, k < 4
   # The predicted openings are mapped onto the measured ones' distribution
@@ -100,7 +100,7 @@ def _model():
   # > 0: the opening acts only around the mouth, each point getting it times
   # a Gaussian of its distance to the mouth's centre (triangulated from the
   # train frames' parsing) with this radius in mouth widths; 0: every point
-  # of the frame gets the same opening.  See ssp_nerf_jax/mouth_region.py.
+  # of the frame gets the same opening.  See ssp_nerf_jax/models/mouth_region.py.
   model.mouth_region_radius = 0.0
   # With the region: the audio code too acts only there (weighted by it, as
   # ER-NeRF's region attention confines the speech), instead of everywhere.
@@ -210,7 +210,7 @@ def _train():
 
 def _occupancy():
   """Offline renders (render_main.py) with occupancy grids
-  (ssp_nerf_jax/occupancy.py): each frame's field is measured on a coarse
+  (ssp_nerf_jax/rendering/occupancy.py): each frame's field is measured on a coarse
   grid first; rays that cross no occupied cell are not rendered, the
   others are sampled only between their first occupied cell and where the
   frame's surface turns opaque.  Training uses its own grids (the

@@ -10,8 +10,11 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
 
-from ssp_nerf_jax import errors
+from ssp_nerf_jax.data import builds
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import parallel
 
 
 def start(argv):
@@ -48,13 +51,11 @@ def print_json(result):
 def dataset_main(argv, measure, example):
   """The main of a benchmark that measures a config's dataset.
 
-  Takes `data.define_flags()`'s flags: --config (required; `example` shows
+  Takes `define_dataset_flags()`'s flags: --config (required; `example` shows
   one) and --data_dir.  Builds the dataset if needed (preprocessing a video
   config's video first), then prints `measure(config, builder)`, a dict, as
   one JSON line.
   """
-  # JAX and TFDS only for the mains that build a dataset.
-  from ssp_nerf_jax import data  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   start(argv)
   require('config', example=example)
@@ -62,6 +63,53 @@ def dataset_main(argv, measure, example):
   config, data_dir = flags.FLAGS.config, flags.FLAGS.data_dir
 
   def run():
-    builder = data.build_dataset(config, data_dir)
-    return measure(data.resolve_video(config, data_dir), builder)
+    builder = builds.build_dataset(config, data_dir)
+    return measure(builds.resolve_video(config, data_dir), builder)
   print_json(exit_on_user_error(run))
+
+
+def define_dataset_flags():
+  """--config and --data_dir, defined only when run as a program.
+
+  Defining them at import time would collide with the --config of other
+  entry points (train_main, benchmarks).
+  """
+  config_flags.DEFINE_config_file(
+      'config', None, 'Path to a config file (configs/*.py).',
+      lock_config=True)
+  flags.DEFINE_string(
+      'data_dir', None,
+      'Root of all builds (default: config.data.data_dir, '
+      f'${builds.DATA_DIR_ENV}, {builds.DEFAULT_DATA_DIR}).')
+
+
+def define_process_flags():
+  """The multi-process flags shared by train_main.py and render_main.py."""
+  flags.DEFINE_bool(
+      'distributed', False,
+      'Join the multi-process job of the cluster this runs in, which JAX '
+      f'detects ({parallel.DETECTED_CLUSTERS}); run the same command on every host. '
+      'Elsewhere give --coordinator_address, --num_processes and '
+      '--process_id instead.')
+  flags.DEFINE_string(
+      'coordinator_address', None,
+      'HOST:PORT of process 0, where the coordination service listens '
+      '(a multi-process job described by hand; give it with --num_processes '
+      'and --process_id).')
+  flags.DEFINE_integer('num_processes', None,
+                       'Number of processes in the job.')
+  flags.DEFINE_integer('process_id', None,
+                       'This process, in [0, --num_processes).')
+  flags.DEFINE_integer(
+      'heartbeat_timeout_s', parallel.DEFAULT_HEARTBEAT_TIMEOUT_S,
+      'A process silent this long is declared dead and the others stop with '
+      'an error instead of waiting for it.')
+
+
+def join_processes_from_flags(flag_values=flags.FLAGS) -> bool:
+  """`parallel.initialize_distributed` with `define_process_flags`' values."""
+  return parallel.initialize_distributed(flag_values.coordinator_address,
+                                flag_values.num_processes,
+                                flag_values.process_id,
+                                flag_values.heartbeat_timeout_s,
+                                detect_cluster=flag_values.distributed)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 import soundfile
 
-from ssp_nerf_jax import parsing_schemes
+from ssp_nerf_jax.data import parsing_schemes
 from ssp_nerf_jax import synthetic
 
 NUM_FRAMES = 12  # train: int(12 * 10 / 11) = 10 frames, val: 2

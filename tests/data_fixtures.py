@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import tiny
-from ssp_nerf_jax import data
+from ssp_nerf_jax.data import builds
 
 _BUILT = {}
 
@@ -28,7 +28,7 @@ def build_tiny(tmp_path_factory):
   if 'tiny' not in _BUILT:
     tfds.disable_progress_bar()
     config = tiny_config(tmp_path_factory.mktemp('tfds_tiny'))
-    _BUILT['tiny'] = config, data.build_dataset(config)
+    _BUILT['tiny'] = config, builds.build_dataset(config)
   return _BUILT['tiny']
 
 
@@ -40,7 +40,7 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope='session')
 def tiny_workdir(tiny_data, tmp_path_factory):
   """A workdir of configs/tiny.py trained in full; never modify it."""
-  from ssp_nerf_jax import train  # pylint: disable=g-import-not-at-top
+  from ssp_nerf_jax.training import train  # pylint: disable=g-import-not-at-top
   config, _ = tiny_data
   workdir = str(tmp_path_factory.mktemp('tiny_workdir') / 'workdir')
   train.train_and_evaluate(config.copy_and_resolve_references(), workdir)

@@ -21,22 +21,22 @@ from adnerf_fixtures import write_image
 from adnerf_fixtures import write_json
 from configs import adnerf as adnerf_configs
 from configs import synthetic as synthetic_configs
-from ssp_nerf_jax import adnerf_folder
-from ssp_nerf_jax import audio_features
-from ssp_nerf_jax import data
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import parsing_schemes
-from ssp_nerf_jax import portrait_dataset
-from ssp_nerf_jax import scene as scene_lib
-from ssp_nerf_jax import train
+from ssp_nerf_jax.data import adnerf_folder
+from ssp_nerf_jax.data import audio_features
+from ssp_nerf_jax.data import builds
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.data import parsing_schemes
+from ssp_nerf_jax.data import portrait_dataset
+from ssp_nerf_jax.data import scene as scene_lib
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build(path, data_dir, **kwargs):
   config = adnerf_config(path, data_dir, **kwargs)
-  return config, data.build_dataset(config)
+  return config, builds.build_dataset(config)
 
 
 def read_split(config, builder, split):
@@ -76,7 +76,7 @@ def test_round_trip_4_classes_wav_face_rect(tmp_path):
       (distance - 0.2, distance + 0.4))
   np.testing.assert_array_equal(builder.info.metadata['background'],
                                 written['background'])
-  np.testing.assert_allclose(input_pipeline.load_waveform(builder),
+  np.testing.assert_allclose(input_pipeline.load_dataset_waveform(builder),
                              written['waveform'], atol=1e-4)
 
 
@@ -106,7 +106,7 @@ def test_round_trip_11_classes_npy_no_face_rect_resized(tmp_path):
   config = adnerf_config(tmp_path / 'clip', tmp_path / 'tfds',
                          audio_file='aud.npy', audio_dim=29)
   config.data.resolution = 32
-  builder = data.build_dataset(config)
+  builder = builds.build_dataset(config)
   frames = read_split(config, builder, 'val')
   np.testing.assert_array_equal(frames['parsing'], written['ids'][10:])
   # JPEG and bicubic resizing: close to the 32 px original, not exact.
@@ -133,7 +133,7 @@ def test_round_trip_11_classes_npy_no_face_rect_resized(tmp_path):
   assert last[-1] == len(features) - 1
   np.testing.assert_array_equal(frames['audio'][1], features[last])
   # No aud.wav: nothing to mux into val videos.
-  assert input_pipeline.load_waveform(builder).shape == (0,)
+  assert input_pipeline.load_dataset_waveform(builder).shape == (0,)
 
 
 def test_hubert_layout_keeps_two_steps_per_frame(tmp_path):
@@ -248,7 +248,7 @@ def test_each_problem_is_reported_and_nothing_written(tmp_path, mutate, line):
   mutate(root, written)
   config = adnerf_config(root, tmp_path / 'tfds')
   with pytest.raises(portrait_dataset.DatasetError) as info:
-    data.build_dataset(config)
+    builds.build_dataset(config)
   message = str(info.value)
   assert message.startswith(f'{root} is not a usable AD-NeRF/SSP-NeRF/'
                             'RAD-NeRF folder (1 problem):\n')
@@ -263,7 +263,7 @@ def test_npy_audio_problems(tmp_path):
   written = write_folder(root, audio='npy')
   np.save(os.path.join(root, 'aud.npy'), written['features'][:50])
   with pytest.raises(portrait_dataset.DatasetError) as info:
-    data.build_dataset(adnerf_config(root, tmp_path / 'tfds',
+    builds.build_dataset(adnerf_config(root, tmp_path / 'tfds',
                                      audio_file='aud.npy', audio_dim=8))
   lines = str(info.value).splitlines()[1:]
   assert lines == [
@@ -280,7 +280,7 @@ def test_all_problems_in_one_report(tmp_path):
                  resize_frame, shorten_wav):
     mutate(root, written)
   with pytest.raises(portrait_dataset.DatasetError) as info:
-    data.build_dataset(adnerf_config(root, tmp_path / 'tfds'))
+    builds.build_dataset(adnerf_config(root, tmp_path / 'tfds'))
   lines = str(info.value).splitlines()
   assert '(5 problems)' in lines[0] and len(lines) == 6
   for name in ('bc.jpg|png', 'ori_imgs/103', 'parsing/101.png',
@@ -290,16 +290,16 @@ def test_all_problems_in_one_report(tmp_path):
 
 def test_not_a_folder_and_bad_settings(tmp_path):
   with pytest.raises(portrait_dataset.DatasetError, match='not a folder'):
-    data.build_dataset(adnerf_config(tmp_path / 'nope', tmp_path / 'tfds'))
+    builds.build_dataset(adnerf_config(tmp_path / 'nope', tmp_path / 'tfds'))
   config = adnerf_config(tmp_path, tmp_path / 'tfds')
   config.data.path = ''
   with pytest.raises(portrait_dataset.DatasetError,
                      match='config.data.path must name'):
-    data.build_dataset(config)
+    builds.build_dataset(config)
   config = adnerf_config(tmp_path, tmp_path / 'tfds', audio_file='aud.wav')
   with pytest.raises(portrait_dataset.DatasetError,
                      match='audio_file must be'):
-    data.build_dataset(config)
+    builds.build_dataset(config)
   assert not (tmp_path / 'tfds').exists()
 
 
@@ -318,7 +318,7 @@ def test_folder_broken_during_build_leaves_no_dataset(tmp_path):
               if p != '.config']
   # The next run validates again rather than trusting a partial build.
   with pytest.raises(portrait_dataset.DatasetError, match='ori_imgs/105'):
-    data.build_dataset(config)
+    builds.build_dataset(config)
 
 
 def test_built_dataset_is_reused_never_stale(tmp_path):
@@ -329,10 +329,10 @@ def test_built_dataset_is_reused_never_stale(tmp_path):
   edit_json('val', lambda m: m['frames'].pop())(str(root), None)
   with pytest.raises(portrait_dataset.DatasetError,
                      match='changed .* since the dataset'):
-    data.build_dataset(config)
+    builds.build_dataset(config)
   # Once built, the dataset no longer needs its folder.
   os.rename(root, tmp_path / 'moved')
-  again = data.build_dataset(config)
+  again = builds.build_dataset(config)
   assert again.data_dir == builder.data_dir
   assert scene_lib.load_scene_info(again).num_classes == 4
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from ssp_nerf_jax import audio_features
+from ssp_nerf_jax.data import audio_features
 
 SR = audio_features.SAMPLE_RATE
 

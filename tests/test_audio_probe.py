@@ -3,8 +3,8 @@ the tiny synthetic dataset (its ridge is tested in test_mouth_readout)."""
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import errors
 from ssp_nerf_jax.benchmarks import audio_probe
+from ssp_nerf_jax.runtime import errors
 
 
 def test_lag_finds_a_known_shift_of_the_sound():

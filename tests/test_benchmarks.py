@@ -8,11 +8,11 @@ import pytest
 
 from configs import default
 from configs import tiny
-from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax.benchmarks import checkpoint_integrity
 from ssp_nerf_jax.benchmarks import render_speed
 from ssp_nerf_jax.benchmarks import throughput
 from ssp_nerf_jax.models import portrait
+from ssp_nerf_jax.rendering import rays as rays_lib
 
 
 def test_macs_per_point_equal_kernel_sizes_minus_per_frame_and_per_ray_rows():

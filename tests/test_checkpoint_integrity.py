@@ -17,11 +17,11 @@ import pytest
 from configs import tiny
 import processes
 from processes import Run, distributed_flags, free_port, train_command
-from ssp_nerf_jax import checkpoint_manifest
-from ssp_nerf_jax import checkpoints
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import train
-from ssp_nerf_jax import trained as trained_lib
+from ssp_nerf_jax.offline import trained as trained_lib
+from ssp_nerf_jax.runtime import checkpoint_manifest
+from ssp_nerf_jax.runtime import checkpoints
+from ssp_nerf_jax.training import experiment
+from ssp_nerf_jax.training import train
 
 NUM_STEPS, EVERY = 6, 3  # steps 3 and 6
 TIMEOUT_S = 300

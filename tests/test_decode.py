@@ -13,8 +13,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import errors
 from ssp_nerf_jax.preprocess import decode
+from ssp_nerf_jax.runtime import errors
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 SR = 16_000
@@ -94,7 +94,7 @@ def assert_colour(pixels, colour):
 def decode_all(path):
   """(VideoInfo, uint8 [N, H, W, 3] frames, float32 [T] audio) of `path`."""
   info = decode.probe_video(path)
-  frames = np.stack(list(decode.iter_frames(path)))
+  frames = np.stack(list(decode.read_frames(path)))
   return info, frames, decode.read_audio(path, info.num_frames)
 
 
@@ -162,20 +162,20 @@ def test_probe_reports_size_rate_and_audio(tmp_path):
 
 def test_crop_size_max_side_and_rotation(tmp_path):
   path = quadrant_clip(tmp_path / 'quadrants.mkv')
-  full = next(decode.iter_frames(path))
+  full = next(decode.read_frames(path))
   assert full.shape == (64, 96, 3)
   # A 16 px square around the centre, enlarged to 32: four 16 px quadrants.
-  crop = next(decode.iter_frames(path, crop=(40, 24, 16), size=32))
+  crop = next(decode.read_frames(path, crop=(40, 24, 16), size=32))
   assert crop.shape == (32, 32, 3) and crop.dtype == np.uint8
   for (row, col), colour in {(4, 4): RED, (4, 27): GREEN, (27, 4): BLUE,
                              (27, 27): WHITE}.items():
     assert_colour(crop[row, col], colour)
   # The top-left quadrant, shrunk to 8 px.
-  small = next(decode.iter_frames(path, crop=(0, 0, 32), size=8))
+  small = next(decode.read_frames(path, crop=(0, 0, 32), size=8))
   assert small.shape == (8, 8, 3)
   assert_colour(small.reshape(-1, 3), RED)
   # The whole frame with its longer side limited to 48: aspect kept.
-  frames = list(decode.iter_frames(path, max_side=48))
+  frames = list(decode.read_frames(path, max_side=48))
   assert len(frames) == 75 and frames[0].shape == (32, 48, 3)
   for (row, col), colour in {(8, 12): RED, (8, 36): GREEN, (24, 12): BLUE,
                              (24, 36): WHITE}.items():
@@ -185,10 +185,10 @@ def test_crop_size_max_side_and_rotation(tmp_path):
   ffmpeg('-display_rotation', '90', '-i', path, '-c', 'copy', rotated)
   info = decode.probe_video(rotated)
   assert (info.width, info.height) == (64, 96)
-  np.testing.assert_array_equal(next(decode.iter_frames(rotated)),
+  np.testing.assert_array_equal(next(decode.read_frames(rotated)),
                                 np.rot90(full))
   with pytest.raises(ValueError, match='not inside'):
-    decode.iter_frames(path, crop=(90, 0, 16), size=32)
+    decode.read_frames(path, crop=(90, 0, 16), size=32)
 
 
 def test_stopping_early_ends_ffmpeg(tmp_path, monkeypatch):
@@ -201,7 +201,7 @@ def test_stopping_early_ends_ffmpeg(tmp_path, monkeypatch):
     return started[-1]
 
   monkeypatch.setattr(decode.subprocess, 'Popen', record)
-  frames = decode.iter_frames(path)  # 1.4 MB of frames: more than a pipe
+  frames = decode.read_frames(path)  # 1.4 MB of frames: more than a pipe
   assert next(frames).shape == (64, 96, 3)
   ffmpeg_run = started[-1]  # (the first ones probed the file)
   assert ffmpeg_run.poll() is None  # still decoding
@@ -216,7 +216,7 @@ def test_missing_last_frames_are_held(tmp_path, monkeypatch):
   probe = decode.probe_video
   monkeypatch.setattr(decode, 'probe_video', lambda *a: dataclasses.replace(
       probe(*a), num_frames=78))
-  frames = list(decode.iter_frames(path, max_side=24))
+  frames = list(decode.read_frames(path, max_side=24))
   assert len(frames) == 78
   np.testing.assert_array_equal(frames[-1], frames[74])
 
@@ -242,7 +242,7 @@ def test_bad_inputs_are_user_errors_naming_the_file(tmp_path):
   short = flash_clip(tmp_path / 'short.mp4', duration=1.5)
   with pytest.raises(errors.UserError,
                      match=f'{re.escape(short)} is only 1.50 s long'):
-    decode.iter_frames(short)
+    decode.read_frames(short)
 
   mute = flash_clip(tmp_path / 'mute.mp4', audio=False)
   with pytest.raises(errors.UserError,

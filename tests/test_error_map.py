@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssp_nerf_jax import error_map
-from ssp_nerf_jax import parallel
-from ssp_nerf_jax import ray_sampling
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import error_map
+from ssp_nerf_jax.training import ray_sampling
 
 P = jax.sharding.PartitionSpec
 HEIGHT, WIDTH, CELLS = 12, 16, 4  # cells of 3 x 4 pixels

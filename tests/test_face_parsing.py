@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import metrics
-from ssp_nerf_jax import synthetic
+from ssp_nerf_jax.evaluation import metrics
 from ssp_nerf_jax.preprocess import landmarks
 from ssp_nerf_jax.preprocess import parsing
+from ssp_nerf_jax import synthetic
 
 P = parsing
 

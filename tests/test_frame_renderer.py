@@ -5,13 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import tiny
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import frame_renderer
-from ssp_nerf_jax import parallel
-from ssp_nerf_jax import parsing_schemes
-from ssp_nerf_jax import periodic_eval
-from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax.benchmarks import fake_data
+from ssp_nerf_jax.data import parsing_schemes
+from ssp_nerf_jax.evaluation import periodic_eval
+from ssp_nerf_jax.rendering import frame_renderer
+from ssp_nerf_jax.rendering import rays as rays_lib
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import experiment
 
 
 def test_chunked_render_on_4_devices_equals_1_device_and_direct_apply():

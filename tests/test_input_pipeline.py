@@ -4,8 +4,8 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import portrait_dataset
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.data import portrait_dataset
 
 
 def data_mesh():

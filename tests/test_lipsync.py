@@ -5,10 +5,10 @@ import logging
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import lipsync
-from ssp_nerf_jax import synthetic
+from ssp_nerf_jax.evaluation import lipsync
 from ssp_nerf_jax.preprocess import landmarks
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax import synthetic
 
 # mediapipe's own graph set-up calls a deprecated protobuf API.
 pytestmark = pytest.mark.filterwarnings(
@@ -89,16 +89,16 @@ def test_pearson_matches_numpy():
   rng = np.random.default_rng(6)
   a = rng.normal(size=30)
   b = 0.5 * a + rng.normal(size=30)
-  assert lipsync.pearson(a, b) == pytest.approx(np.corrcoef(a, b)[0, 1])
-  assert lipsync.pearson([0, 2, 4], [1, 2, 3]) == pytest.approx(1.0)
-  assert lipsync.pearson([0, 2, 4], [3, 2, 1]) == pytest.approx(-1.0)
+  assert lipsync.correlate(a, b) == pytest.approx(np.corrcoef(a, b)[0, 1])
+  assert lipsync.correlate([0, 2, 4], [1, 2, 3]) == pytest.approx(1.0)
+  assert lipsync.correlate([0, 2, 4], [3, 2, 1]) == pytest.approx(-1.0)
 
 
 def test_pearson_undefined_is_nan():
-  assert np.isnan(lipsync.pearson([1, 1, 1], [1, 2, 3]))
-  assert np.isnan(lipsync.pearson([1.0], [2.0]))
+  assert np.isnan(lipsync.correlate([1, 1, 1], [1, 2, 3]))
+  assert np.isnan(lipsync.correlate([1.0], [2.0]))
   with pytest.raises(ValueError, match='3 and 2'):
-    lipsync.pearson([1, 2, 3], [1, 2])
+    lipsync.correlate([1, 2, 3], [1, 2])
 
 
 def test_mouth_points_are_the_dlib_mouth_in_order():

@@ -1,7 +1,7 @@
 """Metrics against hand computations."""
 import numpy as np
 
-from ssp_nerf_jax import metrics
+from ssp_nerf_jax.evaluation import metrics
 from ssp_nerf_jax import synthetic
 
 

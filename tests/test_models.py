@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from ssp_nerf_jax import rays as rays_lib
 from ssp_nerf_jax.models import audio as audio_lib
 from ssp_nerf_jax.models import encoding
 from ssp_nerf_jax.models import nerf
 from ssp_nerf_jax.models import portrait
+from ssp_nerf_jax.rendering import rays as rays_lib
 
 NUM_CLASSES = 11
 

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import mouth_readout
-from ssp_nerf_jax import parallel
 from ssp_nerf_jax.benchmarks import fake_data
+from ssp_nerf_jax.models import mouth_readout
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import experiment
 
 
 def test_ridge_without_penalty_is_least_squares():
@@ -37,7 +37,7 @@ def test_strength_chosen_by_blocks_recovers_a_linear_signal():
   readout = mouth_readout.ridge_fit(x[:250], y[:250], strength)
   # Noise std 0.5 against signal std sqrt(3): the best r is ~0.96.
   assert r > 0.85
-  assert mouth_readout.pearson(mouth_readout.predict(readout, x[250:]),
+  assert mouth_readout.correlate_or_zero(mouth_readout.predict(readout, x[250:]),
                                y[250:]) > 0.85
 
 
@@ -113,7 +113,7 @@ def _windows_and_openings(num_frames, window=(8, 4, 3), seed=2):
 def test_fit_reads_the_frames_own_window_and_skips_unmeasured_frames():
   audio, opening = _windows_and_openings(120)
   opening[::7] = np.nan
-  fitted = mouth_readout.fit(audio, opening, knots=9)
+  fitted = mouth_readout.fit_readout(audio, opening, knots=9)
   assert fitted['map_in'].shape == fitted['map_out'].shape == (9,)
   kept = np.isfinite(opening)
   expected = mouth_readout.ridge_fit(
@@ -125,7 +125,7 @@ def test_fit_reads_the_frames_own_window_and_skips_unmeasured_frames():
   assert fitted['r_cv'] > 0.9
   opening[mouth_readout.MIN_FRAMES - 1:] = np.nan
   with pytest.raises(errors.UserError, match='config.model.mouth_condition'):
-    mouth_readout.fit(audio, opening)
+    mouth_readout.fit_readout(audio, opening)
 
 
 def _mouth_experiment(config, scene=None):
@@ -142,7 +142,7 @@ def test_field_reads_measured_openings_and_predicts_the_others():
   audio, opening = _windows_and_openings(
       60, (8, 16, config.data.audio_dim))
   knots = config.model.mouth_quantile_knots
-  fitted = mouth_readout.fit(audio, opening, knots)
+  fitted = mouth_readout.fit_readout(audio, opening, knots)
   # Only the read-out's parameters: the other modules are not called.
   params = {'params': {'mouth_readout': {
       name: jnp.asarray(fitted[name])

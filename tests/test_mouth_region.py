@@ -6,13 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import mouth_region
-from ssp_nerf_jax import parallel
 from ssp_nerf_jax.benchmarks import fake_data
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.models import mouth_region
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import parallel
 from ssp_nerf_jax.synthetic import scene as synthetic_scene
+from ssp_nerf_jax.training import experiment
 
 
 def test_nearest_point_of_rays_through_a_point_is_that_point():
@@ -49,7 +49,7 @@ def _fitted_tiny(tiny_data, radius_in_widths):
   poses = input_pipeline.load_poses(builder, 'train')
   frames = np.arange(len(poses))
   parsing = input_pipeline.load_parsing(builder, 'train', frames)
-  return exp.scene, poses, parsing, mouth_region.fit(
+  return exp.scene, poses, parsing, mouth_region.fit_mouth_region(
       parsing, poses, exp.scene, radius_in_widths)
 
 
@@ -82,9 +82,9 @@ def test_fit_without_mouth_classes_names_the_setting(tiny_data):
   four_classes = scene.replace(class_names=('background', 'head', 'neck',
                                             'torso'))
   with pytest.raises(errors.UserError, match='mouth_region_radius'):
-    mouth_region.fit(parsing, poses, four_classes, 0.5)
+    mouth_region.fit_mouth_region(parsing, poses, four_classes, 0.5)
   with pytest.raises(errors.UserError, match='shows in 0 of'):
-    mouth_region.fit(np.zeros_like(parsing), poses, scene, 0.5)
+    mouth_region.fit_mouth_region(np.zeros_like(parsing), poses, scene, 0.5)
 
 
 def test_opening_acts_only_around_the_mouth():

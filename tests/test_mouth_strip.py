@@ -1,7 +1,7 @@
 """The val split's mouth strip: which frames, where the crops are cut."""
 import numpy as np
 
-from ssp_nerf_jax import mouth_strip
+from ssp_nerf_jax.evaluation import mouth_strip
 
 NAMES = ('background', 'skin', 'brows', 'eyes', 'ears', 'nose', 'mouth',
          'lips', 'neck', 'torso', 'hair')

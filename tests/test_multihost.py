@@ -18,8 +18,8 @@ import pytest
 
 from processes import Run, distributed_flags, free_port, train_command
 import processes
-from ssp_nerf_jax import preemption
-from ssp_nerf_jax import train
+from ssp_nerf_jax.runtime import preemption
+from ssp_nerf_jax.training import train
 
 # Step-by-step losses; eval (replicated rendering) and a checkpoint at the
 # end.
@@ -150,10 +150,11 @@ def test_a_dead_peer_stops_the_other_process_in_bounded_time(data_dir,
 JOIN_SCRIPT = """
 import sys
 from absl import flags
-from ssp_nerf_jax import parallel
-parallel.define_flags()
+from ssp_nerf_jax import cli
+from ssp_nerf_jax.runtime import parallel
+cli.define_process_flags()
 flags.FLAGS(sys.argv)
-assert parallel.initialize_from_flags()
+assert cli.join_processes_from_flags()
 parallel.wait_for_all_processes('joined')
 import jax
 print('process', jax.process_index(), 'of', jax.process_count(), 'with',

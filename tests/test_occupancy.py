@@ -8,14 +8,14 @@ import pytest
 
 from configs import default
 from configs import tiny
-from ssp_nerf_jax import frame_renderer
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import occupancy
-from ssp_nerf_jax import offline_jobs
-from ssp_nerf_jax import parallel
-from ssp_nerf_jax import rays as rays_lib
-from ssp_nerf_jax import render
-from ssp_nerf_jax import trained as trained_lib
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.offline import jobs
+from ssp_nerf_jax.offline import trained as trained_lib
+from ssp_nerf_jax.rendering import frame_renderer
+from ssp_nerf_jax.rendering import occupancy
+from ssp_nerf_jax.rendering import rays as rays_lib
+from ssp_nerf_jax.rendering import volume_rendering
+from ssp_nerf_jax.runtime import parallel
 
 BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], np.float32)
 RADIUS = 0.3
@@ -107,17 +107,17 @@ def test_tight_sampling_matches_full_sampling():
   # Every ray stays inside the box from near to far (outside counts as
   # occupied).
   rays = rays_lib.pixel_rays(c2w, pixels, 80.0, 16.0, 16.0)
-  near, far, hit = occupancy.ray_bounds(occ, grid.box, rays, 1.05, 2.95, 64)
+  near, far, hit = occupancy.find_occupied_interval(occ, grid.box, rays, 1.05, 2.95, 64)
   assert 0.1 < float(jnp.mean(hit)) < 0.95
   assert np.all(np.asarray(far - near)[np.asarray(hit)] < 1.0)
 
   @jax.jit
   def shade(near, far, samples=1024):
-    z = render.stratified_samples(None, near, far, samples)
+    z = volume_rendering.stratified_samples(None, near, far, samples)
     points = rays.origins[:, None] + rays.directions[:, None] * z[..., None]
     inside = jnp.linalg.norm(points, axis=-1) < RADIUS
     rgb = jnp.broadcast_to(jnp.abs(points), points.shape)
-    out = render.volume_render(rgb, jnp.where(inside, SIGMA, -1.0), z,
+    out = volume_rendering.volume_render(rgb, jnp.where(inside, SIGMA, -1.0), z,
                                rays.directions)
     return out['rgb'], out['acc']
 
@@ -199,10 +199,10 @@ def test_offline_render_with_the_grid(trained):
   # renders exactly as in a full render.
   dense.config.occupancy.sample_fraction = 1.0
   dense.config.occupancy.stop_transmittance = 0.0
-  bound = offline_jobs.make_renderer(dense)
+  bound = jobs.make_renderer(dense)
   c2w, audio = a_val_frame(trained)
   # Denser than the threshold everywhere: every ray hits from near to far.
-  with_grid, full = [offline_jobs.render_frames(
+  with_grid, full = [jobs.render_to_memory(
       dense, c2w[None], audio[None], bound=b, keep_float=True)['rgb_float']
                      for b in (bound, bound._replace(occupancy=False))]
   np.testing.assert_allclose(with_grid, full, atol=1e-5)

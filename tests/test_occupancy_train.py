@@ -16,16 +16,16 @@ import pytest
 
 from configs import default
 from configs import tiny
-from ssp_nerf_jax import checkpoint_manifest
-from ssp_nerf_jax import checkpoints
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import occupancy
-from ssp_nerf_jax import parallel
-from ssp_nerf_jax import rays as rays_lib
-from ssp_nerf_jax import train
-from ssp_nerf_jax import trained as trained_lib
 from ssp_nerf_jax.benchmarks import fake_data
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.offline import trained as trained_lib
+from ssp_nerf_jax.rendering import occupancy
+from ssp_nerf_jax.rendering import rays as rays_lib
+from ssp_nerf_jax.runtime import checkpoint_manifest
+from ssp_nerf_jax.runtime import checkpoints
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import experiment
+from ssp_nerf_jax.training import train
 
 # The analytic stand-in model of the render-side tests.
 from test_occupancy import BOX, Spheres  # pylint: disable=g-import-not-at-top,g-bad-import-order

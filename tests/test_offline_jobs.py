@@ -14,16 +14,16 @@ import soundfile
 
 from configs import tiny
 import processes
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import evaluation
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import job_inputs
-from ssp_nerf_jax import metrics as metrics_lib
-from ssp_nerf_jax import offline_jobs
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.evaluation import metrics as metrics_lib
+from ssp_nerf_jax.evaluation import scores
+from ssp_nerf_jax.offline import job_inputs
+from ssp_nerf_jax.offline import jobs
+from ssp_nerf_jax.offline import mp4
+from ssp_nerf_jax.offline import trained as trained_lib
+from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax import synthetic
-from ssp_nerf_jax import trained as trained_lib
-from ssp_nerf_jax import video
+from ssp_nerf_jax.training import experiment
 
 
 @pytest.fixture(scope='module')
@@ -50,7 +50,7 @@ def write_sine(path, seconds, rate=44_100):
 def val_here(trained, tmp_path_factory):
   """(out dir, metrics) of the val split rendered in this process."""
   out = tmp_path_factory.mktemp('val_here')
-  return out, offline_jobs.render_val(trained, str(out))
+  return out, jobs.render_val(trained, str(out))
 
 
 def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
@@ -79,7 +79,7 @@ def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
   # The mouths at a glance: real over rendered crops of open and shut ones.
   strip = iio.imread(tmp_path / 'mouth_strip.png')
   assert strip.ndim == 3 and strip.shape[1] > strip.shape[0]  # 2+ columns
-  frames, audio_s = video.probe(str(tmp_path / 'val.mp4'))
+  frames, audio_s = mp4.probe(str(tmp_path / 'val.mp4'))
   assert frames == num_val
   assert audio_s == pytest.approx(num_val / trained.scene.fps, abs=0.05)
 
@@ -87,11 +87,11 @@ def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
 def test_wav_renders_mp4_with_sound(trained, tmp_path):
   wav = write_sine(tmp_path / 'tone.wav', 1.0)
   out = tmp_path / 'out'
-  offline_jobs.check_out_dir(str(out))
-  mp4 = offline_jobs.render_audio(trained, wav, str(out), poses='train')
-  assert mp4 == str(out / 'tone.mp4')
+  jobs.check_out_dir(str(out))
+  written = jobs.render_audio(trained, wav, str(out), poses='train')
+  assert written == str(out / 'tone.mp4')
   assert os.listdir(out) == ['tone.mp4']  # no .partial.mp4 left over
-  frames, audio_s = video.probe(mp4)
+  frames, audio_s = mp4.probe(written)
   assert frames == 25
   assert audio_s == pytest.approx(1.0, abs=0.05)
 
@@ -108,15 +108,15 @@ def test_mouth_area_sync_is_pearson_of_mouth_area():
   truth[1, 0, :2] = 7
   truth[2, :2, :2] = 6
   names = synthetic.CLASS_NAMES
-  np.testing.assert_array_equal(evaluation.mouth_area(truth, names), [0, 2, 4])
+  np.testing.assert_array_equal(scores.mouth_area(truth, names), [0, 2, 4])
   four_classes = ('background', 'head', 'neck', 'torso')
-  assert evaluation.mouth_area(truth, four_classes) is None
-  assert evaluation.mouth_area_sync(truth, truth, names) == pytest.approx(1.0)
-  assert evaluation.mouth_area_sync(truth[::-1], truth,
+  assert scores.mouth_area(truth, four_classes) is None
+  assert scores.mouth_area_sync(truth, truth, names) == pytest.approx(1.0)
+  assert scores.mouth_area_sync(truth[::-1], truth,
                                    names) == pytest.approx(-1.0)
-  assert evaluation.mouth_area_sync(truth, truth, four_classes) is None
+  assert scores.mouth_area_sync(truth, truth, four_classes) is None
   # A constant mouth area has no correlation.
-  assert evaluation.mouth_area_sync(np.zeros_like(truth), truth, names) is None
+  assert scores.mouth_area_sync(np.zeros_like(truth), truth, names) is None
 
 
 def test_a_perfect_render_scores_lmd_zero_and_full_sync(trained):
@@ -125,14 +125,14 @@ def test_a_perfect_render_scores_lmd_zero_and_full_sync(trained):
   frames = input_pipeline.load_split(trained.config, trained.builder, 'val')
   perfect = {'rgb': frames['image'], 'class_id': frames['parsing'],
              'rgb_float': frames['image'].astype(np.float32) / 255}
-  result = evaluation.score_val(trained.step, trained.scene.class_names,
+  result = scores.score_val(trained.step, trained.scene.class_names,
                                 frames, perfect)
   assert 1 <= result['landmark_frames'] <= len(frames['image'])
   assert result['lmd'] == 0
   assert result['mouth_sync'] is None or result['mouth_sync'] == (
       pytest.approx(1.0))
   assert result['mouth_area_sync'] == pytest.approx(1.0)
-  assert 'landmark_frames=' in evaluation.val_summary(result)
+  assert 'landmark_frames=' in scores.val_summary(result)
 
 
 def test_missing_or_empty_workdir(tmp_path):
@@ -201,10 +201,10 @@ def test_non_rigid_poses_are_rejected(trained, tmp_path):
 
 def test_four_devices_render_like_one(trained):
   import jax  # pylint: disable=g-import-not-at-top
-  from ssp_nerf_jax import parallel  # pylint: disable=g-import-not-at-top
+  from ssp_nerf_jax.runtime import parallel  # pylint: disable=g-import-not-at-top
   frames = input_pipeline.load_split(
       trained.config, trained.builder, 'val', [0, 1])
-  images = [offline_jobs.render_frames(
+  images = [jobs.render_to_memory(
       trained, frames['c2w'], frames['audio'],
       mesh=parallel.make_data_mesh(devices), keep_float=True)['rgb_float']
             for devices in (jax.devices()[:4], jax.devices()[:1])]
@@ -213,8 +213,8 @@ def test_four_devices_render_like_one(trained):
 
 def test_background_of_other_size_is_resized(trained, tmp_path):
   path = str(tmp_path / 'plate.png')
-  offline_jobs.write_png(path, np.full((7, 9, 3), 255, np.uint8))
-  swapped = offline_jobs.with_background(trained, path)
+  jobs.write_png(path, np.full((7, 9, 3), 255, np.uint8))
+  swapped = jobs.with_background(trained, path)
   scene = trained.scene
   assert swapped.scene.background.shape == (scene.height, scene.width, 3)
   np.testing.assert_allclose(swapped.scene.background, 1.0, atol=1e-6)
@@ -234,7 +234,7 @@ def test_cli_renders_several_files_and_fails_in_one_line(workdir, trained,
   render_main.FLAGS(argv)
   render_main.run()
   assert sorted(os.listdir(out)) == ['feats.mp4', 'short.mp4']
-  assert video.probe(str(out / 'feats.mp4')) == (3, 0.0)
+  assert mp4.probe(str(out / 'feats.mp4')) == (3, 0.0)
   render_main.FLAGS.unparse_flags()
   render_main.FLAGS(argv[:1] + [f'--workdir={tmp_path / "none"}',
                                 f'--audio={wav}', f'--out={out}'])
@@ -255,7 +255,7 @@ def test_unwritable_out_dir(tmp_path):
   blocker = tmp_path / 'a_file'
   blocker.write_text('')
   with pytest.raises(errors.UserError, match='a_file/out is not writable'):
-    offline_jobs.check_out_dir(str(blocker / 'out'))
+    jobs.check_out_dir(str(blocker / 'out'))
 
 
 def test_failed_mp4_write_leaves_no_file(tmp_path):
@@ -263,7 +263,7 @@ def test_failed_mp4_write_leaves_no_file(tmp_path):
   frames = np.zeros((2, 4, 4, 3), np.uint8)
   # ffmpeg rejects a frame rate of 0: write_mp4 must clean up after it.
   with pytest.raises(errors.UserError, match='clip.mp4'):
-    video.write_mp4(str(path), frames, fps=0.0)
+    mp4.write_mp4(str(path), frames, fps=0.0)
   assert not os.listdir(tmp_path)
 
 
@@ -294,13 +294,13 @@ def test_streaming_writer_makes_n_frames_with_the_audio_duration(tmp_path):
   rate = 16_000
   # 0.3 s of audio under 13 / 25 = 0.52 s of video: padded with silence.
   tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(0.3 * rate)) / rate)
-  with video.Mp4Writer(str(path), 16, 9, 25.0, tone, rate,
+  with mp4.Mp4Writer(str(path), 16, 9, 25.0, tone, rate,
                        num_frames=len(frames)) as writer:
     for frame in frames:
       writer.write(frame)
     assert not path.exists()  # nothing under the final name until the end
   assert os.listdir(tmp_path) == ['clip.mp4']
-  num_frames, audio_s = video.probe(str(path))
+  num_frames, audio_s = mp4.probe(str(path))
   assert num_frames == 13
   assert audio_s == pytest.approx(13 / 25, abs=0.05)
   decoded = decode_rgb(path, 10, 16)
@@ -313,7 +313,7 @@ def test_exception_mid_stream_leaves_no_file(tmp_path):
   path = tmp_path / 'clip.mp4'
   partial = tmp_path / 'clip.mp4.partial.mp4'
   with pytest.raises(RuntimeError, match='renderer failed'):
-    with video.Mp4Writer(str(path), 16, 16, 25.0,
+    with mp4.Mp4Writer(str(path), 16, 16, 25.0,
                          num_frames=10) as writer:
       for frame in gray_frames(3, 16, 16):
         writer.write(frame)
@@ -329,7 +329,7 @@ def test_exception_mid_stream_leaves_no_file(tmp_path):
 def test_writer_refuses_fewer_frames_than_announced(tmp_path):
   path = tmp_path / 'clip.mp4'
   with pytest.raises(ValueError, match='2 frames written, 3 announced'):
-    with video.Mp4Writer(str(path), 16, 16, 25.0, np.zeros(100), 16_000,
+    with mp4.Mp4Writer(str(path), 16, 16, 25.0, np.zeros(100), 16_000,
                          num_frames=3) as writer:
       for frame in gray_frames(2, 16, 16):
         writer.write(frame)
@@ -375,7 +375,7 @@ def test_two_processes_render_val_like_one(workdir, val_here, tmp_path):
   for region, value in here['region_psnr'].items():
     np.testing.assert_allclose(metrics['region_psnr'][region], value,
                                rtol=1e-4)
-  assert video.probe(str(outs[0] / 'val.mp4'))[0] == here['num_frames']
+  assert mp4.probe(str(outs[0] / 'val.mp4'))[0] == here['num_frames']
 
 
 class FailingRenderer:
@@ -404,10 +404,10 @@ def test_failure_mid_render_leaves_no_mp4(trained, tmp_path):
   wav = write_sine(tmp_path / 'tone.wav', 0.4)  # 10 frames
   out = tmp_path / 'out'
   out.mkdir()
-  bound = offline_jobs.make_renderer(trained)
+  bound = jobs.make_renderer(trained)
   failing = FailingRenderer(bound.renderer, 4, out / 'tone.mp4.partial.mp4')
   with pytest.raises(RuntimeError, match='device lost'):
-    offline_jobs.render_audio(trained, wav, str(out), poses='static',
+    jobs.render_audio(trained, wav, str(out), poses='static',
                            parsing=True, bound=bound._replace(renderer=failing))
   assert failing.calls == 4
   assert not os.listdir(out)  # neither mp4 nor a .partial file

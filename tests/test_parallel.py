@@ -7,8 +7,8 @@ import jax
 import pytest
 
 import processes
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import parallel
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import parallel
 
 
 @pytest.mark.parametrize('kwargs, message', [

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import parsing_schemes
+from ssp_nerf_jax.data import parsing_schemes
 
 ADNERF = parsing_schemes.SCHEMES['adnerf']
 SSP = parsing_schemes.SCHEMES['ssp']

@@ -13,15 +13,15 @@ import pytest
 from adnerf_fixtures import write_folder
 from configs import tiny
 from data_fixtures import tiny_config
-from ssp_nerf_jax import audio_features
-from ssp_nerf_jax import data
-from ssp_nerf_jax import folder_source
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import portrait_dataset
-from ssp_nerf_jax import portrait_source
-from ssp_nerf_jax import scene as scene_lib
+from ssp_nerf_jax.data import audio_features
+from ssp_nerf_jax.data import builds
+from ssp_nerf_jax.data import folder_source
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.data import portrait_dataset
+from ssp_nerf_jax.data import portrait_source
+from ssp_nerf_jax.data import scene as scene_lib
+from ssp_nerf_jax.data import synthetic_source
 from ssp_nerf_jax import synthetic
-from ssp_nerf_jax import synthetic_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,8 +95,8 @@ def test_scene_info(tiny_data):
 
 def test_parameters_get_their_own_folder_and_mismatch_is_detected(tiny_data):
   config, builder = tiny_data
-  root = data.resolve_data_dir(config)
-  same = data.build_dataset(tiny_config(root))  # Reuses, no rebuild.
+  root = builds.resolve_data_dir(config)
+  same = builds.build_dataset(tiny_config(root))  # Reuses, no rebuild.
   assert same.data_dir == builder.data_dir
   folders = set()
   for name, value in [('size', 48), ('duration_s', 3.0), ('synthetic_seed', 1),
@@ -153,7 +153,7 @@ def test_invalid_config_is_one_line_error(tmp_path, name, value, message):
   config = small_config(tmp_path)
   config.data[name] = value
   with pytest.raises(portrait_dataset.DatasetError, match=message) as info:
-    data.build_dataset(config)
+    builds.build_dataset(config)
   assert '\n' not in str(info.value)
   assert not os.listdir(tmp_path)  # Nothing was written.
 
@@ -163,7 +163,7 @@ def test_unwritable_data_dir_is_one_line_error(tmp_path):
   blocker.write_text('not a folder')
   with pytest.raises(portrait_dataset.DatasetError,
                      match='not writable') as info:
-    data.build_dataset(small_config(blocker / 'tfds'))
+    builds.build_dataset(small_config(blocker / 'tfds'))
   assert '\n' not in str(info.value)
 
 
@@ -180,7 +180,7 @@ def test_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
                       failing)
   config = small_config(tmp_path)
   with pytest.raises(RuntimeError, match='disk on fire'):
-    data.build_dataset(config)
+    builds.build_dataset(config)
   builder = portrait_dataset.make_builder(
       portrait_dataset.config_from_data_config(config.data), str(tmp_path))
   assert not portrait_dataset.is_prepared(builder)
@@ -191,7 +191,8 @@ def test_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
 _KILLED_BUILD = textwrap.dedent("""
     import os, signal, sys
     from configs import tiny
-    from ssp_nerf_jax import data, portrait_dataset
+    from ssp_nerf_jax.data import builds
+    from ssp_nerf_jax.data import portrait_dataset
 
     real = portrait_dataset.SspPortrait._generate_examples
     def dying(self, *args):
@@ -202,7 +203,7 @@ _KILLED_BUILD = textwrap.dedent("""
     portrait_dataset.SspPortrait._generate_examples = dying
     config = tiny.get_config()
     config.data.update(data_dir=sys.argv[1], size=16, duration_s=0.4)
-    data.build_dataset(config)
+    builds.build_dataset(config)
 """)
 
 
@@ -219,7 +220,7 @@ def test_killed_build_is_not_trusted_and_is_rebuilt(tmp_path):
                if p.startswith('incomplete.')]
   assert len(leftovers) == 1
 
-  rebuilt = data.build_dataset(config)
+  rebuilt = builds.build_dataset(config)
   assert portrait_dataset.is_prepared(rebuilt)
   assert len(rebuilt.as_data_source('train')) == 9
   assert len(rebuilt.as_data_source('val')) == 1
@@ -253,10 +254,10 @@ def test_cli_summary_and_one_line_error(tiny_data):
 
 def test_resolve_data_dir(monkeypatch, tmp_path):
   config = tiny.get_config()
-  monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
-  assert data.resolve_data_dir(config) == os.path.expanduser(
+  monkeypatch.delenv(builds.DATA_DIR_ENV, raising=False)
+  assert builds.resolve_data_dir(config) == os.path.expanduser(
       '~/.cache/ssp_nerf_jax/tensorflow_datasets')
-  monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / 'env'))
-  assert data.resolve_data_dir(config) == str(tmp_path / 'env')
+  monkeypatch.setenv(builds.DATA_DIR_ENV, str(tmp_path / 'env'))
+  assert builds.resolve_data_dir(config) == str(tmp_path / 'env')
   config.data.data_dir = str(tmp_path / 'cfg')
-  assert data.resolve_data_dir(config) == str(tmp_path / 'cfg')
+  assert builds.resolve_data_dir(config) == str(tmp_path / 'cfg')

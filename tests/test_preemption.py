@@ -13,8 +13,8 @@ import numpy as np
 from configs import tiny
 from processes import Run, train_command
 import processes
-from ssp_nerf_jax import preemption
-from ssp_nerf_jax import train
+from ssp_nerf_jax.runtime import preemption
+from ssp_nerf_jax.training import train
 
 # A checkpoint every 5 steps; eval only at the end.  Each save takes a good
 # fraction of a second, which leaves time to signal mid-run and to catch a

@@ -14,20 +14,20 @@ import soundfile
 
 from configs import tiny
 from configs import video as video_configs
-from ssp_nerf_jax import adnerf_folder
-from ssp_nerf_jax import data
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import job_inputs
-from ssp_nerf_jax import offline_jobs
-from ssp_nerf_jax import mouth_readout
-from ssp_nerf_jax import synthetic
-from ssp_nerf_jax import train
-from ssp_nerf_jax import trained
-from ssp_nerf_jax import video
 from ssp_nerf_jax.benchmarks import preprocess as benchmark
+from ssp_nerf_jax.data import adnerf_folder
+from ssp_nerf_jax.data import builds
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.models import mouth_readout
+from ssp_nerf_jax.offline import job_inputs
+from ssp_nerf_jax.offline import jobs
+from ssp_nerf_jax.offline import mp4
+from ssp_nerf_jax.offline import trained
 from ssp_nerf_jax.preprocess import pipeline
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax import synthetic
+from ssp_nerf_jax.training import experiment
+from ssp_nerf_jax.training import train
 
 SIZE = 128
 DURATION_S = 4.0
@@ -100,7 +100,7 @@ def test_crop_maps_source_pixels(processed):
 
 
 def write(path, frames, audio, rate=16_000):
-  return video.write_mp4(str(path), frames, 25.0, audio, rate)
+  return mp4.write_mp4(str(path), frames, 25.0, audio, rate)
 
 
 def bad_clips(clip, tmp):
@@ -203,7 +203,7 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   assert (workdir / 'eval_metrics.json').is_file()
   # The read-out fitted on the measured openings, unchanged by training.
   run = trained.load_trained(str(workdir))
-  fitted = mouth_readout.fit(
+  fitted = mouth_readout.fit_readout(
       input_pipeline.load_feature(run.builder, 'train', 'audio'),
       input_pipeline.load_feature(run.builder, 'train', 'mouth_open'),
       run.model.mouth_quantile_knots)
@@ -224,17 +224,17 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   dense = jax.tree_util.tree_map_with_path(
       lambda path, x: x + 3.0 if 'sigma' in jax.tree_util.keystr(path) and
       'bias' in jax.tree_util.keystr(path) else x, run.params)
-  bound = offline_jobs.make_renderer(run._replace(params=dense))
+  bound = jobs.make_renderer(run._replace(params=dense))
   bound = bound._replace(occupancy=False)
   c2w, audio = val['c2w'][0], val['audio'][0]
   shut, wide, predicted = (
-      offline_jobs.render_one(bound, c2w, audio, mouth)['semantics']
+      jobs.render_one(bound, c2w, audio, mouth)['semantics']
       for mouth in (0.0, 1.0, None))
   assert np.abs(shut - wide).max() > 1e-4
   opening = run.model.apply(dense, audio[None],
                             method=run.model.mouth_opening)[0]
   np.testing.assert_allclose(
-      offline_jobs.render_one(bound, c2w, audio,
+      jobs.render_one(bound, c2w, audio,
                               float(opening))['semantics'], predicted,
       atol=1e-7)
   # New speech is encoded by the same speech model at render time; another
@@ -253,7 +253,7 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   copy = tmp_path / 'renamed.mp4'
   copy.write_bytes(open(clip_mp4, 'rb').read())
   config.data.video = str(copy)
-  assert data.resolve_video(config).data.path == saved['path']
+  assert builds.resolve_video(config).data.path == saved['path']
 
 
 def test_mediapipe_and_tfds_share_one_protobuf():

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import losses
-from ssp_nerf_jax import ray_sampling
-from ssp_nerf_jax import train_step
 from ssp_nerf_jax.benchmarks import fake_data
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.training import experiment
+from ssp_nerf_jax.training import losses
+from ssp_nerf_jax.training import ray_sampling
+from ssp_nerf_jax.training import train_step
 
 
 def sampling_config(strategy, fraction=0.9, power=1.0, floor=0.0,

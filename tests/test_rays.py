@@ -2,7 +2,7 @@
 import jax
 import numpy as np
 
-from ssp_nerf_jax import rays as rays_lib
+from ssp_nerf_jax.rendering import rays as rays_lib
 
 # Jitted: one compile per input shape instead of one per eager op.
 pixel_rays = jax.jit(rays_lib.pixel_rays)

@@ -4,17 +4,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import render
+from ssp_nerf_jax.rendering import volume_rendering
 
 # Jitted once per shape: one XLA compile instead of one per eager op.
 volume_render = jax.jit(
-    render.volume_render,
+    volume_rendering.volume_render,
     static_argnames=('background_at_far', 'background_class',
                      'sigma_noise_std'))
-stratified_samples = jax.jit(render.stratified_samples,
+stratified_samples = jax.jit(volume_rendering.stratified_samples,
                              static_argnames=('num_samples', 'pin_far'))
-sample_pdf = jax.jit(render.sample_pdf, static_argnames=('num_samples',))
-importance_samples = jax.jit(render.importance_samples,
+sample_pdf = jax.jit(volume_rendering.sample_pdf, static_argnames=('num_samples',))
+importance_samples = jax.jit(volume_rendering.importance_samples,
                              static_argnames=('num_samples',))
 
 
@@ -88,7 +88,7 @@ def test_background_rule_equals_adnerf_raw2outputs():
   out = volume_render(
       *(jnp.asarray(s[k], jnp.float32)
         for k in ('rgb', 'raw_sigma', 'z', 'directions')))
-  got = render.composite(out['rgb'], out['acc'], jnp.asarray(bg, jnp.float32))
+  got = volume_rendering.composite(out['rgb'], out['acc'], jnp.asarray(bg, jnp.float32))
   np.testing.assert_allclose(got, expected, atol=1e-4)
   np.testing.assert_allclose(out['weights'][..., -1], weights[..., -1],
                              atol=1e-4)
@@ -106,7 +106,7 @@ def test_empty_space_shows_background_and_background_class():
   np.testing.assert_allclose(out['semantics'],
                              np.broadcast_to([1.0, 0, 0, 0], (2, 3, 4)))
   bg = jnp.full((2, 3, 3), 0.25)
-  np.testing.assert_allclose(render.composite(out['rgb'], out['acc'], bg), bg)
+  np.testing.assert_allclose(volume_rendering.composite(out['rgb'], out['acc'], bg), bg)
 
 
 def test_semantics_sum_to_one_with_background_mass():
@@ -203,8 +203,8 @@ def test_merge_order_sorts_coarse_and_new_samples_together():
   z = jnp.asarray(np.sort(rng.uniform(1, 2, (3, 8)), -1), jnp.float32)
   weights = jnp.asarray(rng.uniform(size=(3, 8)), jnp.float32)
   key = jax.random.PRNGKey(1)
-  z_new = render.hierarchical_samples(key, z, weights, 16)
-  order = np.asarray(render.merge_order(z, z_new))
+  z_new = volume_rendering.hierarchical_samples(key, z, weights, 16)
+  order = np.asarray(volume_rendering.merge_order(z, z_new))
   merged = np.take_along_axis(np.concatenate([z, z_new], -1), order, -1)
   np.testing.assert_array_equal(merged,
                                 importance_samples(key, z, weights, 16))

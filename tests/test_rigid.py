@@ -1,7 +1,7 @@
 """Pose validation shared by the dataset reader and render tracks."""
 import numpy as np
 
-from ssp_nerf_jax import rigid
+from ssp_nerf_jax.rendering import rigid
 
 
 def rotation(angle):

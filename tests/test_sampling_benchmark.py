@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import errors
 from ssp_nerf_jax.benchmarks import sampling
+from ssp_nerf_jax.runtime import errors
 
 REGIONS = {'full', 'mouth', 'eyes', 'face', 'hair', 'neck_torso', 'background'}
 

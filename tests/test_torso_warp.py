@@ -11,13 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import tiny
-from ssp_nerf_jax import losses
-from ssp_nerf_jax import rays as rays_lib
-from ssp_nerf_jax import rigid
-from ssp_nerf_jax import synthetic
 from ssp_nerf_jax.benchmarks import ablation
 from ssp_nerf_jax.models import portrait
 from ssp_nerf_jax.models import torso_warp
+from ssp_nerf_jax.rendering import rays as rays_lib
+from ssp_nerf_jax.rendering import rigid
+from ssp_nerf_jax import synthetic
+from ssp_nerf_jax.training import losses
 
 
 def pose(yaw, distance=0.87, lift=0.0):

@@ -13,13 +13,13 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import tiny
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import losses
-from ssp_nerf_jax import parallel
-from ssp_nerf_jax import ray_sampling
-from ssp_nerf_jax import train
 from ssp_nerf_jax.benchmarks import fake_data
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import experiment
+from ssp_nerf_jax.training import losses
+from ssp_nerf_jax.training import ray_sampling
+from ssp_nerf_jax.training import train
 
 
 def tiny_config(data_dir, **train_overrides):
@@ -138,7 +138,7 @@ def data_dir(tiny_data):
 
 
 def read_params(workdir):
-  from ssp_nerf_jax import checkpoints
+  from ssp_nerf_jax.runtime import checkpoints
   manager = checkpoints.create_manager(workdir, tiny.get_config())
   step = manager.latest_step()
   restored = manager.restore(step, args=ocp.args.StandardRestore())

@@ -4,8 +4,8 @@ without a model (or with the wrong one) gets."""
 import numpy as np
 import pytest
 
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import whisper_features
+from ssp_nerf_jax.data import whisper_features
+from ssp_nerf_jax.runtime import errors
 
 SR = whisper_features.SAMPLE_RATE
 

@@ -1,8 +1,8 @@
 """`ssp_portrait` builder (TFDS dataset-folder convention: class `Builder`).
 
-The implementation is `ssp_nerf_jax.portrait_dataset.SspPortrait`; see its
+The implementation is `ssp_nerf_jax.data.portrait_dataset.SspPortrait`; see its
 module docstring for features, splits, metadata and cache keying.
 """
-from ssp_nerf_jax.portrait_dataset import SspPortrait as Builder
+from ssp_nerf_jax.data.portrait_dataset import SspPortrait as Builder
 
 __all__ = ['Builder']

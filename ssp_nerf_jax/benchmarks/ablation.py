@@ -21,12 +21,12 @@ import imageio.v3 as iio
 from ml_collections import config_flags
 import numpy as np
 
-from ssp_nerf_jax import cli
-from ssp_nerf_jax import files
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import offline_jobs
-from ssp_nerf_jax import trained as trained_lib
 from ssp_nerf_jax.benchmarks import sweep
+from ssp_nerf_jax import cli
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.offline import jobs
+from ssp_nerf_jax.offline import trained as trained_lib
+from ssp_nerf_jax.runtime import files
 
 VARIANTS = ('warp_off', 'warp_on')
 
@@ -57,7 +57,7 @@ def write_strip(out_dir, workdirs):
   i = most_turned_frame(frames, runs[0].scene.reference_c2w)
   images = [frames['image'][i]]
   for trained in runs:
-    rendered = offline_jobs.render_frames(trained, frames['c2w'][i:i + 1],
+    rendered = jobs.render_to_memory(trained, frames['c2w'][i:i + 1],
                                        frames['audio'][i:i + 1], desc='strip')
     images.append(rendered['rgb'][0])
   path = os.path.join(out_dir, 'strip.png')

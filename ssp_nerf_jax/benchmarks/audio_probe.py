@@ -18,7 +18,7 @@ compares audio features (log-mel, MFCC, a precomputed DeepSpeech / wav2vec
 lip-sync figure is held back by the audio or by the renderer.
 
 `mouth_sync_ceiling` puts the read-out next to val scoring's lip-sync
-metric (`ssp_nerf_jax.lipsync`): the Pearson r of its predicted openings
+metric (`ssp_nerf_jax.evaluation.lipsync`): the Pearson r of its predicted openings
 with the mouth opening that the face mesh finds on the real val frames at
 the training resolution.  A model that only knows the audio can draw at
 best the predicted opening, so this is about the highest mouth-sync that
@@ -35,15 +35,14 @@ far outside that means the audio track is shifted against the picture.
 from absl import app
 import numpy as np
 
-from ssp_nerf_jax import audio_features
 from ssp_nerf_jax import cli
-from ssp_nerf_jax import data
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import lipsync
-from ssp_nerf_jax import mouth_readout
-from ssp_nerf_jax.mouth_readout import pearson
+from ssp_nerf_jax.data import audio_features
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.evaluation import lipsync
+from ssp_nerf_jax.models import mouth_readout
+from ssp_nerf_jax.models.mouth_readout import correlate_or_zero
 from ssp_nerf_jax.preprocess import landmarks
+from ssp_nerf_jax.runtime import errors
 
 MAX_LAG_FRAMES = 6
 
@@ -69,9 +68,9 @@ def best_lag(mouth: np.ndarray, loudness: np.ndarray,
   scores = {}
   for lag in range(-max_lag, max_lag + 1):
     if lag >= 0:
-      scores[lag] = pearson(mouth[:len(mouth) - lag], loudness[lag:])
+      scores[lag] = correlate_or_zero(mouth[:len(mouth) - lag], loudness[lag:])
     else:
-      scores[lag] = pearson(mouth[-lag:], loudness[:lag])
+      scores[lag] = correlate_or_zero(mouth[-lag:], loudness[:lag])
   lag = max(scores, key=scores.get)
   return lag, scores[lag]
 
@@ -106,7 +105,7 @@ def mouth_sync_ceiling(predicted: np.ndarray, images: np.ndarray):
   if found is None or np.sum(np.isfinite(found)) < 2:
     return None
   kept = np.isfinite(found)
-  r = lipsync.pearson(predicted[kept], found[kept])
+  r = lipsync.correlate(predicted[kept], found[kept])
   return None if np.isnan(r) else round(r, 4)
 
 
@@ -123,7 +122,7 @@ def probe(config, builder) -> dict:
   predicted_val = mouth_readout.predict(readout, x_val)
   frame_ids = np.concatenate([train['frame_id'], val['frame_id']])
   order = np.argsort(frame_ids)
-  loudness = frame_loudness(input_pipeline.load_waveform(builder),
+  loudness = frame_loudness(input_pipeline.load_dataset_waveform(builder),
                             int(frame_ids.max()) + 1)
   lag, lag_r = best_lag(np.concatenate([y_train, y_val])[order],
                         loudness[frame_ids[order]])
@@ -134,7 +133,7 @@ def probe(config, builder) -> dict:
       'frames_train': len(y_train), 'frames_val': len(y_val),
       'ridge_strength': strength,
       'r_train_cv': round(cv_r, 4),
-      'r_val': round(pearson(predicted_val, y_val), 4),
+      'r_val': round(correlate_or_zero(predicted_val, y_val), 4),
       'mouth_sync_ceiling': mouth_sync_ceiling(predicted_val, val['image']),
       'loudness_lag_frames': lag,
       'loudness_r': round(lag_r, 4),
@@ -147,5 +146,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  data.define_flags()
+  cli.define_dataset_flags()
   app.run(main)

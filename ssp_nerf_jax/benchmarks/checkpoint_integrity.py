@@ -29,11 +29,11 @@ from ml_collections import config_flags
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ssp_nerf_jax import checkpoint_manifest
-from ssp_nerf_jax import checkpoints
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import parallel
 from ssp_nerf_jax.benchmarks import fake_data
+from ssp_nerf_jax.runtime import checkpoint_manifest
+from ssp_nerf_jax.runtime import checkpoints
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import experiment
 
 
 def random_state(config, mesh):

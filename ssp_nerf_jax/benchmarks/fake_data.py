@@ -5,7 +5,7 @@ dataset (a 450 px paper-scale dataset takes minutes to generate).
 """
 import numpy as np
 
-from ssp_nerf_jax import scene as scene_lib
+from ssp_nerf_jax.data import scene as scene_lib
 from ssp_nerf_jax import synthetic
 
 

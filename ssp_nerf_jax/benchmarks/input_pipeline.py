@@ -14,9 +14,8 @@ from absl import flags
 import jax
 
 from ssp_nerf_jax import cli
-from ssp_nerf_jax import data
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import parallel
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.runtime import parallel
 
 
 def measure(config, builder, mesh, *, steps: int, warmup: int) -> dict:
@@ -52,7 +51,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  data.define_flags()
+  cli.define_dataset_flags()
   flags.DEFINE_integer('steps', 300, 'Timed steps.')
   flags.DEFINE_integer('warmup', 20, 'Untimed steps first.')
   app.run(main)

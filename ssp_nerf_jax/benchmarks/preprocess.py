@@ -19,14 +19,14 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
-from ssp_nerf_jax import adnerf_folder
 from ssp_nerf_jax import cli
-from ssp_nerf_jax import metrics
-from ssp_nerf_jax import parsing_schemes
-from ssp_nerf_jax import synthetic
-from ssp_nerf_jax import video
+from ssp_nerf_jax.data import adnerf_folder
+from ssp_nerf_jax.data import parsing_schemes
+from ssp_nerf_jax.evaluation import metrics
+from ssp_nerf_jax.offline import mp4
 from ssp_nerf_jax.preprocess import pipeline
 from ssp_nerf_jax.preprocess import pose_fit
+from ssp_nerf_jax import synthetic
 
 _MOUTH = (synthetic.CLASS_NAMES.index('lips'),
           synthetic.CLASS_NAMES.index('mouth'))
@@ -34,7 +34,7 @@ _MOUTH = (synthetic.CLASS_NAMES.index('lips'),
 
 def write_clip(clip: synthetic.Clip, path: str) -> str:
   """The clip as H.264 mp4 with its audio (what a user would have)."""
-  return video.write_mp4(path, clip.images, clip.fps, clip.audio,
+  return mp4.write_mp4(path, clip.images, clip.fps, clip.audio,
                          clip.sample_rate)
 
 

@@ -5,7 +5,7 @@
 
 For each width D, a random problem of --frames train frames (a linear
 signal in a few features plus noise) is fitted as training does before its
-first step (`mouth_readout.fit`: the strength chosen over every
+first step (`mouth_readout.fit_readout`: the strength chosen over every
 cross-validation fold, then the final fit).  D = 464 is a 16 x 29 MFCC
 window, 6144 a 16 x 384 Whisper tiny window, 16384 a 16 x 1024 HuBERT one.
 Prints one JSON line: {dim: {"seconds", "strength", "r_cv"}}.
@@ -17,7 +17,7 @@ from absl import flags
 import numpy as np
 
 from ssp_nerf_jax import cli
-from ssp_nerf_jax import mouth_readout
+from ssp_nerf_jax.models import mouth_readout
 
 flags.DEFINE_integer('frames', 1617, 'Train frames (a 71 s clip has 1617).')
 flags.DEFINE_list('dims', ['464', '6144', '16384'], 'Feature widths.')
@@ -31,7 +31,7 @@ def timed_fit(frames: int, dim: int, seed: int = 0) -> dict:
   opening = (audio[:, 0, 0, :8].sum(1) +
              3 * rng.normal(size=frames)).astype(np.float32)
   tick = time.perf_counter()
-  fitted = mouth_readout.fit(audio, opening)
+  fitted = mouth_readout.fit_readout(audio, opening)
   return {'seconds': round(time.perf_counter() - tick, 2),
           'strength': float(fitted['strength']),
           'r_cv': round(float(fitted['r_cv']), 4)}

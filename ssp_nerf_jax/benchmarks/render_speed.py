@@ -45,14 +45,14 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import frame_renderer
-from ssp_nerf_jax import input_pipeline
-from ssp_nerf_jax import metrics
-from ssp_nerf_jax import parallel
-from ssp_nerf_jax import trained as trained_lib
 from ssp_nerf_jax.benchmarks import fake_data
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.evaluation import metrics
+from ssp_nerf_jax.offline import trained as trained_lib
+from ssp_nerf_jax.rendering import frame_renderer
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import experiment
 
 # --workdir settings that override config.occupancy.
 OVERRIDES = ('sample_fraction', 'threshold', 'margin', 'resolution',
@@ -129,7 +129,7 @@ def measure_workdir(workdir, size, count, overrides):
   renderer = frame_renderer.FrameRenderer(trained.config, trained.model,
                                           scene, mesh)
   params = parallel.replicate(trained.params, mesh)
-  smooth = trained_lib.smoothing_on(trained)
+  smooth = trained_lib.uses_audio_smoothing(trained)
   renderer.warm_up(params, frames['c2w'][0], frames['audio'][0], smooth)
   renders = {'full': [], 'occupancy': []}
   times = {'full': [], 'occupancy': [], 'grid': []}

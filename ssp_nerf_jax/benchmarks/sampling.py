@@ -33,13 +33,13 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
-from ssp_nerf_jax import cli
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import ray_sampling
-from ssp_nerf_jax import train_step
 from ssp_nerf_jax.benchmarks import fake_data
 from ssp_nerf_jax.benchmarks import sweep
+from ssp_nerf_jax import cli
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.training import experiment
+from ssp_nerf_jax.training import ray_sampling
+from ssp_nerf_jax.training import train_step
 
 
 def parse_variant(text):

@@ -26,11 +26,11 @@ import numpy as np
 import tqdm
 
 from ssp_nerf_jax import cli
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import files
-from ssp_nerf_jax import metrics
-from ssp_nerf_jax import periodic_eval
-from ssp_nerf_jax import train
+from ssp_nerf_jax.evaluation import metrics
+from ssp_nerf_jax.evaluation import periodic_eval
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import files
+from ssp_nerf_jax.training import train
 
 
 def with_step_budget(config, num_steps, eval_frames):

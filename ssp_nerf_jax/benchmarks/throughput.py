@@ -34,10 +34,10 @@ import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
 
-from ssp_nerf_jax import experiment
-from ssp_nerf_jax import occupancy
-from ssp_nerf_jax import parallel
 from ssp_nerf_jax.benchmarks import fake_data
+from ssp_nerf_jax.rendering import occupancy
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import experiment
 
 config_flags.DEFINE_config_file('config', 'configs/default.py',
                                 'Config whose train step is measured.')

@@ -1,6 +1,6 @@
 """The mouth opening as an input of the field (config.model.mouth_condition).
 
-See `ssp_nerf_jax.mouth_readout` for why: one number per frame that the
+See `ssp_nerf_jax.models.mouth_readout` for why: one number per frame that the
 field cannot average away, measured on training frames and predicted from
 the audio everywhere else.
 """
@@ -12,7 +12,7 @@ import jax.numpy as jnp
 class MouthReadout(nn.Module):
   """Predicted mouth opening of each frame from its audio feature window.
 
-  A fixed linear read-out, `mouth_readout.fit`'s ridge regression, then its
+  A fixed linear read-out, `mouth_readout.fit_readout`'s ridge regression, then its
   monotone map onto the measured openings' distribution, stored as
   parameters so that checkpoints carry them; their values are written once
   after `init` and the optimizer never changes them (their gradient is
@@ -54,10 +54,10 @@ class MouthReadout(nn.Module):
 
 class MouthRegion(nn.Module):
   """How much each point belongs to the mouth: a Gaussian of its distance
-  to the mouth's centre (`ssp_nerf_jax.mouth_region`).
+  to the mouth's centre (`ssp_nerf_jax.models.mouth_region`).
 
   The centre and radius are parameters so that checkpoints carry them;
-  `mouth_region.fit` writes them once after `init` and their gradient is
+  `mouth_region.fit_mouth_region` writes them once after `init` and their gradient is
   stopped, so the optimizer never changes them.
   """
 

@@ -22,12 +22,12 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from ssp_nerf_jax import rays as rays_lib
-from ssp_nerf_jax import render
 from ssp_nerf_jax.models import audio as audio_lib
 from ssp_nerf_jax.models import mouth as mouth_lib
 from ssp_nerf_jax.models import nerf
 from ssp_nerf_jax.models import torso_warp as warp_lib
+from ssp_nerf_jax.rendering import rays as rays_lib
+from ssp_nerf_jax.rendering import volume_rendering
 
 
 def configured_bound(value) -> Optional[float]:
@@ -65,13 +65,13 @@ class PortraitNeRF(nerf.NeRFLayout):
     warp_freqs, warp_width, warp_max_offset: TorsoWarp settings.
     mouth_condition: append the frame's mouth opening (measured, or
       predicted from the audio by `MouthReadout`; see
-      `ssp_nerf_jax.mouth_readout`) to the audio code, encoded with
+      `ssp_nerf_jax.models.mouth_readout`) to the audio code, encoded with
       `mouth_freqs` frequencies.
     mouth_quantile_knots: points of the read-out's map onto the measured
       openings' distribution (`MouthReadout`); 0: none.
     mouth_region_radius: > 0 gives each point the encoded opening times
       its `MouthRegion` weight instead of the whole frame the same (see
-      `ssp_nerf_jax.mouth_region`); the value is the Gaussian's radius in
+      `ssp_nerf_jax.models.mouth_region`); the value is the Gaussian's radius in
       mouth widths, used when the region is fitted (the model reads the
       fitted radius from its parameters).
     audio_in_mouth_region: with the region, the audio code too is weighted
@@ -264,7 +264,7 @@ class PortraitNeRF(nerf.NeRFLayout):
     codes: (`audio_code`, `encoded_opening` or None)."""
     raw = mlp(samples['points'], rays.viewdirs,
               self.field_code(*codes, samples['points']))
-    out = render.volume_render(
+    out = volume_rendering.volume_render(
         raw['rgb'],
         raw['raw_sigma'],
         z,
@@ -312,7 +312,7 @@ class PortraitNeRF(nerf.NeRFLayout):
       {'coarse': level, 'fine': level} ('fine' absent if num_fine == 0),
       each level a dict of float32 arrays:
         rgb: [F, R, 3] colour before compositing over the background plate
-          (composite with `render.composite(rgb, acc, bg)`).
+          (composite with `volume_rendering.composite(rgb, acc, bg)`).
         acc: [F, R] accumulated opacity.
         depth: [F, R] expected depth.
         semantics: [F, R, K] class distribution (sums to one; class 0 gets
@@ -331,7 +331,7 @@ class PortraitNeRF(nerf.NeRFLayout):
 
     codes = (self.audio_code(audio, smooth_audio, mouth),
              self.encoded_opening(audio, mouth) if self.mouth_local else None)
-    z_coarse = render.stratified_samples(keys[0], near, far, self.num_coarse)
+    z_coarse = volume_rendering.stratified_samples(keys[0], near, far, self.num_coarse)
     coarse_samples = self._points(rays, z_coarse, c2w)
     outputs = {
         'coarse': self._render_level(self.coarse, rays, z_coarse,
@@ -388,9 +388,9 @@ class PortraitNeRF(nerf.NeRFLayout):
   def _fine_samples(self, rays, z_coarse, coarse_samples, weights, c2w, key):
     """The fine pass's depths and samples (`_points`): the coarse ones and
     `num_fine` importance samples of `weights`, in depth order."""
-    z_new = render.hierarchical_samples(key, z_coarse, weights, self.num_fine)
+    z_new = volume_rendering.hierarchical_samples(key, z_coarse, weights, self.num_fine)
     # The coarse samples' warp is reused, not recomputed.
-    order = render.merge_order(z_coarse, z_new)
+    order = volume_rendering.merge_order(z_coarse, z_new)
     in_depth_order = lambda coarse, new: jnp.take_along_axis(
         jnp.concatenate([coarse, new], axis=2),
         order.reshape(order.shape + (1,) * (coarse.ndim - 3)), axis=2)

@@ -35,9 +35,9 @@ from typing import Iterator, Optional, Sequence
 import imageio_ffmpeg
 import numpy as np
 
-from ssp_nerf_jax import audio_features
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import video
+from ssp_nerf_jax.data import audio_features
+from ssp_nerf_jax.offline import mp4
+from ssp_nerf_jax.runtime import errors
 
 MIN_DURATION_S = 2.0
 # Audio whose peak or RMS is below this (-60 dBFS) holds no usable speech.
@@ -58,14 +58,14 @@ class VideoInfo:
   Attributes:
     path: the file.
     width, height: displayed frame size in pixels (after rotation metadata),
-      i.e. the size of the frames `iter_frames` yields without crop/resize.
+      i.e. the size of the frames `read_frames` yields without crop/resize.
     source_fps: average frame rate of the source (source frames / duration).
     duration_s: video duration: from the first frame's timestamp to the end
       of the last frame.
-    num_frames: frames `iter_frames` yields at the output rate (exactly).
+    num_frames: frames `read_frames` yields at the output rate (exactly).
     has_audio: whether the file has an audio track.
     start_s: timestamp of the first video frame in the file; time 0 of
-      `iter_frames` and `read_audio`.
+      `read_frames` and `read_audio`.
   """
   path: str
   width: int
@@ -232,7 +232,7 @@ def probe_video(path: str, fps: float = audio_features.FPS) -> VideoInfo:
 
 
 def _output_size(info: VideoInfo, crop, size, max_side) -> tuple[int, int]:
-  """(width, height) of the frames iter_frames yields; checks the options."""
+  """(width, height) of the frames read_frames yields; checks the options."""
   if size is not None and max_side is not None:
     raise ValueError('give size or max_side, not both')
   width, height = info.width, info.height
@@ -280,7 +280,7 @@ def _video_filters(info: VideoInfo, fps: float, crop: Optional[Sequence[int]],
   return ','.join(filters)
 
 
-def iter_frames(path: str, *, fps: float = audio_features.FPS,
+def read_frames(path: str, *, fps: float = audio_features.FPS,
                 crop: Optional[Sequence[int]] = None,
                 size: Optional[int] = None,
                 max_side: Optional[int] = None) -> Iterator[np.ndarray]:
@@ -384,7 +384,7 @@ def _no_audio_message(path: str) -> str:
 
 def read_audio(path: str, num_frames: int, fps: float = audio_features.FPS,
                sample_rate: int = audio_features.SAMPLE_RATE) -> np.ndarray:
-  """The video's audio track, mono, on the same timeline as `iter_frames`.
+  """The video's audio track, mono, on the same timeline as `read_frames`.
 
   Sample s is the audio at time s / sample_rate after the first video
   frame: audio before the picture starts is dropped, silence fills in where
@@ -428,7 +428,7 @@ def read_audio(path: str, num_frames: int, fps: float = audio_features.FPS,
     raise errors.UserError(
         f'video {path}: ffmpeg could not decode the audio track '
         f'({_last_line(result.stderr.decode(errors="replace"))})')
-  audio = video.fit_audio(np.frombuffer(result.stdout, np.float32),
+  audio = mp4.fit_audio(np.frombuffer(result.stdout, np.float32),
                           num_frames, fps, sample_rate)
   peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
   rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))

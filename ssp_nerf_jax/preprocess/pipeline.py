@@ -31,9 +31,8 @@ import numpy as np
 import soundfile
 import tqdm
 
-from ssp_nerf_jax import errors
-from ssp_nerf_jax import parsing_schemes
-from ssp_nerf_jax import portrait_dataset
+from ssp_nerf_jax.data import parsing_schemes
+from ssp_nerf_jax.data import portrait_dataset
 from ssp_nerf_jax.preprocess import background as background_lib
 from ssp_nerf_jax.preprocess import crop as crop_lib
 from ssp_nerf_jax.preprocess import decode
@@ -41,6 +40,7 @@ from ssp_nerf_jax.preprocess import landmarks as landmarks_lib
 from ssp_nerf_jax.preprocess import parsing as parsing_lib
 from ssp_nerf_jax.preprocess import pose_fit
 from ssp_nerf_jax.preprocess import skin_tracks
+from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax.synthetic import generator
 
 FPS = 25.0
@@ -136,7 +136,7 @@ def track_faces(info: decode.VideoInfo):
   scale = min(1.0, TRACK_SIDE / max(info.width, info.height))
   boxes = np.full((info.num_frames, 4), np.nan)
   several = 0
-  frames = decode.iter_frames(info.path, max_side=TRACK_SIDE)
+  frames = decode.read_frames(info.path, max_side=TRACK_SIDE)
   with landmarks_lib.FaceDetector() as detector:
     for i, frame in enumerate(tqdm.tqdm(frames, total=info.num_frames,
                                         desc='track faces', unit='frame')):
@@ -194,7 +194,7 @@ def process_frames(info: decode.VideoInfo, crop, size: int, folder: str):
   samples, sample_persons, pending = [], [], {}
   os.makedirs(os.path.join(folder, 'ori_imgs'))
   os.makedirs(os.path.join(folder, 'parsing'))
-  frames = decode.iter_frames(info.path, crop=crop, size=size)
+  frames = decode.read_frames(info.path, crop=crop, size=size)
   tracker = skin_tracks.SkinTracker()
   with landmarks_lib.FaceMesh(tracking=True) as mesh, \
       landmarks_lib.PersonSegmenter() as segmenter:

@@ -6,8 +6,8 @@ import numpy as np
 
 from ssp_nerf_jax.synthetic import poses
 from ssp_nerf_jax.synthetic import raycast
-from ssp_nerf_jax.synthetic import shading
 from ssp_nerf_jax.synthetic import scene
+from ssp_nerf_jax.synthetic import shading
 from ssp_nerf_jax.synthetic import speech
 from ssp_nerf_jax.synthetic import textures
 
@@ -124,7 +124,7 @@ def generate_clip(size=96, duration_s=24.0, seed=0):
   batch = max(1, _RAYS_PER_BATCH // (size * size))
   for start in range(0, num_frames, batch):
     s = slice(start, min(start + batch, num_frames))
-    rgb, cls = shading.render_frames(c2w[s], mouth_open[s], lip_width[s],
+    rgb, cls = shading.shade_frames(c2w[s], mouth_open[s], lip_width[s],
                                      torso_rot[s], torso_trans[s], dirs,
                                      background)
     images[s] = _to_uint8(rgb).reshape(-1, size, size, 3)

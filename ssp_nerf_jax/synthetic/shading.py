@@ -121,7 +121,7 @@ def _albedo(prim, p, fidx, mouth):
   return rgb, cls
 
 
-def render_frames(c2w, mouth_open, lip_width, torso_rot, torso_trans, dirs,
+def shade_frames(c2w, mouth_open, lip_width, torso_rot, torso_trans, dirs,
                   background):
   """Renders B frames.
 

@@ -1,0 +1,1 @@
+"""Data: sources, the TFDS builder, the input pipeline, audio features."""

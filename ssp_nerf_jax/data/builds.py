@@ -1,0 +1,128 @@
+"""Where dataset builds live, and building one (once) from a config.
+
+`build_dataset(config)` returns the prepared builder (train_main calls it on
+first use; `python -m ssp_nerf_jax.data` is its command line);
+`resolve_data_dir(config)` says where builds live.
+"""
+import os
+from typing import Optional
+
+from absl import logging
+import jax
+
+from ssp_nerf_jax.data import portrait_dataset
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import parallel
+
+DATA_DIR_ENV = 'SSP_NERF_DATA_DIR'
+DEFAULT_DATA_DIR = os.path.join('~', '.cache', 'ssp_nerf_jax',
+                                'tensorflow_datasets')
+
+
+def resolve_data_dir(config) -> str:
+  """Root of all builds: config.data.data_dir, $SSP_NERF_DATA_DIR or ~/.cache.
+
+  Returns:
+    An absolute path (user-expanded); it need not exist yet.
+  """
+  data_dir = (config.data.get('data_dir') or os.environ.get(DATA_DIR_ENV) or
+              DEFAULT_DATA_DIR)
+  return os.path.abspath(os.path.expanduser(data_dir))
+
+
+def resolve_video(config, data_dir: Optional[str] = None):
+  """`config` itself, or for builder_config 'video' a copy reading the
+  video's processed folder (builder_config 'adnerf', data.path = the
+  folder), preprocessing the video first if its folder is not cached.
+
+  The folder is `<data_dir>/videos/video-<content hash>-<size>px-v<version>`;
+  process 0 makes it first, as `build_dataset` builds.
+  """
+  if config.data.builder_config != 'video':
+    return config
+  video = config.data.get('video', '')
+  if not video:
+    raise portrait_dataset.DatasetError(
+        'config.data.video must name the video (--config.data.video=clip.mp4)')
+  from ssp_nerf_jax.preprocess import pipeline  # pylint: disable=g-import-not-at-top
+  root = os.path.join(data_dir or resolve_data_dir(config), 'videos')
+  size = config.data.get('video_size', pipeline.DEFAULT_SIZE)
+  folder = _main_process_first(
+      lambda: pipeline.cached_folder(video, root, size),
+      'ssp_nerf_jax.data.builds.resolve_video')
+  config = config.copy_and_resolve_references()
+  config.data.builder_config = 'adnerf'
+  config.data.path = folder
+  return config
+
+
+def build_dataset(config, data_dir: Optional[str] = None):
+  """Returns the builder for `config.data`, building the data if needed.
+
+  Args:
+    config: the run config (uses config.data.*).
+    data_dir: root of all builds; default `resolve_data_dir(config)`.
+
+  Returns:
+    A prepared `portrait_dataset.SspPortrait`; read it with
+    `builder.as_data_source(split)` or `input_pipeline`.
+
+  Raises:
+    portrait_dataset.DatasetError: invalid settings or unusable data_dir.
+  """
+  config = resolve_video(config, data_dir)
+  builder_config = portrait_dataset.config_from_data_config(config.data)
+  data_dir = data_dir or resolve_data_dir(config)
+  return _main_process_first(lambda: _prepare(builder_config, data_dir),
+                             'ssp_nerf_jax.data.builds.build_dataset')
+
+
+# How long the other processes wait for process 0 to preprocess a video or
+# build a dataset (paper-scale builds and long clips take tens of minutes).
+_MAKE_TIMEOUT_S = 6 * 3600
+
+
+def _main_process_first(make, barrier: str):
+  """`make()` on every process, process 0's call finishing first.
+
+  Process 0 makes a file-system cache (a build, a preprocessed video);
+  the others then find it on a shared file system, or make their own copy
+  on a local disk (making is deterministic).  Concurrent makes into one
+  shared folder would race on the final rename.  Every process takes the
+  same path (even when the cache exists) so that the barrier always pairs
+  up.
+  """
+  if jax.process_count() == 1:
+    return make()
+  if parallel.is_main_process():
+    result = make()
+  # Not a collective: the others may wait longer than gloo's 30 s.
+  parallel.wait_for_all_processes(barrier, timeout_s=_MAKE_TIMEOUT_S)
+  if not parallel.is_main_process():
+    result = make()
+  return result
+
+
+def _prepare(builder_config, data_dir):
+  """Builds unless present; returns a builder that reads the result."""
+  builder = portrait_dataset.make_builder(builder_config, data_dir)
+  if portrait_dataset.is_prepared(builder):
+    return builder
+  errors.ensure_writable_dir(data_dir, 'data_dir',
+                             portrait_dataset.DatasetError)
+  for path in portrait_dataset.remove_stale_incomplete_dirs(builder):
+    logging.info('Removed the leftover of an interrupted build: %s', path)
+  logging.info('Building %s into %s', builder_config.key(), builder.data_dir)
+  portrait_dataset.prepare(builder)
+  # A fresh builder reads back what was written (metadata included).
+  return portrait_dataset.make_builder(builder_config, data_dir)
+
+
+def summary(builder) -> str:
+  """One line: frames per split, frame size, folder."""
+  meta = builder.info.metadata
+  splits = ', '.join(f'{name} {builder.info.splits[name].num_examples}'
+                     for name in ('train', 'val'))
+  return (f'{portrait_dataset.NAME}/{builder.builder_config.name}: frames '
+          f'{splits}; {meta["width"]}x{meta["height"]} px; '
+          f'{builder.data_dir}')

@@ -1,0 +1,273 @@
+"""TFDS data source -> grain -> global batches on the ('data',) mesh.
+
+Every position m of the ('data',) mesh (D devices) has its own shard of the
+train split and its own stream of frames:
+
+  split source (TFDS array_record, no TensorFlow)
+    -> shard m: frames m, m + D, m + 2D, ...
+    -> shuffle (seed from config.seed and m), reshuffled every epoch
+    -> repeat forever
+    -> batch(frames_per_device)
+
+and the global batch of step s is the concatenation of element s of every
+position's stream, in mesh order.  A process reads only the shards of its own
+devices and contributes those rows to the global jax.Arrays.  The batch of a
+step is thus a pure function of (seed, s, D, frames_per_device): it does not
+depend on how the devices are spread over processes (2 processes x 2 devices
+train exactly like 1 x 4), and a run resumed at `start_step` sees exactly the
+batches an uninterrupted run would.  Reading/decoding runs in grain threads,
+and a further background thread assembles the global jax.Arrays, so the
+training loop only dequeues.
+"""
+import atexit
+import functools
+from typing import Any, Iterator, Optional, Sequence
+import weakref
+
+import grain
+import jax
+from jax.sharding import NamedSharding
+import numpy as np
+import tensorflow_datasets as tfds
+
+from ssp_nerf_jax.data import portrait_dataset
+from ssp_nerf_jax.runtime import parallel
+
+# Per-frame features and their dtypes (scalars decode as Python numbers).
+FEATURE_DTYPES = {
+    'image': np.uint8,  # [H, W, 3]
+    'parsing': np.uint8,  # [H, W]
+    'audio': np.float32,  # [A, 16, C]
+    'c2w': np.float32,  # [4, 4]
+    'face_rect': np.int32,  # [4]
+    'frame_id': np.int32,  # []
+    'mouth_open': np.float32,  # []
+}
+_READ_THREADS = 4
+_READ_BUFFER = 8
+
+
+def load_feature(builder, split: str, name: str) -> np.ndarray:
+  """One per-frame feature of a split, [N, ...] in frame order.
+
+  Images and parsing maps are skipped, not decoded: a fraction of a second
+  even for paper-scale splits.
+  """
+  skip = tfds.decode.SkipDecoding()
+  source = builder.as_data_source(split, decoders={'image': skip,
+                                                   'parsing': skip})
+  return np.asarray([source[i][name] for i in range(len(source))],
+                    FEATURE_DTYPES[name])
+
+
+def load_parsing(builder, split: str,
+                 frames: Sequence[int]) -> np.ndarray:
+  """uint8 [len(frames), H, W] parsing maps of some frames of a split
+  (images are skipped, not decoded)."""
+  source = builder.as_data_source(
+      split, decoders={'image': tfds.decode.SkipDecoding()})
+  return np.stack([np.asarray(source[int(i)]['parsing'], np.uint8)
+                   for i in frames])
+
+
+def load_poses(builder, split: str) -> np.ndarray:
+  """float32 [N, 4, 4] camera-to-head poses of a split, in frame order."""
+  return load_feature(builder, split, 'c2w').reshape(-1, 4, 4)
+
+
+def load_dataset_waveform(builder) -> np.ndarray:
+  """The clip's audio, float32 [T] at 16 kHz mono (e.g. to mux into video)."""
+  return np.asarray(builder.info.metadata['waveform'], np.float32)
+
+
+def check_builder_matches(config, builder) -> None:
+  """Raises DatasetError if `builder` was built for other config.data."""
+  wanted = portrait_dataset.config_from_data_config(config.data).params()
+  built = builder.builder_config.params()
+  if wanted != built:
+    raise portrait_dataset.DatasetError(
+        f'builder parameters {built} do not match config.data {wanted}')
+
+
+def cast_example(example: dict[str, Any]) -> dict[str, np.ndarray]:
+  """Numpy arrays of the declared dtypes (TFDS decodes scalars to Python)."""
+  return {k: np.asarray(example[k], dtype) for k, dtype in
+          FEATURE_DTYPES.items()}
+
+
+def data_shard(dataset: grain.MapDataset, index: int,
+               count: int) -> grain.MapDataset:
+  """Elements index, index + count, ... : shard `index` of `count`.
+
+  The shards are disjoint and together cover the split.  (Strided rather
+  than contiguous so that each shard spans the whole clip: poses and mouth
+  shapes vary over time.)
+  """
+  if not 0 <= index < count:
+    raise ValueError(f'shard index {index} not in [0, {count})')
+  return dataset[index::count]
+
+
+def split_dataset(builder, split: str) -> grain.MapDataset:
+  """The split as a random-access grain dataset of cast examples."""
+  source = builder.as_data_source(split)
+  return grain.MapDataset.source(source).map(cast_example)
+
+
+def device_batches(config, builder, *, position: int,
+                   num_positions: int) -> grain.MapDataset:
+  """Infinite dataset whose element s is mesh position `position`'s frames
+  at step s (config.data.frames_per_device of them, from its own shard)."""
+  split = split_dataset(builder, 'train')
+  dataset = data_shard(split, position, num_positions)
+  if len(dataset) == 0:  # pylint: disable=g-explicit-length-test
+    raise portrait_dataset.DatasetError(
+        f'the train split has {len(split)} frames, fewer than the '
+        f'{num_positions} devices; device {position} would have none')
+  # Each position shuffles with its own seed: with one shared seed, the
+  # equally long shards would be permuted alike and frames m, m+1, ...
+  # would always share a global batch.
+  seed = np.random.SeedSequence([config.seed, position]).generate_state(1)
+  # Epoch boundaries are not batch boundaries: with repeat before batch
+  # every batch is full and step s maps to fixed frames.
+  return (dataset.shuffle(seed=int(seed[0])).repeat()
+          .batch(config.data.frames_per_device, drop_remainder=True))
+
+
+def train_batches(config, builder, *, positions: Sequence[int],
+                  num_positions: int) -> grain.MapDataset:
+  """Infinite dataset whose element s is this process's part of batch s.
+
+  Args:
+    config: run config (config.seed, config.data.frames_per_device).
+    builder: prepared portrait_dataset builder.
+    positions: the mesh positions of this process's devices, ascending
+      (see `local_positions`).
+    num_positions: devices in the mesh.
+
+  Returns:
+    grain.MapDataset of dicts of [frames_per_device * len(positions), ...]
+    numpy arrays: the positions' frames, one after the other.
+  """
+  streams = [device_batches(config, builder, position=m,
+                            num_positions=num_positions) for m in positions]
+  return grain.experimental.ZipMapDataset(streams).map(_concatenate)
+
+
+def _concatenate(parts):
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def local_positions(mesh: jax.sharding.Mesh) -> list[int]:
+  """Positions along the 1-D mesh of this process's devices, ascending.
+
+  `make_array_from_process_local_data` maps a process's rows to its
+  devices' slices of the global array in this (ascending) order.
+  """
+  return [m for m, device in enumerate(mesh.devices.flat)
+          if device.process_index == jax.process_index()]
+
+
+def to_global(batch: dict[str, np.ndarray],
+              sharding: NamedSharding) -> dict[str, jax.Array]:
+  """Process-local [b, ...] arrays -> global [b * processes, ...] arrays."""
+  return {k: jax.make_array_from_process_local_data(sharding, v)
+          for k, v in batch.items()}
+
+
+def create_train_iterator(
+    config, builder, mesh: jax.sharding.Mesh,
+    start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
+  """Yields global training batches, the first one for step `start_step`.
+
+  Args:
+    config: run config (config.seed, config.data.frames_per_device,
+      config.data.prefetch).
+    builder: prepared portrait_dataset builder (see data.build_dataset).
+    mesh: 1-D ('data',) mesh over all devices of all processes.
+    start_step: index of the first batch (a resumed run's step).
+
+  Yields:
+    dicts of jax.Arrays sharded NamedSharding(mesh, P('data')) on the frame
+    axis, B = frames_per_device * mesh size: image uint8 [B, H, W, 3],
+    parsing uint8 [B, H, W], audio float32 [B, A, 16, C], c2w float32
+    [B, 4, 4], face_rect int32 [B, 4], frame_id int32 [B], mouth_open
+    float32 [B].
+  """
+  check_builder_matches(config, builder)
+  if mesh.axis_names != (parallel.DATA_AXIS,):
+    raise ValueError(f"mesh must be 1-D with axis {parallel.DATA_AXIS!r}, got "
+                     f'{mesh.axis_names}')
+  batches = train_batches(config, builder, positions=local_positions(mesh),
+                          num_positions=mesh.devices.size)
+  sharding = parallel.data_sharded(mesh)
+  dataset = (
+      batches[start_step:]
+      .to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS,
+                                         prefetch_buffer_size=_READ_BUFFER))
+      .map(functools.partial(to_global, sharding=sharding)))
+  # Device placement runs in a background thread too, `prefetch` ahead.
+  dataset = grain.experimental.ThreadPrefetchIterDataset(
+      dataset, prefetch_buffer_size=max(1, config.data.prefetch))
+  return _ClosingIterator(iter(dataset))
+
+
+class _ClosingIterator:
+  """A grain iterator that is closed and dropped before interpreter exit.
+
+  A grain prefetch iterator still alive at exit is closed by its __del__
+  after module globals are gone, which prints "Exception ignored ...
+  'NoneType' object has no attribute ...".  An atexit hook (holding only a
+  weak reference) releases it while everything still works.
+  """
+
+  def __init__(self, iterator):
+    self._iterator = iterator
+    atexit.register(_close_if_alive, weakref.ref(self))
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    if self._iterator is None:
+      raise StopIteration
+    return next(self._iterator)
+
+  def close(self) -> None:
+    """Stops the prefetch threads; later next() calls raise StopIteration."""
+    if self._iterator is not None:
+      self._iterator.close()
+      self._iterator = None
+
+
+def _close_if_alive(ref) -> None:
+  iterator = ref()
+  if iterator is not None:
+    iterator.close()
+
+
+def load_split(
+    config, builder, split: str,
+    indices: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
+  """Frames of a split stacked into numpy arrays, in frame order.
+
+  Args:
+    config: run config (checked against the builder).
+    builder: prepared portrait_dataset builder.
+    split: 'train' or 'val'.
+    indices: positions within the split (default: all; mind memory at
+      paper scale).
+
+  Returns:
+    dict of [n, ...] numpy arrays with the keys and dtypes of
+    FEATURE_DTYPES.
+  """
+  check_builder_matches(config, builder)
+  dataset = split_dataset(builder, split)
+  if indices is None:
+    indices = range(len(dataset))
+  examples = [dataset[int(i)] for i in indices]
+  if not examples:
+    return {k: np.zeros((0, *builder.info.features[k].shape), dtype)
+            for k, dtype in FEATURE_DTYPES.items()}
+  return {k: np.stack([e[k] for e in examples]) for k in FEATURE_DTYPES}

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, scores, lip-sync, periodic eval."""

@@ -1,0 +1,86 @@
+"""Training's periodic evaluation: a few val frames rendered, scored and
+recorded (`eval_metrics.json`, `eval_history.jsonl`, side-by-side PNGs)."""
+import json
+import os
+
+import imageio.v3 as iio
+import numpy as np
+
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.data import parsing_schemes
+from ssp_nerf_jax.evaluation import scores
+from ssp_nerf_jax.rendering import frame_renderer
+from ssp_nerf_jax.runtime import files
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import train_step
+
+
+def read_history(workdir):
+  """The records of every evaluation of a run (`eval_history.jsonl`)."""
+  with open(os.path.join(workdir, 'eval_history.jsonl')) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def evenly_spaced(count, total):
+  """`count` indices spread over range(total), first and last included."""
+  return sorted(set(np.linspace(0, total - 1, min(count, total)).round()
+                    .astype(int).tolist()))
+
+
+class Evaluator:
+  """Renders a few val frames, scores them and writes images + metrics."""
+
+  def __init__(self, config, model, scene, builder, mesh):
+    self.config = config
+    self.scene = scene
+    self.renderer = frame_renderer.FrameRenderer(config, model, scene, mesh)
+    picks = evenly_spaced(config.train.eval_frames, scene.num_val)
+    self.frames = input_pipeline.load_split(config, builder, 'val', picks)
+    self.palette = parsing_schemes.palette(scene.num_classes)
+
+  def evaluate(self, params, step, workdir, extra=None):
+    """Scores the eval frames at `step`; writes PNGs and the metrics.
+
+    Writes `eval_metrics.json` (this evaluation) and appends the same record
+    to `eval_history.jsonl` (one JSON object per line and evaluation).
+
+    Args:
+      params: replicated parameters.
+      step: training step (names the image folder).
+      workdir: the run's workdir.
+      extra: more fields for the record (e.g. the train step time).
+    Returns:
+      The record: 'step', 'psnr', 'ssim', 'region_psnr', 'miou' (over the
+      eval frames) and `extra`.
+    """
+    smooth = train_step.is_smoothing_on(step, self.config.train)
+    rgbs, preds = [], []
+    image_dir = os.path.join(workdir, 'eval', f'step_{step:07d}')
+    is_main = parallel.is_main_process()
+    if is_main:
+      os.makedirs(image_dir, exist_ok=True)
+    for i, frame_id in enumerate(self.frames['frame_id']):
+      out = self.renderer.render(params, self.frames['c2w'][i],
+                                 self.frames['audio'][i], smooth)
+      rgbs.append(np.clip(out['rgb'], 0, 1))
+      preds.append(out['class_id'])
+      if is_main:
+        iio.imwrite(os.path.join(image_dir, f'frame_{int(frame_id):05d}.png'),
+                    self.side_by_side(out, i))
+    result = {'step': int(step),
+              **scores.frame_scores(np.stack(rgbs), self.frames['image'],
+                             np.stack(preds), self.frames['parsing'],
+                             self.scene.class_names),
+              **(extra or {})}
+    if is_main:
+      files.write_json(os.path.join(workdir, 'eval_metrics.json'), result)
+      with open(os.path.join(workdir, 'eval_history.jsonl'), 'a') as f:
+        f.write(json.dumps(result) + '\n')
+    return result
+
+  def side_by_side(self, out, i):
+    """uint8 [H, 4W, 3]: truth | render | rendered parsing | true parsing."""
+    return np.concatenate([
+        self.frames['image'][i], frame_renderer.to_uint8(out['rgb']),
+        self.palette[out['class_id']],
+        self.palette[self.frames['parsing'][i]]], axis=1)

@@ -1,0 +1,110 @@
+"""Scores of rendered frames against the truth: PSNR, SSIM, PSNR per face
+region, parsing mIoU, the mouth area's sync, and the landmark metrics of
+`lipsync`; `score_val` gathers them for a val split."""
+from typing import Optional
+
+import numpy as np
+
+from ssp_nerf_jax.evaluation import lipsync
+from ssp_nerf_jax.evaluation import metrics as metrics_lib
+
+
+def frame_scores(rgb, images, pred_ids, true_ids, class_names):
+  """Mean PSNR and SSIM over frames, PSNR per region, parsing mIoU.
+
+  Args:
+    rgb: float [N, H, W, 3] renders in [0, 1].
+    images: uint8 [N, H, W, 3] ground truth.
+    pred_ids, true_ids: int [N, H, W] rendered / true class ids.
+    class_names: the K class names.
+  Returns:
+    {'psnr': dB, 'ssim': x, 'region_psnr': {region: dB or None},
+     'miou': x}.
+  """
+  truth = images.astype(np.float32) / 255
+  return {
+      'psnr': float(np.mean([metrics_lib.psnr(r, t)
+                             for r, t in zip(rgb, truth)])),
+      'ssim': float(np.mean([metrics_lib.ssim(r, t)
+                             for r, t in zip(rgb, truth)])),
+      'region_psnr': metrics_lib.region_psnr(rgb, truth, true_ids,
+                                             class_names),
+      'miou': metrics_lib.mean_iou(pred_ids, true_ids, len(class_names)),
+  }
+
+
+def mouth_area(class_ids: np.ndarray, class_names) -> Optional[np.ndarray]:
+  """Pixels of the 'mouth' region (lips + mouth interior) per frame.
+
+  Args:
+    class_ids: int [N, H, W] parsing.
+    class_names: the dataset's class names.
+  Returns:
+    float [N], or None if the parsing has no mouth classes (4-class data).
+  """
+  mask = metrics_lib.region_masks(class_ids, tuple(class_names))['mouth']
+  return None if mask is None else mask.sum(axis=(1, 2)).astype(np.float64)
+
+
+def mouth_area_sync(pred_ids: np.ndarray, true_ids: np.ndarray,
+                    class_names) -> Optional[float]:
+  """Pearson correlation over frames of the rendered vs true mouth area.
+
+  Needs true parsing (synthetic data, processed folders), unlike the
+  landmark `mouth_sync` of `lipsync.score`.
+
+  Args:
+    pred_ids, true_ids: int [N, H, W] rendered / true parsing.
+    class_names: the dataset's class names.
+  Returns:
+    In [-1, 1]; None if the parsing has no mouth classes (4-class data) or
+    either area is constant over the frames.
+  """
+  rendered = mouth_area(pred_ids, class_names)
+  if rendered is None:
+    return None
+  sync = lipsync.correlate(rendered, mouth_area(true_ids, class_names))
+  return None if np.isnan(sync) else sync
+
+
+def score_val(step: int, class_names, frames, rendered) -> dict:
+  """metrics.json payload of the val split.
+
+  Args:
+    step: the checkpoint's step.
+    class_names: the dataset's class names.
+    frames: the val split (`input_pipeline.load_split`): 'image' uint8
+      [N, H, W, 3], 'parsing' uint8 [N, H, W].
+    rendered: 'rgb' uint8 [N, H, W, 3], 'rgb_float' float32 in [0, 1] and
+      'class_id' [N, H, W] renders (`jobs.render_to_memory(...,
+      keep_float=True)`).
+  Returns:
+    step, num_frames, psnr, ssim, region_psnr, miou; the landmark metrics
+    lmd, mouth_sync and landmark_frames (`lipsync.score`; None without a
+    face in any frame); mouth_area_sync (`mouth_area_sync`).
+  """
+  rgb = rendered['rgb_float']
+  scores = frame_scores(rgb, frames['image'], rendered['class_id'],
+                        frames['parsing'], class_names)
+  return {
+      'step': int(step), 'num_frames': int(len(rgb)),
+      'psnr': scores['psnr'], 'ssim': scores['ssim'],
+      'region_psnr': scores['region_psnr'],
+      'miou': scores['miou'],
+      # Landmarks of the uint8 frames that val.mp4 shows, as a viewer sees.
+      **lipsync.score(rendered['rgb'], frames['image']),
+      'mouth_area_sync': mouth_area_sync(rendered['class_id'],
+                                         frames['parsing'], class_names),
+  }
+
+
+def val_summary(result: dict) -> str:
+  """One line of `score_val`'s main figures (null ones as 'n/a')."""
+  def figure(name, spec):
+    value = result[name]
+    return f'{name}=' + ('n/a' if value is None else format(value, spec))
+  return ' '.join([
+      figure('psnr', '.2f'), figure('ssim', '.4f'), figure('miou', '.4f'),
+      figure('lmd', '.3f'), figure('mouth_sync', '.3f'),
+      f'landmark_frames={result["landmark_frames"]}/{result["num_frames"]}',
+      figure('mouth_area_sync', '.3f')])

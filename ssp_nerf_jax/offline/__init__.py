@@ -1,0 +1,1 @@
+"""Offline rendering: jobs, their inputs, trained workdirs, mp4 files."""

@@ -1,0 +1,321 @@
+"""Offline jobs on a trained workdir: new audio -> mp4, the val split
+rendered and scored.
+
+Library behind `render_main.py`:
+
+* `trained.load_trained(workdir)`: the run to render (see that module);
+  `with_background` swaps its plate.
+* `job_inputs.audio_windows` / `job_inputs.pose_track`: the audio windows
+  and camera poses of a job (see that module).
+* `make_renderer(trained)` / `render_one(...)`: the frame renderer and
+  parameters every frame of a job is rendered with, and one frame
+  rendered, with its own occupancy grid when config.occupancy.enabled.
+* `stream_frames(...)` / `render_to_memory(...)`: frames on the device mesh, one
+  compilation, streamed one at a time / collected in memory.
+* `render_audio(...)` / `render_val(...)`: whole jobs writing files (frames
+  stream into ffmpeg as they are rendered).
+"""
+import collections
+import contextlib
+import os
+import time
+from typing import Optional
+
+from absl import logging
+import imageio.v3 as iio
+import jax
+import numpy as np
+import tqdm
+
+from ssp_nerf_jax.data import audio_features
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.data import parsing_schemes
+from ssp_nerf_jax.evaluation import mouth_strip
+from ssp_nerf_jax.evaluation import scores
+from ssp_nerf_jax.offline import job_inputs
+from ssp_nerf_jax.offline import mp4
+from ssp_nerf_jax.offline import trained as trained_lib
+from ssp_nerf_jax.rendering import frame_renderer
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import files
+from ssp_nerf_jax.runtime import parallel
+
+Trained = trained_lib.Trained
+
+def with_background(trained: Trained, path: str) -> Trained:
+  """`trained` compositing over the image at `path` instead of the plate.
+
+  An image of another size is resized (bilinear) with a warning.
+  """
+  try:
+    image = np.asarray(iio.imread(path))
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.UserError(f'cannot read --background {path}: {e}') from None
+  if image.ndim == 2:
+    image = np.repeat(image[..., None], 3, axis=-1)
+  if image.ndim != 3 or image.shape[-1] not in (3, 4):
+    raise errors.UserError(f'--background {path} has shape {image.shape}, '
+                           'expected an RGB(A) image')
+  image = image[..., :3].astype(np.float32) / 255.0
+  scene = trained.scene
+  if image.shape[:2] != (scene.height, scene.width):
+    logging.warning('--background %s is %dx%d, resized to the scene\'s %dx%d',
+                    path, image.shape[1], image.shape[0], scene.width,
+                    scene.height)
+    image = np.asarray(jax.image.resize(
+        image, (scene.height, scene.width, 3), 'bilinear'))
+  return trained._replace(scene=scene.replace(
+      background=np.clip(image, 0, 1).astype(np.float32)))
+
+
+BoundRenderer = collections.namedtuple('BoundRenderer',
+                                       ['renderer', 'params', 'smooth',
+                                        'occupancy'])
+
+
+def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
+  """A FrameRenderer and replicated params, to reuse over many videos;
+  with config.occupancy.enabled each frame is rendered with its own
+  occupancy grid.
+
+  Every frame rendered through one BoundRenderer shares one compilation.
+  """
+  mesh = mesh or parallel.make_data_mesh()
+  renderer = frame_renderer.FrameRenderer(trained.config, trained.model,
+                                      trained.scene, mesh)
+  return BoundRenderer(renderer, parallel.replicate(trained.params, mesh),
+                       trained_lib.uses_audio_smoothing(trained),
+                       bool(trained.config.occupancy.enabled))
+
+
+def render_one(bound: BoundRenderer, c2w, audio, mouth=None):
+  """`FrameRenderer.render`'s outputs for one frame (c2w [4, 4], audio
+  [A, 16, C], its mouth opening or None: predicted from the audio), with
+  the frame's own occupancy grid if `bound` uses them."""
+  grid = (bound.renderer.frame_grid(bound.params, c2w, audio, bound.smooth,
+                                    mouth)
+          if bound.occupancy else None)
+  return bound.renderer.render(bound.params, c2w, audio, bound.smooth, grid,
+                               mouth)
+
+
+def stream_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
+                desc: str = 'render', keep_float: bool = False,
+                mouth: Optional[np.ndarray] = None):
+  """Renders frames one at a time, each one's rays chunked over the mesh.
+
+  A generator, so that a long render streams to its files instead of
+  holding every frame.  In a multi-process job every process must consume
+  it to the end: each chunk's rays are split over all processes' devices.
+
+  Args:
+    bound: from `make_renderer`.
+    c2w: float32 [N, 4, 4] camera-to-head poses.
+    audio: float32 [N, A, 16, C] audio context windows.
+    desc: progress-bar label.
+    keep_float: also yield 'rgb_float' (4x the memory of 'rgb').
+    mouth: float [N] the frames' mouth openings, or None: predicted from
+      their audio (models with config.model.mouth_condition).
+  Yields:
+    N dicts: 'rgb' uint8 [H, W, 3], 'class_id' uint8 [H, W], and with
+    `keep_float` 'rgb_float' float32 [H, W, 3] in [0, 1].
+  """
+  if len(c2w) != len(audio):
+    raise ValueError(f'{len(c2w)} poses but {len(audio)} audio windows')
+  bar = tqdm.tqdm(range(len(c2w)), desc=desc, unit='frame', dynamic_ncols=True,
+                  disable=not parallel.is_main_process())
+  try:
+    for i in bar:
+      out = render_one(bound, c2w[i], audio[i],
+                       None if mouth is None else mouth[i])
+      rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
+      frame = {'rgb': frame_renderer.to_uint8(rgb),
+               'class_id': out['class_id'].astype(np.uint8)}
+      if keep_float:
+        frame['rgb_float'] = rgb
+      yield frame
+  finally:
+    bar.close()
+
+
+def stack_frames(frames: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """`stream_frames`' dicts of [H, W, ...] -> one dict of [N, H, W, ...]."""
+  return {k: np.stack([f[k] for f in frames]) for k in frames[0]}
+
+
+def render_to_memory(trained: Trained, c2w: np.ndarray, audio: np.ndarray,
+                  mesh=None, desc: str = 'render',
+                  bound: Optional[BoundRenderer] = None,
+                  keep_float: bool = False) -> dict[str, np.ndarray]:
+  """Renders frames into memory (see `stream_frames` to stream them).
+
+  Args:
+    trained: from `load_trained`.
+    c2w, audio, desc, keep_float: see `stream_frames`; N >= 1.
+    mesh: ('data',) mesh; default all devices (ignored if `bound` given).
+    bound: from `make_renderer`, to reuse its compilation; default a new one.
+  Returns:
+    dict: 'rgb' uint8 [N, H, W, 3], 'class_id' uint8 [N, H, W], and with
+    `keep_float` 'rgb_float' float32 [N, H, W, 3] in [0, 1].
+  """
+  bound = bound or make_renderer(trained, mesh)
+  return stack_frames(list(stream_frames(bound, c2w, audio, desc, keep_float)))
+
+
+def video_writer(trained: Trained, path: str, num_frames: int,
+                 waveform: Optional[np.ndarray]) -> mp4.Mp4Writer:
+  """An mp4 writer at the scene's size and fps, with 16 kHz `waveform`."""
+  scene = trained.scene
+  return mp4.Mp4Writer(path, scene.width, scene.height, scene.fps, waveform,
+                         audio_features.SAMPLE_RATE, num_frames=num_frames)
+
+
+def consume(frames) -> None:
+  """Renders and drops every frame: what the processes that do not write do
+  (each frame's rays span every process's devices)."""
+  for _ in frames:
+    pass
+
+
+def check_out_dir(out_dir: str) -> None:
+  """Creates `out_dir`; UserError unless a file can really be written."""
+  errors.ensure_writable_dir(out_dir, '--out')
+
+
+def write_png(path: str, image: np.ndarray) -> None:
+  iio.imwrite(path, image)
+
+
+def render_audio(trained: Trained, audio_path: str, out_dir: str,
+                 poses: str = 'train', keep_frames: bool = False,
+                 parsing: bool = False, mesh=None,
+                 bound: Optional[BoundRenderer] = None,
+                 inputs=None) -> str:
+  """Renders one audio file to `<out_dir>/<stem>.mp4` (audio muxed in).
+
+  Frames stream to ffmpeg (and the PNGs) as they are rendered, so memory
+  does not grow with the audio's length.  Process 0 writes every file.
+
+  Args:
+    trained: from `load_trained`.
+    audio_path: wav (any rate/channels) or `.npy` features [N, 16, C].
+    out_dir: existing, writable folder.
+    poses: a `load_track` spec or a loaded track [M, 4, 4].
+    keep_frames: also write `<out_dir>/<stem>/<i>.png`.
+    parsing: also write `<out_dir>/<stem>_parsing.mp4`.
+    mesh, bound: see `render_to_memory`.
+    inputs: `audio_windows(audio_path, trained)` if already computed.
+  Returns:
+    The mp4 path.
+  """
+  windows, waveform = inputs or job_inputs.audio_windows(audio_path, trained)
+  c2w = job_inputs.pose_track(poses, trained, len(windows))
+  stem = os.path.splitext(os.path.basename(audio_path))[0]
+  mp4 = os.path.join(out_dir, f'{stem}.mp4')
+  frames = stream_frames(bound or make_renderer(trained, mesh), c2w, windows,
+                       desc=stem)
+  if not parallel.is_main_process():
+    consume(frames)
+    return mp4
+  frame_dir = os.path.join(out_dir, stem)
+  if keep_frames:
+    os.makedirs(frame_dir, exist_ok=True)
+  palette = parsing_schemes.palette(trained.scene.num_classes)
+  with contextlib.ExitStack() as stack:
+    # On any failure both writers remove their partial files.
+    writer = stack.enter_context(
+        video_writer(trained, mp4, len(windows), waveform))
+    parsing_writer = None
+    if parsing:
+      parsing_writer = stack.enter_context(video_writer(
+          trained, os.path.join(out_dir, f'{stem}_parsing.mp4'), len(windows),
+          waveform))
+    for i, frame in enumerate(frames):
+      writer.write(frame['rgb'])
+      if parsing_writer:
+        parsing_writer.write(palette[frame['class_id']])
+      if keep_frames:
+        write_png(os.path.join(frame_dir, f'{i:05d}.png'), frame['rgb'])
+  return mp4
+
+
+def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
+                fps: float) -> np.ndarray:
+  """The 16 kHz samples spanning frames frame_ids[0] .. frame_ids[-1]."""
+  rate = audio_features.SAMPLE_RATE
+  start = int(round(int(frame_ids[0]) / fps * rate))
+  stop = int(round((int(frame_ids[-1]) + 1) / fps * rate))
+  return waveform[start:stop]
+
+
+def render_val(trained: Trained, out_dir: str, mesh=None,
+               bound: Optional[BoundRenderer] = None,
+               mouth: str = 'audio') -> dict:
+  """Renders and scores the val split into `out_dir`.
+
+  Writes `<frame_id>.png`, `parsing_<frame_id>.png`, `val.mp4` (with the
+  clip's audio over those frames; streamed as the frames are rendered),
+  `metrics.json` and, with mouth classes in the parsing, `mouth_strip.png`
+  (`mouth_strip`).  Process 0 writes; every process returns the metrics.
+  Args:
+    mouth: where a model given the mouth opening gets the val frames':
+      'audio', predicted from their speech as for new audio; 'measured',
+      their own (from the landmarks), which shows how well the field draws
+      a given opening, apart from how well the audio predicts it.
+  Returns:
+    The metrics dict; 'seconds_per_frame' is the wall time of rendering
+    (and, on process 0, writing) per frame.
+  """
+  frames = input_pipeline.load_split(trained.config, trained.builder, 'val')
+  if not len(frames['frame_id']):
+    raise errors.UserError('the dataset has no val frames')
+  tick = time.perf_counter()
+  if mouth not in ('audio', 'measured'):
+    raise errors.UserError(f"the val frames' mouth opening comes from "
+                           f"'audio' or 'measured', not {mouth!r}")
+  openings = frames['mouth_open'] if mouth == 'measured' else None
+  stream = stream_frames(bound or make_renderer(trained, mesh), frames['c2w'],
+                       frames['audio'], desc='val', keep_float=True,
+                       mouth=openings)
+  if parallel.is_main_process():
+    rendered = write_val_frames(trained, out_dir, frames['frame_id'], stream)
+  else:
+    rendered = list(stream)  # kept for the metrics this process returns
+  seconds = time.perf_counter() - tick
+  rendered = stack_frames(rendered)
+  result = scores.score_val(trained.step, trained.scene.class_names, frames,
+                                rendered)
+  result['seconds_per_frame'] = seconds / len(frames['frame_id'])
+  result['mouth'] = mouth
+  if parallel.is_main_process():
+    strip = mouth_strip.mouth_strip(frames['image'], rendered['rgb'],
+                                    frames['parsing'],
+                                    trained.scene.class_names,
+                                    frames['mouth_open'])
+    if strip is not None:
+      write_png(os.path.join(out_dir, 'mouth_strip.png'), strip)
+    files.write_json(os.path.join(out_dir, 'metrics.json'), result)
+  return result
+
+
+def write_val_frames(trained: Trained, out_dir: str, frame_ids: np.ndarray,
+                     stream) -> list[dict[str, np.ndarray]]:
+  """Writes each val frame of `stream` as it comes: PNGs and `val.mp4`.
+
+  Returns:
+    The frames (the val split is small; they are scored afterwards).
+  """
+  palette = parsing_schemes.palette(trained.scene.num_classes)
+  waveform = val_segment(input_pipeline.load_dataset_waveform(trained.builder),
+                         frame_ids, trained.scene.fps)
+  rendered = []
+  with video_writer(trained, os.path.join(out_dir, 'val.mp4'),
+                    len(frame_ids), waveform) as writer:
+    for i, frame in enumerate(stream):
+      frame_id = int(frame_ids[i])
+      write_png(os.path.join(out_dir, f'{frame_id:05d}.png'), frame['rgb'])
+      write_png(os.path.join(out_dir, f'parsing_{frame_id:05d}.png'),
+                palette[frame['class_id']])
+      writer.write(frame['rgb'])
+      rendered.append(frame)
+  return rendered

@@ -1,0 +1,1 @@
+"""Rendering: rays, volume rendering, occupancy grids, whole frames."""

@@ -1,0 +1,1 @@
+"""Runtime: devices and processes, checkpoints, preemption, files, errors."""

@@ -1,0 +1,111 @@
+"""The integrity manifest of a checkpoint step: `integrity.json`, the size
+and CRC-32 of each of the step's files, and the check of a step against it.
+
+orbax notices some damage (a truncated or missing file) only deep inside an
+asynchronous restore, and none at all of bytes changed in place; checking
+the files against the manifest first catches all three in milliseconds.
+A step without a manifest has no problem here (it is verified by
+restoring it, see `checkpoints`).
+"""
+import json
+import os
+import zlib
+from typing import Optional
+
+from ssp_nerf_jax.runtime import files
+
+MANIFEST_NAME = 'integrity.json'
+MANIFEST_FORMAT = 1
+_MANIFEST_PREFIX = MANIFEST_NAME.split('.')[0] + '.'
+_READ_BYTES = 8 << 20
+
+
+def file_crc32(path) -> int:
+  """CRC-32 of a file's bytes.
+
+  zlib's CRC-32 over sha256 and blake2b: 3.5 GB/s against 1.5 and 0.8 on
+  this project's CPU, in the standard library (crc32c is not installed),
+  and it catches any burst of damage up to 32 bits and random damage with
+  probability 1 - 2**-32, which is all a checkpoint check needs.
+  """
+  crc = 0
+  with open(path, 'rb') as f:
+    while chunk := f.read(_READ_BYTES):
+      crc = zlib.crc32(chunk, crc)
+  return crc
+
+
+def checkpoint_files(step_dir) -> list[str]:
+  """Paths (relative, '/'-separated, sorted) of a step's files, bar the
+  manifest and its tmp file."""
+  step_dir = os.fspath(step_dir)
+  names = []
+  for root, _, file_names in os.walk(step_dir):
+    for name in file_names:
+      relative = os.path.relpath(os.path.join(root, name), step_dir)
+      # integrity.json and the temporary integrity.tmp.json it is written as.
+      if not relative.startswith(_MANIFEST_PREFIX):
+        names.append(relative.replace(os.sep, '/'))
+  return sorted(names)
+
+
+def describe_files(step_dir) -> dict[str, list[int]]:
+  """{relative path: [size in bytes, CRC-32]} of a step's files."""
+  step_dir = os.fspath(step_dir)
+  return {name: [os.path.getsize(os.path.join(step_dir, name)),
+                 file_crc32(os.path.join(step_dir, name))]
+          for name in checkpoint_files(step_dir)}
+
+
+def write_manifest(step_dir) -> None:
+  """Records the step's files in `<step_dir>/integrity.json`, atomically:
+  a reader sees the whole manifest or none."""
+  manifest = {'format': MANIFEST_FORMAT, 'checksum': 'crc32',
+              'files': describe_files(step_dir)}
+  files.write_json(os.path.join(os.fspath(step_dir), MANIFEST_NAME), manifest,
+                   sync=True, indent=0, sort_keys=True)
+
+
+def read_manifest(step_dir) -> Optional[dict[str, list[int]]]:
+  """The manifest's {file: [size, crc]}; None if the step has none.
+
+  Raises:
+    ValueError: the manifest exists but cannot be read (itself damaged).
+  """
+  path = os.path.join(os.fspath(step_dir), MANIFEST_NAME)
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+  except FileNotFoundError:
+    return None
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ValueError(f'{MANIFEST_NAME} is unreadable ({e})') from None
+  if not isinstance(manifest, dict) or manifest.get('format') != MANIFEST_FORMAT:
+    raise ValueError(f'{MANIFEST_NAME} has an unknown format')
+  return manifest['files']
+
+
+def integrity_problem(step_dir) -> Optional[str]:
+  """Why a step's files do not match its manifest, or None if they do (or
+  the step has no manifest: an older checkpoint, verified by restoring it).
+
+  Sizes are compared first: a truncated or missing file costs no reading.
+  """
+  step_dir = os.fspath(step_dir)
+  try:
+    expected = read_manifest(step_dir)
+  except ValueError as e:
+    return str(e)
+  if expected is None:
+    return None
+  for name, (size, _) in sorted(expected.items()):
+    path = os.path.join(step_dir, name)
+    if not os.path.isfile(path):
+      return f'{name} is missing'
+    if os.path.getsize(path) != size:
+      return (f'{name} has {os.path.getsize(path)} bytes, the manifest says '
+              f'{size}')
+  for name, (_, crc) in sorted(expected.items()):
+    if file_crc32(os.path.join(step_dir, name)) != crc:
+      return f'{name} does not match its checksum (changed in place)'
+  return None

@@ -1,0 +1,1 @@
+"""Training: setup, the train step, losses, pixel samplers, the loop."""

@@ -1,0 +1,385 @@
+"""The train state and the data-parallel train step.
+
+The step is one pure function, jitted over a `jax.shard_map` on the
+('data',) mesh.  On each device it
+
+  1. derives a key per frame (`frame_keys`: folded from the step and the
+     frame's global index, so the rays do not depend on how frames are
+     spread over devices),
+  2. draws rays and their targets from its own frames (`draw_rays`, with
+     the configured pixel sampler),
+  3. renders them in sequential chunks and sums the gradients of
+     `losses.total_loss` (`loss_and_grads`),
+  4. averages the gradients over devices and updates the replicated
+     parameters and the samplers' state (the semantic sampler's class
+     statistics `ray_sampling.SemanticStats`; with strategy 'error_map' the
+     per-frame `error_map.ErrorMap`), and
+  5. reports metrics (`step_metrics`).
+
+With `occupancy_bounds` (config.occupancy.train, once warm-up is over: see
+train.py) each ray is sampled with config.occupancy.train_sample_fraction
+of the samples, over its interval of config.occupancy.train_grid's grid:
+'step', its frame's own grid, measured inside the step from the current
+coarse field (`occupancy.step_grids`, `occupancy.tight_bounds`: from its
+first occupied cell to a cell behind where it turns opaque); 'clip', the
+state's clip-wide grid (`occupancy.train_bounds`); 'none', [near, far]
+(the control: fewer samples, no grid).
+"""
+import functools
+
+import flax
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ssp_nerf_jax.evaluation import metrics as metrics_lib
+from ssp_nerf_jax.models import torso_warp
+from ssp_nerf_jax.rendering import frame_renderer
+from ssp_nerf_jax.rendering import occupancy
+from ssp_nerf_jax.rendering import rays as rays_lib
+from ssp_nerf_jax.runtime import errors
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import error_map as error_map_lib
+from ssp_nerf_jax.training import losses
+from ssp_nerf_jax.training import ray_sampling
+
+P = jax.sharding.PartitionSpec
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: flax.core.FrozenDict
+  opt_state: optax.OptState
+  # Drives the semantic sampler; updated by every step whatever the
+  # strategy, so that switching strategies on resume keeps the statistics.
+  sampler: ray_sampling.SemanticStats
+  # The error-map sampler's per-train-frame map; one unused cell unless
+  # config.sampling.strategy is 'error_map' (orbax saves no empty arrays).
+  error_map: error_map_lib.ErrorMap
+  # Training's clip-wide occupancy grid (config.occupancy.train_resolution
+  # cells a side over the head box), measured by the loop (train.py) when
+  # config.occupancy.train is on with train_grid 'clip', else never (all
+  # cells UNKNOWN; per-step grids use only its box); carried unchanged by
+  # the step.  Checkpoints saved before it existed restore with an
+  # unmeasured one (`checkpoints.restore_step`'s defaults).
+  occupancy: occupancy.Grid
+
+
+def init_state(config, model, scene, tx) -> TrainState:
+  """Fresh parameters and optimizer state (host, unreplicated)."""
+  dummy_rays = rays_lib.Rays(
+      origins=jnp.zeros((1, 1, 3)), directions=jnp.ones((1, 1, 3)),
+      viewdirs=jnp.ones((1, 1, 3)) / np.sqrt(3.0))
+  # The dataset's window shape; config.data.audio_dim equals its width
+  # (checked when the dataset is built and read).
+  dummy_audio = jnp.zeros((1, scene.audio_context, scene.audio_window_steps,
+                           scene.audio_dim))
+  params = jax.jit(functools.partial(model.init, smooth_audio=True))(
+      jax.random.PRNGKey(config.seed), dummy_rays, dummy_audio,
+      c2w=jnp.eye(4)[None])
+  return TrainState(step=jnp.array(0, jnp.int32), params=params,
+                    opt_state=tx.init(params),
+                    sampler=ray_sampling.SemanticStats.create(
+                        scene.num_classes),
+                    error_map=(error_map_lib.ErrorMap.create(
+                        scene.num_train, config.sampling.error_map_resolution)
+                               if uses_error_map(config) else
+                               error_map_lib.ErrorMap.create(1, 1)),
+                    occupancy=init_grid(config, model, scene))
+
+
+def init_grid(config, model, scene) -> occupancy.Grid:
+  """Training's unmeasured clip-wide grid."""
+  settings = config.occupancy
+  box = occupancy.head_box(scene, model.near, model.far,
+                           settings.box_padding)
+  return occupancy.create(settings.train_resolution, box)
+
+
+def uses_error_map(config):
+  return config.sampling.strategy == 'error_map'
+
+
+def is_smoothing_on(step, train_config):
+  """Whether the audio attention (smoothing over the context windows) is
+  on at `step`: AD-NeRF trains it only after the per-frame code settles.
+  `step` may be traced."""
+  return step >= train_config.audio_smoothing_start
+
+
+def gather_pixels(image, pixels):
+  """image [H, W, ...] at pixels [R, 2] (row, col) -> [R, ...]."""
+  return image[pixels[:, 0], pixels[:, 1]]
+
+
+def frame_keys(key, step, num_frames):
+  """(sample keys, render keys), each [F] PRNG keys, of this device's frames.
+
+  Folded from the step and each frame's global index, so a frame's rays do
+  not depend on how frames are spread over devices.
+  """
+  first_frame = lax.axis_index(parallel.DATA_AXIS) * num_frames
+  step_key = jax.random.fold_in(key, step)
+  keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(
+      first_frame + jnp.arange(num_frames))
+  sample_keys, render_keys = jnp.split(jax.vmap(jax.random.split)(keys), 2,
+                                       axis=1)
+  return sample_keys[:, 0], render_keys[:, 0]
+
+
+def draw_rays(frame_keys_, batch, scene_arrays, class_loss, use_loss,
+              frame_errors=None, *, config, scene):
+  """Samples pixels per frame and gathers their targets.
+
+  Args:
+    frame_keys_: [F] PRNG keys, one per frame.
+    batch: dict of this device's frames (leading axis F).
+    scene_arrays: dict with 'background' float32 [H, W, 3].
+    class_loss: float [K] running per-class loss (semantic sampler).
+    use_loss: bool scalar: the semantic sampler's warm-up is over.
+    frame_errors: float [F, n, n] the frames' error maps (error-map sampler).
+  Returns:
+    (rays with leading [F, R], dict of targets: 'rgb' [F, R, 3] in [0, 1],
+    'class_id' int32 [F, R], 'background' [F, R, 3], 'uniform_weight'
+    [F, R] the rays' importance weights, see `ray_sampling`, 'pixels'
+    int32 [F, R, 2]; with config.sampling.unbiased also 'loss_weight' [F, R],
+    the clipped weights the photometric loss uses).
+  """
+  height, width = scene.height, scene.width
+  num_rays = config.train.rays_per_frame
+  mouth_classes = tuple(i for i, name in enumerate(scene.class_names)
+                        if name in ray_sampling.MOUTH_CLASSES)
+
+  def one_frame(key, frame):
+    pixels, uniform_weight = ray_sampling.sample_pixels(
+        key, config.sampling, num_rays, height, width, frame, class_loss,
+        use_loss, frame.get('errors'), mouth_classes)
+    rays = rays_lib.pixel_rays(frame['c2w'], pixels, scene.focal, scene.cx,
+                               scene.cy)
+    targets = {
+        'rgb': gather_pixels(frame['image'], pixels).astype(jnp.float32) / 255,
+        'class_id': gather_pixels(frame['parsing'], pixels).astype(jnp.int32),
+        'background': gather_pixels(scene_arrays['background'], pixels),
+        'uniform_weight': uniform_weight,
+        'pixels': pixels,
+    }
+    if config.sampling.unbiased:
+      max_weight = config.sampling.unbiased_max_weight
+      targets['loss_weight'] = (jnp.minimum(uniform_weight, max_weight)
+                                if max_weight > 0 else uniform_weight)
+    return rays, targets
+
+  frames = {k: batch[k] for k in ('image', 'parsing', 'c2w', 'face_rect')}
+  if frame_errors is not None:
+    frames['errors'] = frame_errors
+  return jax.vmap(one_frame)(frame_keys_, frames)
+
+
+def split_rays(tree, num_chunks):
+  """[F, R, ...] leaves -> [num_chunks, F, R / num_chunks, ...]."""
+  def split(x):
+    f, r = x.shape[:2]
+    return jnp.swapaxes(x.reshape(f, num_chunks, r // num_chunks,
+                                  *x.shape[2:]), 0, 1)
+  return jax.tree.map(split, tree)
+
+
+def merge_rays(tree):
+  """Inverse of `split_rays`: [num_chunks, F, r, ...] -> [F, num_chunks*r, ...]."""
+  def merge(x):
+    x = jnp.swapaxes(x, 0, 1)
+    return x.reshape(x.shape[0], -1, *x.shape[3:])
+  return jax.tree.map(merge, tree)
+
+
+def ray_chunk_problem(train_config):
+  """Why the step's rays do not split into whole chunks, or None."""
+  chunk = max(1, min(train_config.ray_chunk, train_config.rays_per_frame))
+  if train_config.rays_per_frame % chunk:
+    return (f'config.train.rays_per_frame={train_config.rays_per_frame} is '
+            f'not a multiple of config.train.ray_chunk={train_config.ray_chunk}')
+  return None
+
+
+def num_ray_chunks(train_config):
+  """How many sequential chunks the step's rays are processed in."""
+  problem = ray_chunk_problem(train_config)
+  if problem:
+    raise errors.UserError(problem)
+  return train_config.rays_per_frame // min(train_config.ray_chunk,
+                                            train_config.rays_per_frame)
+
+
+def render_frame_rays(model, params, rays, batch, keys, smooth, bounds=None):
+  """Renders each frame's rays [F, r] with its own audio, pose, measured
+  mouth opening (read only with config.model.mouth_condition) and key (and
+  with `bounds`, (near, far) [F, r], each ray's depth interval).
+
+  One frame at a time (vmapped), so that its randomness depends only on its
+  own key, not on how many frames share the device.
+  """
+  def one_frame(frame_rays, audio, c2w, mouth, key, frame_bounds):
+    add_axis = lambda x: x[None]
+    near, far = jax.tree.map(add_axis, frame_bounds or (None, None))
+    outputs = model.apply(params, jax.tree.map(add_axis, frame_rays),
+                          audio[None], smooth_audio=smooth, key=key,
+                          c2w=c2w[None], mouth=mouth[None], near=near,
+                          far=far)
+    return jax.tree.map(lambda x: x[0], outputs)
+  return jax.vmap(one_frame)(rays, batch['audio'], batch['c2w'],
+                             batch['mouth_open'], keys, bounds)
+
+
+def loss_and_grads(loss_fn, params, rays, targets, render_keys, num_chunks):
+  """This device's mean loss and gradients, over its rays in chunks.
+
+  Args:
+    loss_fn: (params, chunk rays, chunk targets, [F] chunk keys) -> (loss,
+      terms); its terms include the per-ray 'sq_err_fine'.
+    params: replicated parameters.
+    rays, targets: [F, R, ...] this device's rays and targets.
+    render_keys: [F] PRNG keys; chunk c renders with fold_in(key, c).
+    num_chunks: sequential chunks (a scan accumulating gradients): a chunk's
+      activations stay small enough to be cache-friendly, which on CPU
+      doubles throughput against one big batch, and bound memory on
+      accelerators.
+  Returns:
+    (per-chunk losses [num_chunks], gradients averaged over chunks, terms
+    with leading [num_chunks]).
+  """
+  # Gradients of this device's own loss: parameters made device-varying.
+  local_params = lax.pcast(params, parallel.DATA_AXIS, to='varying')
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def accumulate(grads, chunk):
+    chunk_rays, chunk_targets, chunk_index = chunk
+    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(render_keys,
+                                                           chunk_index)
+    (loss, terms), chunk_grads = grad_fn(local_params, chunk_rays,
+                                         chunk_targets, keys)
+    return jax.tree.map(jnp.add, grads, chunk_grads), (loss, terms)
+
+  zeros = jax.tree.map(jnp.zeros_like, local_params)
+  grads, (chunk_losses, terms) = lax.scan(
+      accumulate, zeros,
+      (split_rays(rays, num_chunks), split_rays(targets, num_chunks),
+       jnp.arange(num_chunks)))
+  return chunk_losses, jax.tree.map(lambda g: g / num_chunks, grads), terms
+
+
+def step_metrics(terms, sq_err_fine, targets, loss, grads, sampler,
+                 class_loss, counts):
+  """The step's metrics, averaged over devices: the loss terms, PSNR, the
+  gradient norm and the semantic sampler's per-class statistics ([K])."""
+  mean = lambda x: lax.pmean(x, parallel.DATA_AXIS)
+  metrics = {k: mean(jnp.mean(v)) for k, v in terms.items()}
+  # The loss of uniformly drawn pixels, whatever the sampler: rays weighted
+  # by 1 / (H W p(pixel)).
+  metrics['mse_uniform'] = mean(
+      jnp.mean(sq_err_fine * targets['uniform_weight']))
+  metrics['loss'] = loss
+  metrics['psnr'] = metrics_lib.mse_to_psnr(metrics['mse_fine'])
+  metrics['grad_norm'] = optax.tree.norm(grads)
+  metrics['class_loss'] = class_loss
+  metrics['class_loss_ema'] = sampler.class_loss_ema
+  metrics['class_rays'] = counts
+  metrics['class_share'] = counts / jnp.sum(counts)
+  return metrics
+
+
+def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
+  """Returns jitted `train_step(state, batch, scene_arrays, key)`.
+
+  `batch` holds global arrays sharded along 'data'; `state`, `scene_arrays`
+  and `key` are replicated.  Returns (new state, metrics dict of replicated
+  scalars / [K] per-class arrays).  With `occupancy_bounds` the rays are
+  sampled over their interval of config.occupancy.train_grid's grid (see
+  the module docstring), and the metrics gain 'occupancy_hit' (the share
+  of rays that cross an occupied cell) and 'occupancy_interval' (their
+  interval's mean share of [near, far]).
+  """
+  num_chunks = num_ray_chunks(config.train)
+  step_grid = config.occupancy.train_grid == 'step'
+  render_model = model
+  if occupancy_bounds:
+    fraction = config.occupancy.train_sample_fraction
+    render_model = model.clone(**frame_renderer.tight_samples(model,
+                                                              fraction))
+  body_classes = (torso_warp.body_class_mask(scene.class_names)
+                  if model.torso_warp else None)
+  draw = functools.partial(draw_rays, config=config, scene=scene)
+
+  def per_device(state, batch, scene_arrays, key):
+    sample_keys, render_keys = frame_keys(key, state.step,
+                                          batch['image'].shape[0])
+    use_loss = state.step >= config.sampling.semantic_warmup_steps
+    frame_errors = (state.error_map.rows(batch['frame_id'])
+                    if uses_error_map(config) else None)
+    rays, targets = draw(sample_keys, batch, scene_arrays,
+                         state.sampler.class_loss_ema, use_loss, frame_errors)
+    smooth = is_smoothing_on(state.step, config.train)
+    bounds = None
+    if occupancy_bounds and step_grid:
+      grids = occupancy.step_grids(
+          model, state.params, batch['audio'], batch['c2w'],
+          batch['mouth_open'], smooth, state.occupancy.box,
+          config.occupancy.train_step_resolution)
+      near, far, hit = jax.vmap(
+          lambda grid, frame_rays: occupancy.tight_bounds(
+              grid, frame_rays, config.occupancy, model.near, model.far))(
+                  grids, rays)
+      bounds = (near, far)
+    elif occupancy_bounds and config.occupancy.train_grid == 'none':
+      # The control: the reduced sample count over [near, far] (bounds
+      # None: the model's own).
+      near, far = model.near, model.far
+      hit = jnp.ones(rays.origins.shape[:-1], bool)
+    elif occupancy_bounds:
+      near, far, hit = occupancy.train_bounds(
+          state.occupancy, rays, config.occupancy, model.near, model.far)
+      bounds = (near, far)
+
+    def loss_fn(params, chunk_rays_bounds, chunk_targets, keys):
+      chunk_rays, chunk_bounds = chunk_rays_bounds
+      outputs = render_frame_rays(render_model, params, chunk_rays, batch, keys,
+                              smooth, chunk_bounds)
+      return losses.total_loss(outputs, chunk_targets, config.train,
+                               body_classes)
+
+    chunk_losses, grads, terms = loss_and_grads(
+        loss_fn, state.params, (rays, bounds), targets, render_keys,
+        num_chunks)
+    grads = lax.pmean(grads, parallel.DATA_AXIS)
+    sq_err_fine = merge_rays(terms.pop('sq_err_fine'))
+    sampler, class_loss, counts = state.sampler.update(
+        sq_err_fine, targets['class_id'], config.sampling.semantic_ema_decay,
+        parallel.DATA_AXIS)
+    errors_map = state.error_map
+    if uses_error_map(config):
+      errors_map = errors_map.update(
+          batch['frame_id'], targets['pixels'], sq_err_fine, scene.height,
+          scene.width, config.sampling.error_map_decay, parallel.DATA_AXIS)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = TrainState(step=state.step + 1,
+                           params=optax.apply_updates(state.params, updates),
+                           opt_state=opt_state, sampler=sampler,
+                           error_map=errors_map, occupancy=state.occupancy)
+    loss = lax.pmean(jnp.mean(chunk_losses), parallel.DATA_AXIS)
+    metrics = step_metrics(terms, sq_err_fine, targets, loss, grads, sampler,
+                           class_loss, counts)
+    if occupancy_bounds:
+      mean = lambda x: lax.pmean(jnp.mean(x), parallel.DATA_AXIS)
+      metrics['occupancy_hit'] = mean(hit.astype(jnp.float32))
+      metrics['occupancy_interval'] = mean(
+          jnp.where(hit, (far - near) / (model.far - model.near), 0.0)) / (
+              jnp.maximum(metrics['occupancy_hit'], 1e-6))
+    return new_state, metrics
+
+  step_fn = jax.shard_map(
+      per_device, mesh=mesh,
+      in_specs=(P(), P(parallel.DATA_AXIS), P(), P()),
+      out_specs=(P(), P()))
+  return jax.jit(step_fn, donate_argnums=0)
