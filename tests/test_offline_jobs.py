@@ -415,11 +415,17 @@ def test_failure_mid_render_leaves_no_mp4(trained, tmp_path):
 
 def test_config_of_an_older_workdir_gains_the_settings_added_since(tmp_path):
   config = tiny.get_config()
-  for name in trained_lib.ADDED_SETTINGS['sampling']:
+  added = ['mouth_share', 'error_map_decay', 'unbiased']
+  for name in added:
     del config.sampling[name]
+  del config.model.mouth_quantile_knots
+  del config.occupancy  # a whole section added later
   (tmp_path / 'config.json').write_text(config.to_json())
   loaded = trained_lib.load_config(str(tmp_path))
   experiment.validate_config(loaded)  # no KeyError: every setting is there
-  defaults = tiny.get_config()
-  for name, value in trained_lib.ADDED_SETTINGS['sampling'].items():
-    assert loaded.sampling[name] == value == defaults.sampling[name]
+  defaults = trained_lib.default_config()
+  for name in added:
+    assert loaded.sampling[name] == defaults.sampling[name]
+  assert loaded.occupancy.to_dict() == defaults.occupancy.to_dict()
+  # Parameters trained without quantile knots have none.
+  assert loaded.model.mouth_quantile_knots == 0 != defaults.model.mouth_quantile_knots

@@ -1,21 +1,6 @@
-"""PortraitNeRF: audio encoders + coarse/fine NeRF MLPs + volume rendering.
-
-The whole AD-NeRF head model, with SSP-NeRF's parsing branch, as one Flax
-module.  Parameter tree:
-
-  audio_net   AudioNet (shared by coarse and fine)
-  audio_att   AudioAttNet (only receives gradients once smoothing is on;
-              AD-NeRF trains it with 5x the learning rate)
-  coarse      NeRFMLP of the coarse pass
-  fine        NeRFMLP of the fine pass
-  (share_coarse_fine=True: a single NeRFMLP named `nerf` instead.)
-  warp        TorsoWarp shared by both passes (only with torso_warp=True)
-  mouth_readout  MouthReadout, the audio -> mouth opening ridge read-out
-              (only with mouth_condition=True; fitted, not trained)
-  mouth_region   MouthRegion, where the opening acts (only with
-              mouth_condition and mouth_region_radius > 0; fitted, not
-              trained)
-"""
+"""PortraitNeRF: AD-NeRF's audio-conditioned coarse/fine NeRF with
+SSP-NeRF's parsing branch and torso warp, as one Flax module."""
+import dataclasses
 import functools
 from typing import Optional
 
@@ -39,50 +24,18 @@ def configured_bound(value) -> Optional[float]:
 class PortraitNeRF(nerf.NeRFLayout):
   """Audio-driven portrait NeRF with a parsing branch.
 
-  Construct with `PortraitNeRF.from_config(config, num_classes, near, far)`
-  or field by field (all fields are plain hashable values, so
-  `module.apply` can be a static jit argument).
-
-  Attributes:
-    num_classes: K parsing classes (class 0 is the background).
-    xyz_freqs, dir_freqs, depth, width, skip_layer, view_width,
-      num_view_layers, feature_layer: the NeRFLayout of both MLPs
-      (config.model; the last two are optional there and default to
-      AD-NeRF's layout).
-    audio_code_dim: audio code width (config.model.audio_code_dim).
-    share_coarse_fine: one MLP for both passes instead of two.
-    dtype: MLP compute dtype, 'float32' or 'bfloat16'.
-    num_coarse: stratified samples per ray (config.render.num_coarse).
-    num_fine: importance samples per ray (config.render.num_fine); 0 skips
-      the fine pass.
-    near, far: default ray bounds (depths), used when `__call__` gets none.
-    sigma_noise_std: raw density noise while training (off by default).
-    background_at_far: AD-NeRF background rule, see `render`.
-    torso_warp: warp samples with `TorsoWarp` before querying the field
-      (then `__call__` needs the frames' poses).
-    reference_c2w: the warp's reference pose, 16 floats (the mean training
-      pose, `scene.SceneInfo.reference_c2w`).
-    warp_freqs, warp_width, warp_max_offset: TorsoWarp settings.
-    mouth_condition: append the frame's mouth opening (measured, or
-      predicted from the audio by `MouthReadout`; see
-      `ssp_nerf_jax.models.mouth_readout`) to the audio code, encoded with
-      `mouth_freqs` frequencies.
-    mouth_quantile_knots: points of the read-out's map onto the measured
-      openings' distribution (`MouthReadout`); 0: none.
-    mouth_region_radius: > 0 gives each point the encoded opening times
-      its `MouthRegion` weight instead of the whole frame the same (see
-      `ssp_nerf_jax.models.mouth_region`); the value is the Gaussian's radius in
-      mouth widths, used when the region is fitted (the model reads the
-      fitted radius from its parameters).
-    audio_in_mouth_region: with the region, the audio code too is weighted
-      by it (ER-NeRF lets the speech act through a region attention): the
-      speech can move the mouth only, not the rest of the frame.
-    warp_fine_gradients: also differentiate the warp through the fine pass.
-      Off by default: the warp is learned through the coarse pass (its
-      photometric and parsing losses) and the fine pass queries the same
-      warped points without a gradient to them, which spares the fine
-      MLP's input gradient and the warp's backward pass on 2/3 of the
-      points (about half of the warp's cost in a training step).
+  Submodules: audio_net, audio_att (AudioAttNet, trained once smoothing is
+  on), coarse and fine NeRFMLPs (one `nerf` with share_coarse_fine), warp
+  (torso_warp), mouth_readout and mouth_region (fitted, not trained).
+  Fields are plain hashable values (`module.apply` can be a static jit
+  argument); `from_config` maps a config onto them.  Those beyond the
+  NeRFLayout: num_coarse / num_fine samples per ray (num_fine 0 skips the
+  fine pass); near, far default depths; mouth_condition appends the frame's
+  mouth opening, encoded with mouth_freqs sinusoids, to the audio code;
+  mouth_region_radius > 0 weights it per point by `MouthRegion`;
+  audio_in_mouth_region weights the audio code too; warp_fine_gradients
+  also differentiates the warp through the fine pass (off: the warp learns
+  through the coarse pass, sparing the fine pass's warp backward).
   """
   audio_code_dim: int = 64
   share_coarse_fine: bool = False
@@ -108,51 +61,27 @@ class PortraitNeRF(nerf.NeRFLayout):
   @classmethod
   def from_config(cls, config, num_classes: int, near=None, far=None,
                   reference_c2w=None, **overrides):
-    """Builds the model from config.model and config.render.
-
-    Args:
-      config: the ml_collections config (uses its `model` and `render`).
-      num_classes: number of parsing classes of the dataset.
-      near: default near bound; None uses config.render.near if set
-        (`configured_bound`).
-      far: default far bound; likewise config.render.far.
-      reference_c2w: [4, 4] reference pose of the torso warp (needed when
-        config.model.torso_warp is on).
-      **overrides: any other field.
-
-    Returns:
-      A `PortraitNeRF`.
-    """
-    m, r = config.model, config.render
+    """Every config.model setting is the field of its name; samples per
+    ray and bounds (None: config.render's, `configured_bound`) come from
+    config.render; reference_c2w [4, 4] is the torso warp's pose."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config.model) - fields)
+    if unknown:
+      raise ValueError(f'config.model has settings PortraitNeRF lacks: {unknown}')
     if near is None:
-      near = configured_bound(r.near)
+      near = configured_bound(config.render.near)
     if far is None:
-      far = configured_bound(r.far)
-    kwargs = dict(
-        num_classes=int(num_classes),
-        **{name: m[name] for name in nerf.LAYOUT_SETTINGS if name in m},
-        audio_code_dim=m.audio_code_dim,
-        share_coarse_fine=bool(m.share_coarse_fine),
-        dtype=str(m.dtype),
-        num_coarse=r.num_coarse,
-        num_fine=r.num_fine,
-        near=None if near is None else float(near),
-        far=None if far is None else float(far),
-        mouth_condition=bool(m.mouth_condition),
-        mouth_freqs=int(m.mouth_freqs),
-        mouth_quantile_knots=int(m.get('mouth_quantile_knots', 0)),
-        mouth_region_radius=float(m.get('mouth_region_radius', 0.0)),
-        audio_in_mouth_region=bool(m.get('audio_in_mouth_region', False)))
-    if m.get('torso_warp', False):
+      far = configured_bound(config.render.far)
+    kwargs = dict(config.model, num_classes=int(num_classes),
+                  num_coarse=config.render.num_coarse,
+                  num_fine=config.render.num_fine,
+                  near=None if near is None else float(near),
+                  far=None if far is None else float(far))
+    if kwargs.get('torso_warp'):
       if reference_c2w is None:
         raise ValueError('config.model.torso_warp needs a reference pose')
-      kwargs.update(
-          torso_warp=True,
-          reference_c2w=tuple(float(v) for v in
-                              jnp.asarray(reference_c2w).reshape(-1)),
-          warp_freqs=int(m.warp_freqs), warp_width=int(m.warp_width),
-          warp_max_offset=float(m.warp_max_offset),
-          warp_fine_gradients=bool(m.get('warp_fine_gradients', False)))
+      kwargs['reference_c2w'] = tuple(
+          float(v) for v in jnp.asarray(reference_c2w).reshape(-1))
     kwargs.update(overrides)
     return cls(**kwargs)
 
@@ -183,23 +112,13 @@ class PortraitNeRF(nerf.NeRFLayout):
     return self.mouth_condition and self.mouth_region_radius > 0
 
   def audio_code(self, audio, smooth_audio, mouth=None):
-    """Audio code of each frame.
+    """[F, A] audio code of each frame (+ the encoded opening with
+    mouth_condition but not `mouth_local`).
 
-    Args:
-      audio: [F, N, T, C] feature windows of the N (8) frames around each
-        frame; the frame itself is at index N // 2 (AD-NeRF's window
-        [i - 4, i + 4); AD-NeRF fills windows beyond the video with zeros).
-      smooth_audio: bool scalar (may be traced): use the AudioAttNet-smoothed
-        code instead of the centre frame's code.  Both are computed and
-        selected with `where`, so switching never recompiles.
-      mouth: [F] measured mouth openings (NaN: not measured) or None; only
-        read with mouth_condition, where frames without one use the
-        opening predicted from their audio (`mouth_opening`).
-
-    Returns:
-      [F, A] codes (A = audio_code_dim, plus 1 + 2 mouth_freqs with
-      mouth_condition but not `mouth_local`: the local opening is added
-      per point by `field_code`).
+    audio: [F, N, T, C] windows of the N frames around each (the frame at
+    N // 2); smooth_audio: bool, may be traced (both codes are computed and
+    selected with `where`, so switching never recompiles); mouth: [F]
+    measured openings (NaN or None: predicted from the audio).
     """
     codes = self.audio_net(audio)  # [F, N, A]
     centre = codes[:, audio.shape[1] // 2]
@@ -216,18 +135,9 @@ class PortraitNeRF(nerf.NeRFLayout):
                                     self.mouth_freqs)
 
   def field_code(self, code, opening, points):
-    """What the MLPs are conditioned on at `points`.
-
-    Args:
-      code: [F, A] `audio_code`.
-      opening: [F, M] `encoded_opening` (read only when `mouth_local`).
-      points: [F, R, S, 3] the points the field is queried at.
-    Returns:
-      `code`, or with `mouth_local` the pair [code, the opening weighted
-      by each point's `MouthRegion` weight, [F, R, S, M]], which the MLP
-      reads as their concatenation (with `audio_in_mouth_region` the code
-      weighted too, [F, R, S, A]).
-    """
+    """What the MLPs read at points [F, R, S, 3]: code [F, A], or with
+    `mouth_local` [code, opening [F, M] times each point's region weight]
+    (the code weighted too with audio_in_mouth_region)."""
     if not self.mouth_local:
       return code
     weight = self.mouth_region(points)[..., None]
@@ -246,12 +156,8 @@ class PortraitNeRF(nerf.NeRFLayout):
     return jnp.where(jnp.isfinite(mouth), mouth, predicted)
 
   def _points(self, rays, z, c2w):
-    """Samples at depths z [F, R, S], warped with torso_warp.
-
-    Returns:
-      dict: 'points' [F, R, S, 3] where the field is queried, and with
-      torso_warp 'blend' [F, R, S] and 'offset' [F, R, S, 3] (`TorsoWarp`).
-    """
+    """{'points' [F, R, S, 3]} at depths z [F, R, S]; with torso_warp
+    warped, plus 'blend' [F, R, S] and 'offset' [F, R, S, 3]."""
     points = (rays.origins[..., None, :] +
               rays.directions[..., None, :] * z[..., None])
     if not self.torso_warp:
@@ -275,8 +181,7 @@ class PortraitNeRF(nerf.NeRFLayout):
         key=key)
     out['z'] = z
     if self.torso_warp:
-      # Per ray, weighted by where the ray's colour comes from (weights held
-      # fixed: these feed the warp's regularisers, not the geometry).
+      # Weights held fixed: these feed the warp's regularisers only.
       weights = jax.lax.stop_gradient(out['weights'])
       weights = weights / jnp.maximum(jnp.sum(weights, -1, keepdims=True),
                                       1e-6)
@@ -294,35 +199,18 @@ class PortraitNeRF(nerf.NeRFLayout):
                far=None,
                c2w=None,
                mouth=None):
-    """Renders R rays in each of F frames, coarse then fine.
+    """Renders R rays [F, R] (head space) in each of F frames, coarse then fine.
 
     Args:
-      rays: `Rays` with leading shape [F, R] (head space).
-      audio: [F, N, T, C] audio feature windows (see `audio_code`).
-      smooth_audio: bool scalar, may be traced (see `audio_code`).
-      key: PRNG key for stratified jitter, importance-sampling u and density
-        noise; None renders deterministically (eval).
-      near: near depth, scalar or [F, R] or [F, 1]; None uses `self.near`.
-      far: far depth, likewise.
-      c2w: [F, 4, 4] the frames' camera-to-head poses (needed with
-        torso_warp).
-      mouth: [F] measured mouth openings or None (see `audio_code`).
-
+      rays: `Rays`; audio, smooth_audio, mouth: see `audio_code`.
+      key: PRNG key (jitter, importance sampling, noise); None: deterministic.
+      near, far: scalar, [F, R] or [F, 1] depths; None: the fields'.
+      c2w: [F, 4, 4] camera-to-head poses (torso_warp needs them).
     Returns:
-      {'coarse': level, 'fine': level} ('fine' absent if num_fine == 0),
-      each level a dict of float32 arrays:
-        rgb: [F, R, 3] colour before compositing over the background plate
-          (composite with `volume_rendering.composite(rgb, acc, bg)`).
-        acc: [F, R] accumulated opacity.
-        depth: [F, R] expected depth.
-        semantics: [F, R, K] class distribution (sums to one; class 0 gets
-          the background mass 1 - acc).
-        weights: [F, R, S] sample weights.
-        z: [F, R, S] sample depths (S = num_coarse, or num_coarse + num_fine
-          for the fine level).
-        blend, offset_sq: [F, R] (torso_warp only) the warp's blend b and
-          squared residual |r|^2 averaged along each ray with the
-          normalised (and gradient-stopped) weights.
+      {'coarse', 'fine'} levels ('fine' absent with num_fine 0), each with
+      rgb [F, R, 3] (before compositing over the plate), acc, depth [F, R],
+      semantics [F, R, K] (class 0 takes 1 - acc), weights and z [F, R, S];
+      with torso_warp blend and offset_sq [F, R] along the ray.
     """
     near, far = self._ray_bounds(rays, near, far)
     if self.torso_warp and c2w is None:
@@ -347,21 +235,10 @@ class PortraitNeRF(nerf.NeRFLayout):
 
   def density(self, points, audio, smooth_audio, c2w=None, mouth=None,
               coarse_only=False):
-    """Density at head-space points as the renderer would see them: the
-    larger of the coarse and fine fields' (both are rendered; either may
-    put matter where the other has none), after the torso warp.
-
-    Args:
-      points: [F, N, 3] head-space points of frame f.
-      audio, smooth_audio, mouth: see `audio_code`.
-      c2w: [F, 4, 4] poses (needed with torso_warp).
-      coarse_only: the coarse field's density alone (what places a
-        training ray's samples: the fine samples follow the coarse
-        weights).
-
-    Returns:
-      [F, N] float32 density sigma >= 0.
-    """
+    """[F, N] density at head-space points [F, N, 3] as rendered: after
+    the warp, the larger of the coarse and fine fields' (either may hold
+    matter the other lacks), or the coarse alone with coarse_only (what
+    places a training ray's samples)."""
     code = self.audio_code(audio, smooth_audio, mouth)
     points = points[:, :, None]  # the field's [F, R, S, 3] with S = 1
     if self.torso_warp:

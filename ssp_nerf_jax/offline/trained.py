@@ -1,6 +1,7 @@
 """A trained workdir read back: its config, checkpoint steps, and the
 dataset, model and parameters of one step (`load_trained`)."""
 import collections
+import importlib.util
 import json
 import os
 from typing import Optional
@@ -35,62 +36,42 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return with_added_settings(config)
 
 
-# Settings added to the configs after a workdir's config.json may have been
-# written, with configs/default.py's defaults.  Those of training keep such
-# a run's behaviour (occupancy.train off, as such a run trained); the rest
-# of `occupancy` is render-time, so an older workdir renders like a new one.
-ADDED_SETTINGS = {
-    'data': {
-        'speech_model': '',
-    },
-    'model': {
-        'mouth_condition': False,
-        'mouth_freqs': 4,
-        'mouth_quantile_knots': 0,
-        'mouth_region_radius': 0.0,
-        'audio_in_mouth_region': False,
-    },
-    'sampling': {
-        'semantic_background_area': False,
-        'unbiased': False,
-        'unbiased_max_weight': 0.0,
-        'error_map_resolution': 32,
-        'error_map_decay': 0.1,
-        'error_map_uniform_mix': 0.0,
-        'mouth_share': 0.0,
-        'mouth_box_scale': 2.0,
-    },
-    'occupancy': {
-        'enabled': True,
-        'resolution': 48,
-        'box_padding': 0.05,
-        'threshold': 0.01,
-        'margin': 1,
-        'march_steps': 128,
-        'stop_transmittance': 0.01,
-        'sample_fraction': 0.35,
-        'points_per_call': 16384,
-        'train': False,
-        'train_resolution': 32,
-        'train_pose_frames': 4,
-        'train_warmup_steps': 200,
-        'train_update_every': 200,
-        'train_sample_fraction': 0.5,
-        # Workdirs from before per-step grids trained with the clip grid.
-        'train_grid': 'clip',
-        'train_step_resolution': 16,
-    },
-}
+# Where configs/default.py's default differs from how a run trained before
+# the setting existed: its parameters have no quantile knots.
+OLDER_RUN_VALUES = {'model': {'mouth_quantile_knots': 0}}
+
+DEFAULT_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__)))), 'configs', 'default.py')
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """configs/default.py's `get_config()`, read from the repository."""
+  if not os.path.isfile(DEFAULT_CONFIG):
+    raise errors.UserError(
+        f'{DEFAULT_CONFIG} not found: run from a clone of the repository '
+        '(pip install -e .)')
+  spec = importlib.util.spec_from_file_location('_ssp_default_config',
+                                                DEFAULT_CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def with_added_settings(config: ml_collections.ConfigDict):
-  """`config` with every `ADDED_SETTINGS` value (or section) it lacks."""
-  for section, settings in ADDED_SETTINGS.items():
+  """`config` with every setting (or section) of configs/default.py it
+  lacks: settings added after the workdir trained take their defaults,
+  except `OLDER_RUN_VALUES`."""
+  defaults = default_config()
+  for section, settings in defaults.items():
+    if not isinstance(settings, ml_collections.ConfigDict):
+      continue
     if section not in config:
       config[section] = ml_collections.ConfigDict()
     for name, value in settings.items():
       if name not in config[section]:
-        config[section][name] = value
+        config[section][name] = OLDER_RUN_VALUES.get(section, {}).get(
+            name, value)
   return config
 
 

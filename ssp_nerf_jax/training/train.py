@@ -1,71 +1,32 @@
-"""Training: the loop around the train step (`train_step.py`).
+"""The training loop: `train_and_evaluate(config, workdir)`.
 
-`train_and_evaluate(config, workdir)` sets the run up (`experiment.setup`),
-restores the latest checkpoint or starts fresh, and steps through the
-batches of `input_pipeline`, logging, evaluating (`periodic_eval.Evaluator`)
-and checkpointing (`checkpoints.Saver`) on the config's schedule.  A
-preemption notice (SIGTERM) saves the step reached and raises
+Sets the run up (`experiment.setup`), resumes from the latest checkpoint,
+and steps through the batches of `input_pipeline`, logging (`progress`),
+evaluating (`periodic_eval`), checkpointing and following the occupancy
+schedule (`occupancy_schedule`).  SIGTERM saves the step reached and raises
 `preemption.Preempted`.
-
-With config.occupancy.train the loop also keeps the state's clip-wide
-occupancy grid (train_grid 'clip', `GridKeeper`): measured once warm-up is
-over and every config.occupancy.train_update_every steps after, on the
-same steps in every process; steps taken with a measured grid use the
-occupancy train step (`Experiment.occupancy_train_step`).  With per-step
-grids or none ('step', 'none': `StepGrids`) that step is used from the end
-of warm-up on.
 """
 import os
 import time
-from typing import Optional
 
 import jax
 import numpy as np
-import tensorboardX
 import tqdm
 
 from ssp_nerf_jax.data import builds
 from ssp_nerf_jax.data import input_pipeline
 from ssp_nerf_jax.evaluation import periodic_eval
-from ssp_nerf_jax.rendering import occupancy
 from ssp_nerf_jax.runtime import checkpoints
 from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax.runtime import parallel
 from ssp_nerf_jax.runtime import preemption
 from ssp_nerf_jax.training import experiment
-from ssp_nerf_jax.training import train_step
+from ssp_nerf_jax.training import occupancy_schedule
+from ssp_nerf_jax.training import progress as progress_lib
 
 
 class NonFiniteLossError(errors.UserError):
   """Training diverged: the loss became NaN or infinite."""
-
-
-class StepTimer:
-  """Seconds spent in train steps: over the current log window (for the
-  rays/s figure) and over the run without its first, compiling, step."""
-
-  def __init__(self):
-    self.window_steps, self.window_time = 0, 0.0
-    self.timed_steps, self.timed_time = 0, 0.0
-    self._first = True
-
-  def add(self, seconds: float) -> None:
-    self.window_steps += 1
-    self.window_time += seconds
-    if not self._first:
-      self.timed_steps += 1
-      self.timed_time += seconds
-    self._first = False
-
-  def window_rate(self, items_per_step: float) -> float:
-    """Items per second over the window, which then starts afresh."""
-    rate = items_per_step * self.window_steps / max(self.window_time, 1e-9)
-    self.window_steps, self.window_time = 0, 0.0
-    return rate
-
-  def mean_step_time(self) -> Optional[float]:
-    """Mean seconds per step bar the first; None before the second step."""
-    return self.timed_time / self.timed_steps if self.timed_steps else None
 
 
 def check_finite(step, metrics):
@@ -75,16 +36,6 @@ def check_finite(step, metrics):
         f'loss became {loss} at step {step}; training stopped (try a lower '
         'config.train.lr); the last checkpoint is unaffected')
   return loss
-
-
-def write_summaries(writer, step, metrics, class_names):
-  for name, value in metrics.items():
-    value = np.asarray(value)
-    if value.ndim == 0:
-      writer.add_scalar(f'train/{name}', float(value), step)
-    else:
-      for k, class_name in enumerate(class_names):
-        writer.add_scalar(f'train_{name}/{class_name}', float(value[k]), step)
 
 
 def train_and_evaluate(config, workdir):
@@ -135,7 +86,8 @@ def _train(config, workdir, watcher):
                                    exp.mesh)
   batches = input_pipeline.create_train_iterator(config, exp.builder, exp.mesh,
                                                  start_step=start_step)
-  progress = Progress(config, workdir, exp.scene.class_names, start_step)
+  progress = progress_lib.Progress(config, workdir, exp.scene.class_names,
+                                   start_step)
   try:
     state, preempted_at = _loop(exp, state, start_step, batches, saver,
                                 evaluator, progress, watcher)
@@ -160,7 +112,8 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
   key = parallel.replicate(jax.random.PRNGKey(config.seed), exp.mesh)
   scene_arrays = exp.scene_arrays()
   first_batch = next(batches)
-  grids = keeper(exp, state) if config.occupancy.train else None
+  grids = (occupancy_schedule.create(exp, state) if config.occupancy.train
+           else None)
   # Compiled ahead, then every process waits for the others: the first
   # step's collectives then start together (see parallel.wait_for_all_...).
   step_fn = exp.train_step.lower(state, first_batch, scene_arrays,
@@ -174,7 +127,7 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
     batch = first_batch if step == start_step + 1 else next(batches)
     if grids:
       state = grids.refresh(state, step - 1)
-    state, metrics = (grid_step_fn if grids and grids.measured else
+    state, metrics = (grid_step_fn if grids and grids.active else
                       step_fn)(state, batch, scene_arrays, key)
     # Reading the loss every step blocks on it: it catches divergence
     # before a bad state is saved, and keeps simulated-device collectives
@@ -193,141 +146,3 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
           state.params, step, progress.workdir, extra=extra))
     saver.save(step, state, force=step == num_steps)
   return state, None
-
-
-def keeper(exp, state):
-  """The loop's occupancy schedule of config.occupancy.train_grid."""
-  if exp.config.occupancy.train_grid in ('step', 'none'):
-    return StepGrids(exp.config.occupancy)
-  return GridKeeper(exp, state)
-
-
-class StepGrids:
-  """The schedule of train_grid 'step' (the step measures its own frames'
-  grids) and 'none' (no grid): nothing to keep; steps use the occupancy
-  train step once warm-up is over."""
-
-  def __init__(self, settings):
-    occupancy.check_settings(settings)
-    self.warmup = settings.train_warmup_steps
-    self.measured = False
-
-  def refresh(self, state, state_step: int):
-    self.measured = state_step >= self.warmup
-    return state
-
-  def report(self) -> dict:
-    return {}
-
-
-class GridKeeper:
-  """Keeps the train state's clip-wide occupancy grid (config.occupancy.
-  train_*) up to date: the largest density over a fixed set of train
-  frames (`occupancy.grid_frames`), measured at the cell centres over the
-  mesh (`occupancy.FrameGrids`).  Its schedule depends only on the step, so
-  a resumed run refreshes as an uninterrupted one."""
-
-  def __init__(self, exp, state):
-    settings = exp.config.occupancy
-    occupancy.check_settings(settings)
-    self.settings = settings
-    self.train_config = exp.config.train
-    picks = occupancy.grid_frames(
-        input_pipeline.load_poses(exp.builder, 'train'),
-        input_pipeline.load_feature(exp.builder, 'train', 'mouth_open'),
-        settings.train_pose_frames)
-    frames = input_pipeline.load_split(exp.config, exp.builder, 'train',
-                                       picks)
-    self.c2w, self.audio = frames['c2w'], frames['audio']
-    self.grids = occupancy.FrameGrids(
-        exp.model, settings, exp.state_defaults()['occupancy'].box, exp.mesh,
-        resolution=settings.train_resolution)
-    self.measured = occupancy.measured(state.occupancy)
-    self.seconds, self.count, self.first_seconds = 0.0, 0, None
-
-  def due(self, state_step: int) -> bool:
-    """Whether the grid is measured before the step from `state_step`:
-    at the end of warm-up, every train_update_every steps after, and
-    whenever warm-up is over and the grid was never measured (a resumed
-    run of a state without one)."""
-    warmup = self.settings.train_warmup_steps
-    if state_step < warmup:
-      return False
-    return (not self.measured or
-            (state_step - warmup) % self.settings.train_update_every == 0)
-
-  def refresh(self, state, state_step: int):
-    """`state` with its grid measured if `due`."""
-    if not self.due(state_step):
-      return state
-    start = time.perf_counter()
-    smooth = train_step.is_smoothing_on(state_step, self.train_config)
-    grid = self.grids.largest(state.params, self.c2w, self.audio, smooth)
-    jax.block_until_ready(grid)
-    seconds = time.perf_counter() - start
-    if self.first_seconds is None:
-      self.first_seconds = seconds  # with its compilation
-    else:
-      self.seconds += seconds
-    self.count += 1
-    self.measured = True
-    return state.replace(occupancy=grid)
-
-  def report(self) -> dict:
-    """The grid's figures for the eval record."""
-    return {'grid_refreshes': self.count,
-            # The first (compiling) refresh apart from the others' total.
-            'grid_first_refresh_s': self.first_seconds,
-            'grid_refresh_s': self.seconds,
-            'grid_frames': len(self.c2w)}
-
-
-class Progress:
-  """The run's report: a progress bar, and on process 0 TensorBoard
-  summaries and a line per evaluation."""
-
-  def __init__(self, config, workdir, class_names, start_step):
-    self.config, self.workdir, self.class_names = config, workdir, class_names
-    self.timer = StepTimer()
-    self.rays_per_step = (config.train.rays_per_frame *
-                          global_batch_size(config))
-    is_main = parallel.is_main_process()
-    self.writer = (tensorboardX.SummaryWriter(os.path.join(workdir, 'tb'))
-                   if is_main else None)
-    self.bar = tqdm.tqdm(total=config.train.num_steps, initial=start_step,
-                         disable=not is_main, dynamic_ncols=True, desc='train')
-
-  def step(self, step, seconds, loss, metrics):
-    """Counts a step; on the log schedule, shows and records its metrics."""
-    self.timer.add(seconds)
-    self.bar.update(1)
-    train_config = self.config.train
-    if step % train_config.log_every and step != train_config.num_steps:
-      return
-    rays_per_s = self.timer.window_rate(self.rays_per_step)
-    metrics = jax.device_get(metrics)
-    self.bar.set_postfix(loss=f'{loss:.4f}',
-                         psnr=f'{float(metrics["psnr"]):.2f}',
-                         rays_s=f'{rays_per_s:.0f}')
-    if self.writer:
-      write_summaries(self.writer, step, metrics, self.class_names)
-      self.writer.add_scalar('train/rays_per_s', rays_per_s, step)
-
-  def evaluated(self, step, eval_metrics):
-    if not self.writer:
-      return
-    self.bar.write(f'step {step}: val psnr={eval_metrics["psnr"]:.2f} '
-                   f'ssim={eval_metrics["ssim"]:.4f} '
-                   f'miou={eval_metrics["miou"]:.4f}')
-    for name in ('psnr', 'ssim', 'miou'):
-      self.writer.add_scalar(f'eval/{name}', eval_metrics[name], step)
-
-  def close(self):
-    self.bar.close()
-    if self.writer:
-      self.writer.close()
-
-
-def global_batch_size(config):
-  """Frames per global step."""
-  return config.data.frames_per_device * jax.device_count()

@@ -1,29 +1,12 @@
 """The train state and the data-parallel train step.
 
 The step is one pure function, jitted over a `jax.shard_map` on the
-('data',) mesh.  On each device it
-
-  1. derives a key per frame (`frame_keys`: folded from the step and the
-     frame's global index, so the rays do not depend on how frames are
-     spread over devices),
-  2. draws rays and their targets from its own frames (`draw_rays`, with
-     the configured pixel sampler),
-  3. renders them in sequential chunks and sums the gradients of
-     `losses.total_loss` (`loss_and_grads`),
-  4. averages the gradients over devices and updates the replicated
-     parameters and the samplers' state (the semantic sampler's class
-     statistics `ray_sampling.SemanticStats`; with strategy 'error_map' the
-     per-frame `error_map.ErrorMap`), and
-  5. reports metrics (`step_metrics`).
-
-With `occupancy_bounds` (config.occupancy.train, once warm-up is over: see
-train.py) each ray is sampled with config.occupancy.train_sample_fraction
-of the samples, over its interval of config.occupancy.train_grid's grid:
-'step', its frame's own grid, measured inside the step from the current
-coarse field (`occupancy.step_grids`, `occupancy.tight_bounds`: from its
-first occupied cell to a cell behind where it turns opaque); 'clip', the
-state's clip-wide grid (`occupancy.train_bounds`); 'none', [near, far]
-(the control: fewer samples, no grid).
+('data',) mesh.  On each device it derives a key per frame (`frame_keys`),
+draws rays and targets from its frames (`draw_rays`), bounds them in depth
+(`make_ray_interval`), renders them in sequential chunks summing the
+gradients of `losses.total_loss` (`loss_and_grads`), averages the gradients
+over devices and updates the parameters and the samplers' state
+(`next_state`), and reports metrics (`step_metrics`).
 """
 import functools
 
@@ -53,18 +36,14 @@ class TrainState:
   step: jax.Array
   params: flax.core.FrozenDict
   opt_state: optax.OptState
-  # Drives the semantic sampler; updated by every step whatever the
-  # strategy, so that switching strategies on resume keeps the statistics.
+  # Updated by every step whatever the strategy, so that switching
+  # strategies on resume keeps the statistics.
   sampler: ray_sampling.SemanticStats
-  # The error-map sampler's per-train-frame map; one unused cell unless
-  # config.sampling.strategy is 'error_map' (orbax saves no empty arrays).
+  # One unused cell unless the strategy is 'error_map' (orbax saves no
+  # empty arrays).
   error_map: error_map_lib.ErrorMap
-  # Training's clip-wide occupancy grid (config.occupancy.train_resolution
-  # cells a side over the head box), measured by the loop (train.py) when
-  # config.occupancy.train is on with train_grid 'clip', else never (all
-  # cells UNKNOWN; per-step grids use only its box); carried unchanged by
-  # the step.  Checkpoints saved before it existed restore with an
-  # unmeasured one (`checkpoints.restore_step`'s defaults).
+  # The clip-wide training grid, measured by the loop (train_grid 'clip');
+  # the step only carries it.  Checkpoints without it restore unmeasured.
   occupancy: occupancy.Grid
 
 
@@ -290,27 +269,100 @@ def step_metrics(terms, sq_err_fine, targets, loss, grads, sampler,
   return metrics
 
 
+def make_ray_interval(config, model, occupancy_bounds):
+  """How the step bounds its rays in depth, chosen once when it is built.
+
+  Returns `interval(state, batch, rays, smooth) -> (bounds, metrics)`:
+  bounds (near, far) [F, R] or None for the model's [near, far]; metrics
+  'occupancy_hit' (share of rays crossing an occupied cell) and
+  'occupancy_interval' (their interval's mean share of [near, far]), empty
+  for full sampling.  Kinds (config.occupancy.train_grid, with
+  `occupancy_bounds`): 'none' fewer samples over [near, far]; 'clip' the
+  state's clip-wide grid; 'step' each frame's grid measured in the step.
+  """
+  settings = config.occupancy
+
+  def summary(hit, near, far):
+    mean = lambda x: lax.pmean(jnp.mean(x), parallel.DATA_AXIS)
+    hit_share = mean(hit.astype(jnp.float32))
+    interval = mean(jnp.where(hit, (far - near) / (model.far - model.near),
+                              0.0)) / jnp.maximum(hit_share, 1e-6)
+    return {'occupancy_hit': hit_share, 'occupancy_interval': interval}
+
+  def full(state, batch, rays, smooth):
+    del state, batch, rays, smooth
+    return None, {}
+
+  def no_grid(state, batch, rays, smooth):
+    del state, batch, smooth
+    hit = jnp.ones(rays.origins.shape[:-1], bool)
+    return None, summary(hit, model.near, model.far)
+
+  def clip_grid(state, batch, rays, smooth):
+    del batch, smooth
+    near, far, hit = occupancy.train_bounds(state.occupancy, rays, settings,
+                                            model.near, model.far)
+    return (near, far), summary(hit, near, far)
+
+  def step_grid(state, batch, rays, smooth):
+    grids = occupancy.step_grids(
+        model, state.params, batch['audio'], batch['c2w'],
+        batch['mouth_open'], smooth, state.occupancy.box,
+        settings.train_step_resolution)
+    near, far, hit = jax.vmap(
+        lambda grid, frame_rays: occupancy.tight_bounds(
+            grid, frame_rays, settings, model.near, model.far))(grids, rays)
+    return (near, far), summary(hit, near, far)
+
+  if not occupancy_bounds:
+    return full
+  kinds = {'none': no_grid, 'clip': clip_grid, 'step': step_grid}
+  if settings.train_grid not in kinds:
+    raise errors.UserError(
+        f'config.occupancy.train_grid must be one of {sorted(kinds)}, got '
+        f'{settings.train_grid!r}')
+  return kinds[settings.train_grid]
+
+
+def next_state(state, grads, batch, targets, sq_err_fine, *, config, scene,
+               tx):
+  """(new TrainState, class_loss [K], class ray counts [K]): parameters
+  updated by the device-averaged `grads`, samplers by this step's errors."""
+  sampler, class_loss, counts = state.sampler.update(
+      sq_err_fine, targets['class_id'], config.sampling.semantic_ema_decay,
+      parallel.DATA_AXIS)
+  errors_map = state.error_map
+  if uses_error_map(config):
+    errors_map = errors_map.update(
+        batch['frame_id'], targets['pixels'], sq_err_fine, scene.height,
+        scene.width, config.sampling.error_map_decay, parallel.DATA_AXIS)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new_state = TrainState(step=state.step + 1,
+                         params=optax.apply_updates(state.params, updates),
+                         opt_state=opt_state, sampler=sampler,
+                         error_map=errors_map, occupancy=state.occupancy)
+  return new_state, class_loss, counts
+
+
 def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
   """Returns jitted `train_step(state, batch, scene_arrays, key)`.
 
   `batch` holds global arrays sharded along 'data'; `state`, `scene_arrays`
   and `key` are replicated.  Returns (new state, metrics dict of replicated
-  scalars / [K] per-class arrays).  With `occupancy_bounds` the rays are
-  sampled over their interval of config.occupancy.train_grid's grid (see
-  the module docstring), and the metrics gain 'occupancy_hit' (the share
-  of rays that cross an occupied cell) and 'occupancy_interval' (their
-  interval's mean share of [near, far]).
+  scalars / [K] per-class arrays).  With `occupancy_bounds` rays are sampled
+  with config.occupancy.train_sample_fraction of the samples over the
+  interval `make_ray_interval` gives them.
   """
   num_chunks = num_ray_chunks(config.train)
-  step_grid = config.occupancy.train_grid == 'step'
   render_model = model
   if occupancy_bounds:
-    fraction = config.occupancy.train_sample_fraction
-    render_model = model.clone(**frame_renderer.tight_samples(model,
-                                                              fraction))
+    render_model = model.clone(**frame_renderer.tight_samples(
+        model, config.occupancy.train_sample_fraction))
+  ray_interval = make_ray_interval(config, model, occupancy_bounds)
   body_classes = (torso_warp.body_class_mask(scene.class_names)
                   if model.torso_warp else None)
   draw = functools.partial(draw_rays, config=config, scene=scene)
+  update = functools.partial(next_state, config=config, scene=scene, tx=tx)
 
   def per_device(state, batch, scene_arrays, key):
     sample_keys, render_keys = frame_keys(key, state.step,
@@ -321,31 +373,12 @@ def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
     rays, targets = draw(sample_keys, batch, scene_arrays,
                          state.sampler.class_loss_ema, use_loss, frame_errors)
     smooth = is_smoothing_on(state.step, config.train)
-    bounds = None
-    if occupancy_bounds and step_grid:
-      grids = occupancy.step_grids(
-          model, state.params, batch['audio'], batch['c2w'],
-          batch['mouth_open'], smooth, state.occupancy.box,
-          config.occupancy.train_step_resolution)
-      near, far, hit = jax.vmap(
-          lambda grid, frame_rays: occupancy.tight_bounds(
-              grid, frame_rays, config.occupancy, model.near, model.far))(
-                  grids, rays)
-      bounds = (near, far)
-    elif occupancy_bounds and config.occupancy.train_grid == 'none':
-      # The control: the reduced sample count over [near, far] (bounds
-      # None: the model's own).
-      near, far = model.near, model.far
-      hit = jnp.ones(rays.origins.shape[:-1], bool)
-    elif occupancy_bounds:
-      near, far, hit = occupancy.train_bounds(
-          state.occupancy, rays, config.occupancy, model.near, model.far)
-      bounds = (near, far)
+    bounds, interval_metrics = ray_interval(state, batch, rays, smooth)
 
     def loss_fn(params, chunk_rays_bounds, chunk_targets, keys):
       chunk_rays, chunk_bounds = chunk_rays_bounds
-      outputs = render_frame_rays(render_model, params, chunk_rays, batch, keys,
-                              smooth, chunk_bounds)
+      outputs = render_frame_rays(render_model, params, chunk_rays, batch,
+                                  keys, smooth, chunk_bounds)
       return losses.total_loss(outputs, chunk_targets, config.train,
                                body_classes)
 
@@ -354,29 +387,12 @@ def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
         num_chunks)
     grads = lax.pmean(grads, parallel.DATA_AXIS)
     sq_err_fine = merge_rays(terms.pop('sq_err_fine'))
-    sampler, class_loss, counts = state.sampler.update(
-        sq_err_fine, targets['class_id'], config.sampling.semantic_ema_decay,
-        parallel.DATA_AXIS)
-    errors_map = state.error_map
-    if uses_error_map(config):
-      errors_map = errors_map.update(
-          batch['frame_id'], targets['pixels'], sq_err_fine, scene.height,
-          scene.width, config.sampling.error_map_decay, parallel.DATA_AXIS)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = TrainState(step=state.step + 1,
-                           params=optax.apply_updates(state.params, updates),
-                           opt_state=opt_state, sampler=sampler,
-                           error_map=errors_map, occupancy=state.occupancy)
+    new_state, class_loss, counts = update(state, grads, batch, targets,
+                                           sq_err_fine)
     loss = lax.pmean(jnp.mean(chunk_losses), parallel.DATA_AXIS)
-    metrics = step_metrics(terms, sq_err_fine, targets, loss, grads, sampler,
-                           class_loss, counts)
-    if occupancy_bounds:
-      mean = lambda x: lax.pmean(jnp.mean(x), parallel.DATA_AXIS)
-      metrics['occupancy_hit'] = mean(hit.astype(jnp.float32))
-      metrics['occupancy_interval'] = mean(
-          jnp.where(hit, (far - near) / (model.far - model.near), 0.0)) / (
-              jnp.maximum(metrics['occupancy_hit'], 1e-6))
-    return new_state, metrics
+    metrics = step_metrics(terms, sq_err_fine, targets, loss, grads,
+                           new_state.sampler, class_loss, counts)
+    return new_state, {**metrics, **interval_metrics}
 
   step_fn = jax.shard_map(
       per_device, mesh=mesh,
