@@ -1,22 +1,6 @@
-"""Landmark lip-sync metrics of rendered frames against the real ones.
+"""Landmark lip-sync metrics of rendered vs real frames (no parsing needed).
 
-Real videos have no ground-truth parsing, so val scoring compares face-mesh
-landmarks found the same way on rendered and real frames:
-
-* `lmd`: the landmark distance RAD-NeRF / ER-NeRF report.  The 20 mouth
-  landmarks (dlib's 68-point ids 48-67; mediapipe's equivalents
-  `landmarks.MOUTH68_IDS`), each frame's set centred on its own mean, mean
-  L2 distance between rendered and real points in pixels of the rendered
-  frame, averaged over frames.  Centring removes where the head is, so the
-  figure measures the mouth's shape.
-* `mouth_sync`: Pearson correlation over frames of the mouth opening
-  (`landmarks.mouth_opening`: inner-lip gap over the interocular distance)
-  of rendered vs real frames.
-
-The maths (`centred`, `lmd`, `correlate`) is plain numpy; `find_landmarks`
-and `score` run mediapipe's face mesh in static mode, so that every frame
-is scored on its own (no tracking carries one frame's face into the next).
-"""
+`lmd`: distance of the centred mouth landmarks; `mouth_sync`: r of openings."""
 from absl import logging
 import numpy as np
 
@@ -24,30 +8,14 @@ from ssp_nerf_jax.preprocess import landmarks
 from ssp_nerf_jax.runtime import errors
 
 
-# ------------------------------------------------------------------ maths --
-
-
 def centred(points: np.ndarray) -> np.ndarray:
-  """Each set of points minus its own mean.
-
-  Args:
-    points: float [..., P, D] point sets (P points of D coordinates).
-  Returns:
-    float64 [..., P, D], every set's mean at the origin.
-  """
+  """float64 [..., P, D]: each point set minus its own mean."""
   points = np.asarray(points, np.float64)
   return points - points.mean(axis=-2, keepdims=True)
 
 
 def lmd(rendered: np.ndarray, real: np.ndarray) -> float:
-  """Landmark distance: mean L2 distance of centred corresponding points.
-
-  Args:
-    rendered, real: float [N, P, D] landmarks of N frames (same units,
-      e.g. pixels of the rendered frame); N >= 1.
-  Returns:
-    The mean over frames and points of |centred(rendered) - centred(real)|.
-  """
+  """Mean L2 distance of centred rendered, real [N, P, D] (same units)."""
   rendered, real = np.asarray(rendered), np.asarray(real)
   if rendered.shape != real.shape or rendered.ndim != 3 or not len(rendered):
     raise ValueError(f'expected two equal [N >= 1, P, D] shapes, got '
@@ -57,8 +25,7 @@ def lmd(rendered: np.ndarray, real: np.ndarray) -> float:
 
 
 def correlate(a: np.ndarray, b: np.ndarray) -> float:
-  """Pearson correlation of two [N] series; NaN if either is constant or
-  N < 2 (no correlation is defined)."""
+  """Pearson r of two [N] series; NaN if either is constant or N < 2."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if len(a) != len(b):
     raise ValueError(f'series of {len(a)} and {len(b)} values')
@@ -68,33 +35,14 @@ def correlate(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def mouth_points(lms: np.ndarray) -> np.ndarray:
-  """[..., 20, 2] the LMD's mouth points (x, y) of [..., 478, 2 or 3]
-  face-mesh landmarks, in dlib's order 48-67."""
+  """[..., 20, 2] (x, y) of [..., 478, 2 or 3] landmarks, dlib's order 48-67."""
   return np.asarray(lms)[..., landmarks.MOUTH68_IDS, :2]
-
-
-# -------------------------------------------------------------- landmarks --
 
 
 def find_landmarks(mesh: landmarks.FaceMesh,
                    images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Face-mesh landmarks of every image, in pixels of that image.
-
-  Images are not enlarged first, not even 32-96 px renders.  Measured on
-  three real clips (512-700 px) resized to 96 px: x2-x8 bicubic upscaling
-  (and x4 Lanczos or bilinear) moved the mouth LMD to the full-size
-  landmarks by at most 0.02 px (0.20-0.24 px without), found no face more
-  (all found, down to 32 px) and moved the mouth opening's correlation with
-  the full-size one by -0.01 to +0.04; on 96 px synthetic frames it lowered
-  the mouth opening's correlation with the true opening (0.54 ->
-  0.27-0.40).
-
-  Args:
-    mesh: a static-mode `landmarks.FaceMesh(tracking=False)`.
-    images: uint8 [N, H, W, 3].
-  Returns:
-    (float32 [N, 478, 3] landmarks, NaN where no face; bool [N] found).
-  """
+  """(float32 [N, 478, 3] landmarks in pixels, NaN where no face; bool [N]
+  found) of uint8 [N, H, W, 3]; small images are not upscaled (no gain)."""
   points = np.full((len(images), landmarks.NUM_LANDMARKS, 3), np.nan,
                    np.float32)
   found = np.zeros(len(images), bool)
@@ -107,8 +55,7 @@ def find_landmarks(mesh: landmarks.FaceMesh,
 
 def to_size(lms: np.ndarray, from_hw: tuple[int, int],
             to_hw: tuple[int, int]) -> np.ndarray:
-  """[..., 478, 3] landmarks in pixels of a from_hw (H, W) image -> pixels
-  of the same image resized to to_hw (z follows x, as in `FaceMesh`)."""
+  """[..., 478, 3] landmark pixels of a from_hw image -> of it at to_hw."""
   sx, sy = to_hw[1] / from_hw[1], to_hw[0] / from_hw[0]
   return lms * np.array([sx, sy, sx], np.float32)
 
@@ -119,21 +66,9 @@ def no_scores() -> dict:
 
 
 def score(rendered: np.ndarray, real: np.ndarray) -> dict:
-  """LMD and mouth sync of rendered vs real frames (module docstring).
-
-  Frames without a face on either side are left out; with none left, or
-  without mediapipe installed, the metrics are None and a warning is
-  logged.
-
-  Args:
-    rendered: uint8 [N, H, W, 3] rendered frames.
-    real: uint8 [N, H', W', 3] the real frames they reproduce (any size:
-      their landmarks are scaled to the rendered size).
-  Returns:
-    {'lmd': pixels or None, 'mouth_sync': in [-1, 1] or None (also when
-     either mouth opening is constant or only one frame is left),
-     'landmark_frames': frames with a face on both sides}.
-  """
+  """{'lmd' (pixels), 'mouth_sync', 'landmark_frames'} of uint8 frames with a
+  face on both sides; None (and a warning) if none, or without mediapipe.
+  Real frames may have any size: their landmarks are scaled to the render."""
   if len(rendered) != len(real):
     raise ValueError(f'{len(rendered)} rendered but {len(real)} real frames')
   try:

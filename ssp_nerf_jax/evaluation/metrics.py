@@ -5,12 +5,12 @@ import numpy as np
 
 
 def mse_to_psnr(mse):
-  """PSNR in dB of images in [0, 1] from their mean squared error."""
+  """PSNR of images in [0, 1] from their mean squared error."""
   return -10.0 * jnp.log10(mse)
 
 
 def psnr(image, reference):
-  """PSNR in dB of float images [..., H, W, 3] in [0, 1]."""
+  """PSNR of float images [..., H, W, 3] in [0, 1]."""
   return dm_pix.psnr(jnp.asarray(image, jnp.float32),
                      jnp.asarray(reference, jnp.float32))
 
@@ -22,14 +22,7 @@ def ssim(image, reference):
 
 
 def mean_iou(pred_ids, true_ids, num_classes):
-  """Mean intersection-over-union over the classes present in either map.
-
-  Args:
-    pred_ids, true_ids: int arrays of the same shape (class ids).
-    num_classes: K.
-  Returns:
-    float, the mean IoU over classes that occur in `pred_ids` or `true_ids`.
-  """
+  """Mean IoU of two int class-id maps over classes in either; NaN if none."""
   pred_ids = np.asarray(pred_ids).ravel()
   true_ids = np.asarray(true_ids).ravel()
   ious = []
@@ -41,8 +34,7 @@ def mean_iou(pred_ids, true_ids, num_classes):
   return float(np.mean(ious)) if ious else float('nan')
 
 
-# Image regions scored by the benchmarks and val rendering, as groups of
-# parsing class names (SSP-NeRF's 11 classes).  'full' is every pixel.
+# Scored regions as SSP-NeRF parsing class names; 'full' is every pixel.
 REGIONS = {
     'full': None,
     'mouth': ('lips', 'mouth'),
@@ -55,11 +47,8 @@ REGIONS = {
 
 
 def region_masks(parsing, class_names):
-  """{region: bool mask [..., H, W] or None} on ground-truth class ids.
-
-  A region whose classes the dataset does not have (e.g. 'mouth' in
-  4-class AD-NeRF parsing) maps to None.
-  """
+  """{region: bool mask [..., H, W] of true class ids, or None when the
+  dataset lacks the region's classes}."""
   masks = {}
   for region, names in REGIONS.items():
     if names is None:
@@ -71,18 +60,8 @@ def region_masks(parsing, class_names):
 
 
 def region_psnr(rgb, truth, parsing, class_names):
-  """PSNR over the pixels of each region of `REGIONS`.
-
-  The squared error is pooled over all pixels of a region in all frames,
-  so small regions (the mouth) are scored on every frame they appear in.
-
-  Args:
-    rgb, truth: float [N, H, W, 3] in [0, 1].
-    parsing: int [N, H, W] ground-truth class ids.
-    class_names: the K class names of the dataset.
-  Returns:
-    {region: dB, or None where the region has no pixels}.
-  """
+  """{region: PSNR or None} of rgb, truth [N, H, W, 3], error pooled over all
+  frames so that small regions (the mouth) count in every frame showing them."""
   sq_err = np.mean((np.asarray(rgb, np.float64) -
                     np.asarray(truth, np.float64))**2, axis=-1)
   result = {}

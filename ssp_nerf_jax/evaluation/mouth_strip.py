@@ -1,27 +1,20 @@
-"""The val split's mouths at a glance: `mouth_strip.png` of render_main.
-
-Lip sync is judged by eye as much as by figures: one picture of mouth
-crops, the real frame above the render, for the val frames with the most
-open and the most closed mouths (by the measured opening, or the true
-parsing's mouth area where none was measured), so that "open where open,
-shut where shut" can be seen at once.
-"""
+"""Mouth crops, real above render, of the val frames with the most open and most
+closed mouths: `mouth_strip.png`, lip sync at a glance."""
 from typing import Optional
 
 import numpy as np
 
 from ssp_nerf_jax.evaluation import metrics as metrics_lib
 
-PER_SIDE = 5  # most open and most closed frames shown
-ZOOM = 4  # nearest-neighbour enlargement of the crops
+PER_SIDE = 5
+ZOOM = 4
 CROP_WIDTHS = 1.6  # crop side in mouth widths
-GAP = 4  # white pixels between columns
+GAP = 4
 
 
 def mouth_boxes(parsing: np.ndarray, class_names) -> Optional[np.ndarray]:
-  """[N, 4] each frame's lips and mouth interior: centre (row, col), width
-  and area in pixels; NaN where a frame shows no mouth; None for parsing
-  without mouth classes."""
+  """[N, 4] mouth centre (row, col), width, area in pixels; NaN where none
+  shows; None for parsing without mouth classes."""
   masks = metrics_lib.region_masks(parsing, tuple(class_names))['mouth']
   if masks is None:
     return None
@@ -35,8 +28,7 @@ def mouth_boxes(parsing: np.ndarray, class_names) -> Optional[np.ndarray]:
 
 
 def pick_frames(openness: np.ndarray, per_side: int = PER_SIDE) -> np.ndarray:
-  """Indices of the `per_side` largest then the `per_side` smallest finite
-  values (fewer if there are not 2 * per_side)."""
+  """Indices of the `per_side` largest, then smallest, finite values."""
   order = [i for i in np.argsort(openness, kind='stable')
            if np.isfinite(openness[i])]
   per_side = min(per_side, len(order) // 2)
@@ -55,21 +47,12 @@ def mouth_strip(real: np.ndarray, rendered: np.ndarray, parsing: np.ndarray,
                 class_names,
                 mouth_open: Optional[np.ndarray] = None
                 ) -> Optional[np.ndarray]:
-  """The strip of the module docstring.
-
-  Args:
-    real, rendered: uint8 [N, H, W, 3] the val frames and their renders.
-    parsing: int [N, H, W] the true parsing (where the mouths are).
-    class_names: the dataset's class names.
-    mouth_open: float [N] measured openings (NaN: not measured), or None.
-  Returns:
-    uint8 [2 side ZOOM, columns, 3], open frames on the left; None for
-    parsing without mouth classes or fewer than two frames with a mouth.
-  """
+  """uint8 [2 side ZOOM, columns, 3], open mouths on the left, or None (no mouth
+  classes, fewer than two mouths); openness: mouth_open, else mouth area."""
   boxes = mouth_boxes(parsing, class_names)
   if boxes is None:
     return None
-  openness = boxes[:, 3]  # NaN where no mouth shows
+  openness = boxes[:, 3]
   if mouth_open is not None and np.isfinite(mouth_open).any():
     openness = np.where(np.isfinite(openness), mouth_open, np.nan)
   picks = pick_frames(openness)

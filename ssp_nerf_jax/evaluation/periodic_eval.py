@@ -39,20 +39,8 @@ class Evaluator:
     self.palette = parsing_schemes.palette(scene.num_classes)
 
   def evaluate(self, params, step, workdir, extra=None):
-    """Scores the eval frames at `step`; writes PNGs and the metrics.
-
-    Writes `eval_metrics.json` (this evaluation) and appends the same record
-    to `eval_history.jsonl` (one JSON object per line and evaluation).
-
-    Args:
-      params: replicated parameters.
-      step: training step (names the image folder).
-      workdir: the run's workdir.
-      extra: more fields for the record (e.g. the train step time).
-    Returns:
-      The record: 'step', 'psnr', 'ssim', 'region_psnr', 'miou' (over the
-      eval frames) and `extra`.
-    """
+    """Renders and scores the eval frames at `step`: PNGs, eval_metrics.json, a
+    line of eval_history.jsonl; returns that record (with `extra`)."""
     smooth = train_step.is_smoothing_on(step, self.config.train)
     rgbs, preds = [], []
     image_dir = os.path.join(workdir, 'eval', f'step_{step:07d}')

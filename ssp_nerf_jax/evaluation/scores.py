@@ -1,6 +1,4 @@
-"""Scores of rendered frames against the truth: PSNR, SSIM, PSNR per face
-region, parsing mIoU, the mouth area's sync, and the landmark metrics of
-`lipsync`; `score_val` gathers them for a val split."""
+"""Scores of rendered frames against the truth; `score_val` for a val split."""
 from typing import Optional
 
 import numpy as np
@@ -10,17 +8,8 @@ from ssp_nerf_jax.evaluation import metrics as metrics_lib
 
 
 def frame_scores(rgb, images, pred_ids, true_ids, class_names):
-  """Mean PSNR and SSIM over frames, PSNR per region, parsing mIoU.
-
-  Args:
-    rgb: float [N, H, W, 3] renders in [0, 1].
-    images: uint8 [N, H, W, 3] ground truth.
-    pred_ids, true_ids: int [N, H, W] rendered / true class ids.
-    class_names: the K class names.
-  Returns:
-    {'psnr': dB, 'ssim': x, 'region_psnr': {region: dB or None},
-     'miou': x}.
-  """
+  """{'psnr', 'ssim' (frame means), 'region_psnr', 'miou'} of rgb float
+  [N, H, W, 3] vs uint8 images; pred_ids, true_ids int [N, H, W]."""
   truth = images.astype(np.float32) / 255
   return {
       'psnr': float(np.mean([metrics_lib.psnr(r, t)
@@ -34,32 +23,15 @@ def frame_scores(rgb, images, pred_ids, true_ids, class_names):
 
 
 def mouth_area(class_ids: np.ndarray, class_names) -> Optional[np.ndarray]:
-  """Pixels of the 'mouth' region (lips + mouth interior) per frame.
-
-  Args:
-    class_ids: int [N, H, W] parsing.
-    class_names: the dataset's class names.
-  Returns:
-    float [N], or None if the parsing has no mouth classes (4-class data).
-  """
+  """float [N] mouth pixels of [N, H, W] class ids; None: no mouth classes."""
   mask = metrics_lib.region_masks(class_ids, tuple(class_names))['mouth']
   return None if mask is None else mask.sum(axis=(1, 2)).astype(np.float64)
 
 
 def mouth_area_sync(pred_ids: np.ndarray, true_ids: np.ndarray,
                     class_names) -> Optional[float]:
-  """Pearson correlation over frames of the rendered vs true mouth area.
-
-  Needs true parsing (synthetic data, processed folders), unlike the
-  landmark `mouth_sync` of `lipsync.score`.
-
-  Args:
-    pred_ids, true_ids: int [N, H, W] rendered / true parsing.
-    class_names: the dataset's class names.
-  Returns:
-    In [-1, 1]; None if the parsing has no mouth classes (4-class data) or
-    either area is constant over the frames.
-  """
+  """Pearson r of rendered vs true mouth area over frames (needs true parsing);
+  None without mouth classes or for a constant area."""
   rendered = mouth_area(pred_ids, class_names)
   if rendered is None:
     return None
@@ -68,21 +40,8 @@ def mouth_area_sync(pred_ids: np.ndarray, true_ids: np.ndarray,
 
 
 def score_val(step: int, class_names, frames, rendered) -> dict:
-  """metrics.json payload of the val split.
-
-  Args:
-    step: the checkpoint's step.
-    class_names: the dataset's class names.
-    frames: the val split (`input_pipeline.load_split`): 'image' uint8
-      [N, H, W, 3], 'parsing' uint8 [N, H, W].
-    rendered: 'rgb' uint8 [N, H, W, 3], 'rgb_float' float32 in [0, 1] and
-      'class_id' [N, H, W] renders (`jobs.render_to_memory(...,
-      keep_float=True)`).
-  Returns:
-    step, num_frames, psnr, ssim, region_psnr, miou; the landmark metrics
-    lmd, mouth_sync and landmark_frames (`lipsync.score`; None without a
-    face in any frame); mouth_area_sync (`mouth_area_sync`).
-  """
+  """metrics.json payload of the val split: `frame_scores`, `lipsync.score` and
+  `mouth_area_sync`; frames from `input_pipeline.load_split`."""
   rgb = rendered['rgb_float']
   scores = frame_scores(rgb, frames['image'], rendered['class_id'],
                         frames['parsing'], class_names)

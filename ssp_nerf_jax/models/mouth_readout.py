@@ -1,41 +1,14 @@
-"""A linear read-out from a frame's audio feature window to its mouth opening.
+"""Linear read-out from a frame's audio feature window to its mouth opening.
 
-The field learns the mean face long before it learns to make the mouth
-depend on a learned audio code: on a 20 s real clip at the CPU budget the
-code barely varies across frames and the rendered mouth stays the average
-one.  With `config.model.mouth_condition` the field is also given one
-number per frame, the mouth opening, which it cannot average away:
-
-  - training frames use their measured opening (`mouth_open`, from the
-    landmarks of `python -m ssp_nerf_jax.preprocess` or the synthetic
-    data's truth), so the field learns what an opening looks like;
-  - every other frame (validation, a new speech track) uses the opening
-    predicted from its audio by this read-out, a ridge regression fitted
-    once on the training frames before training starts and kept in the
-    parameters (`models.mouth.MouthReadout`, never trained by the
-    optimizer).  Its predictions are then mapped onto the measured
-    openings' distribution, rank for rank (`quantile_map`): ridge
-    predictions are shrunk towards the mean opening, and a field driven by
-    them draws the same half-open mouth in every frame; mapped, a
-    prediction as high as the 90th percentile of the predictions gets the
-    opening of the 90th percentile of the measured openings, so the field
-    sees openings spread as in training.
-
-Ridge, not a layer trained with the NeRF: with ~500 frames and a 16 x 29
-window the read-out overfits unless it is regularised, and closed-form ridge
-with its strength chosen by cross-validation over contiguous blocks of
-frames is the best linear predictor we can pick without the val frames.
-`python -m ssp_nerf_jax.benchmarks.audio_probe` reports how well it does.
-"""
+Ridge with blocked cross-validation; predictions are mapped onto the measured
+openings' distribution (`quantile_map`), as ridge shrinks them to the mean."""
 import numpy as np
 
 from ssp_nerf_jax.runtime import errors
 
-# Wide windows of pretrained speech features (16 x 384 and more) need the
-# large strengths; MFCC windows (16 x 29) pick 100-1000.
+# Wide windows of pretrained speech features need the large strengths.
 RIDGE_STRENGTHS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6)
 CV_FOLDS = 5
-# Fewer measured train frames than this give no usable read-out.
 MIN_FRAMES = 20
 
 
@@ -55,23 +28,7 @@ def standardise(x: np.ndarray):
 
 
 def ridge_weights(z: np.ndarray, y: np.ndarray, strengths) -> np.ndarray:
-  """Ridge weights of centred targets on standardised inputs, every
-  strength from one eigendecomposition.
-
-  The primal solution (z'z + s I)^-1 z'y decomposes the D x D matrix z'z;
-  when D > N the equal dual one z'(zz' + s I)^-1 y decomposes the N x N
-  kernel zz' instead, so the cost is O(N D min(N, D)), not O(D^3).
-  Directions with no variance get no weight (the least-norm solution at
-  strength 0, as lstsq).
-
-  Args:
-    z: [N, D] standardised inputs.
-    y: [N] centred targets.
-    strengths: lambdas of the L2 penalty.
-
-  Returns:
-    float64 [len(strengths), D].
-  """
+  """[len(strengths), D]: ridge of centred y [N] on z [N, D], one eigh."""
   z, y = np.asarray(z, np.float64), np.asarray(y, np.float64)
   dual = z.shape[1] > z.shape[0]
   eigenvalues, eigenvectors = np.linalg.eigh(z @ z.T if dual else z.T @ z)
@@ -89,18 +46,7 @@ def ridge_weights(z: np.ndarray, y: np.ndarray, strengths) -> np.ndarray:
 
 
 def ridge_fit(x: np.ndarray, y: np.ndarray, strength: float) -> dict:
-  """Ridge regression on standardised inputs, with an unpenalised intercept.
-
-  Args:
-    x: [N, D] inputs.
-    y: [N] targets.
-    strength: lambda of the L2 penalty on the weights of the standardised
-      inputs (0: least squares).
-
-  Returns:
-    {'mean': [D], 'scale': [D], 'weights': [D], 'offset': []} float64,
-    read by `predict`.
-  """
+  """{'mean', 'scale', 'weights' [D], 'offset' []}; intercept unpenalised."""
   z, mean, scale = standardise(x)
   offset = float(np.mean(y))
   weights = ridge_weights(z, np.asarray(y, np.float64) - offset,
@@ -117,15 +63,8 @@ def predict(readout: dict, x: np.ndarray) -> np.ndarray:
 
 def cross_validate(x: np.ndarray, y: np.ndarray, strengths=RIDGE_STRENGTHS,
                    folds: int = CV_FOLDS):
-  """Held-out predictions of every strength over `folds` contiguous blocks
-  (neighbouring frames are alike: random folds would leak).  One
-  decomposition per fold serves every strength (`ridge_weights`).
-
-  Returns:
-    (scores [folds, len(strengths)]: each block's Pearson r,
-     predictions [len(strengths), N]: each frame's from the fit without
-     its block).
-  """
+  """(Pearson r [folds, L], held-out predictions [L, N]) for L strengths, over
+  contiguous blocks: neighbouring frames are alike, random folds would leak."""
   y = np.asarray(y, np.float64)
   scores = np.zeros((folds, len(strengths)))
   predictions = np.zeros((len(strengths), len(y)))
@@ -143,29 +82,16 @@ def cross_validate(x: np.ndarray, y: np.ndarray, strengths=RIDGE_STRENGTHS,
 
 def choose_strength(x: np.ndarray, y: np.ndarray,
                     strengths=RIDGE_STRENGTHS, folds: int = CV_FOLDS):
-  """(strength, r): the ridge strength with the best mean held-out Pearson r
-  (`cross_validate`), and that r."""
+  """(strength, r) with the best mean held-out Pearson r (`cross_validate`)."""
   scores, _ = cross_validate(x, y, strengths, folds)
-  best = int(np.argmax(scores.mean(0)))  # the first of equal scores
+  best = int(np.argmax(scores.mean(0)))
   return strengths[best], float(scores.mean(0)[best])
 
 
 def quantile_map(held_out: np.ndarray, y: np.ndarray,
                  knots: int) -> tuple[np.ndarray, np.ndarray]:
-  """The monotone map of predictions onto the measured openings'
-  distribution, as `knots` points of a piecewise-linear function.
-
-  Args:
-    held_out: [N] held-out predictions of the train frames
-      (`cross_validate`): distributed as a new frame's prediction, unlike
-      the in-sample ones.
-    y: [N] the measured openings.
-    knots: K >= 2 quantile levels, evenly spaced over [0, 1].
-  Returns:
-    (float64 [K] the predictions' quantiles, strictly increasing;
-     float64 [K] the openings' quantiles, non-decreasing): a prediction p
-    maps to interp(p, first, second), the measured range beyond the ends.
-  """
+  """(inputs [K] increasing, outputs [K]): p -> interp(p, inputs, outputs) maps
+  held-out predictions [N] (distributed like a new frame's) onto y [N]."""
   levels = np.linspace(0.0, 1.0, knots)
   inputs = np.quantile(np.asarray(held_out, np.float64), levels)
   # Ties (a constant stretch of predictions) would make interp ambiguous.
@@ -174,27 +100,13 @@ def quantile_map(held_out: np.ndarray, y: np.ndarray,
 
 
 def centre_windows(audio: np.ndarray) -> np.ndarray:
-  """[N, S * C]: each frame's own feature window, flattened, from the
-  dataset's [N, A, S, C] context windows (the frame is at A // 2)."""
+  """[N, A, S, C] context windows -> [N, S * C] of each frame's own (A // 2)."""
   return audio[:, audio.shape[1] // 2].reshape(len(audio), -1)
 
 
 def fit_readout(audio: np.ndarray, mouth_open: np.ndarray, knots: int = 0) -> dict:
-  """The read-out of the training frames (see the module docstring).
-
-  Args:
-    audio: [N, A, S, C] the frames' context windows.
-    mouth_open: [N] measured openings; NaN where not measured (skipped).
-    knots: points of the `quantile_map` (0: none, raw predictions).
-
-  Returns:
-    `ridge_fit`'s dict, float32, with the chosen 'strength' and its
-    cross-validated 'r_cv' as [] arrays, and with knots the map's
-    'map_in' and 'map_out' [knots].
-
-  Raises:
-    errors.UserError: fewer than MIN_FRAMES measured frames.
-  """
+  """`ridge_fit`'s dict in float32, with 'strength', 'r_cv' and with knots
+  'map_in', 'map_out' [knots]; NaN openings are skipped."""
   measured = np.isfinite(mouth_open)
   if measured.sum() < MIN_FRAMES:
     raise errors.UserError(

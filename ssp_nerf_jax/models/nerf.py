@@ -1,28 +1,4 @@
-"""The audio-conditioned NeRF MLP (AD-NeRF's FaceNeRF) with a parsing head.
-
-Layer layout for depth D, width W, skip layer s (defaults 8, 256, 4):
-
-  trunk_0:      [PE(x), code]           -> W, ReLU
-  trunk_i:      h                       -> W, ReLU
-  trunk_{s+1}:  [PE(x), code, h]        -> W, ReLU   (AD-NeRF skips=[4])
-  sigma:        h -> 1                  (raw density; ReLU in rendering)
-  semantic:     h -> K                  (parsing logits; SSP-NeRF)
-  view_0:       [h, PE(d)]              -> view_width, ReLU
-  view_1..:     view_width -> view_width, ReLU   (D // 4 of them, AD-NeRF)
-  rgb:          view_width -> 3, sigmoid
-
-Every layer's kernel has the shape of the plain concatenation Linear layer
-(rows in the order listed), so weights map one-to-one onto AD-NeRF's.  Two
-inputs are constant along some axes: the audio code is the same for all
-points of a frame, and PE(d) for all samples of a ray.  `MultiInputDense`
-exploits this: W cat(a, b) = W_a a + W_b b, with each term computed at its
-own (broadcast) shape, so W_code code costs one product per frame instead of
-one per sample.
-
-AD-NeRF's FaceNeRF constructs a `feature_linear` but bypasses it
-(`feature = h`); `feature_layer=False` (the default) matches that, True adds
-the W -> W feature layer of the original NeRF.
-"""
+"""Audio-conditioned NeRF MLP (AD-NeRF's FaceNeRF) with a parsing head."""
 import dataclasses
 from typing import Sequence
 
@@ -32,39 +8,21 @@ import jax.numpy as jnp
 
 from ssp_nerf_jax.models import encoding
 
-# PyTorch's default Linear/Conv kernel initialisation, U(+-1/sqrt(fan_in)),
-# so that training starts like AD-NeRF's.  Biases start at zero (torch draws
-# them from the same range): one random draw fewer per layer, which halves
-# the XLA compile time of `init` on CPU, where threefry dominates it.
+# PyTorch's kernel init U(+-1/sqrt(fan_in)), as AD-NeRF.  Biases start at zero
+# (not torch's): one random draw fewer per layer compiles `init` faster.
 torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in',
                                                      'uniform')
 
 
 class MultiInputDense(nn.Module):
-  """A Dense layer on the concatenation of inputs, without concatenating.
-
-  `MultiInputDense(n)([a, b])` equals `nn.Dense(n)(concatenate([a, b], -1))`
-  with the same {'kernel', 'bias'} parameters, but each input only needs to
-  broadcast against the others: an input of shape [F, 1, 1, Da] is
-  multiplied once per frame and then broadcast.
-
-  Attributes:
-    features: output width.
-    dtype: computation dtype; parameters are kept in float32.
-  """
+  """Dense on the concatenation of inputs, each term at its own broadcast shape
+  (a per-frame code [F, 1, 1, A] is multiplied once per frame)."""
   features: int
   dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, inputs: Sequence[jax.Array]) -> jax.Array:
-    """Applies W cat(inputs) + b term by term.
-
-    Args:
-      inputs: list of [..., D_k] arrays whose leading dims broadcast.
-
-    Returns:
-      [broadcast(...), features] in `dtype`.
-    """
+    """inputs [..., D_k] that broadcast -> [..., features] in `dtype`."""
     dims = [x.shape[-1] for x in inputs]
     fan_in = sum(dims)
     kernel = self.param('kernel', torch_kernel_init, (fan_in, self.features),
@@ -84,25 +42,10 @@ class MultiInputDense(nn.Module):
 
 
 class NeRFLayout(nn.Module):
-  """The layer layout of a NeRFMLP, declared once: NeRFMLP's fields, and
-  those of a module that builds its MLPs from its own fields (PortraitNeRF,
-  with `layout_of`).
+  """NeRFMLP's layer layout, shared with modules building MLPs (`layout_of`).
 
-  Attributes:
-    num_classes: K, number of parsing classes.
-    xyz_freqs: octaves of PE(x).
-    dir_freqs: octaves of PE(d).
-    depth: trunk layers.
-    width: trunk width.
-    skip_layer: [PE(x), code] re-enters after this (0-based) trunk layer,
-      i.e. as input of layer skip_layer + 1; no skip if that layer does not
-      exist (or skip_layer < 0).
-    view_width: width of the view-dependent branch.
-    num_view_layers: extra view_width -> view_width layers after view_0;
-      None means depth // 4 (AD-NeRF).
-    feature_layer: insert NeRF's W -> W feature layer before the view branch
-      (AD-NeRF bypasses it).
-  """
+  skip_layer: [PE(x), code] re-enters after it (< 0: never); num_view_layers
+  None: depth // 4; feature_layer: NeRF's W -> W layer (AD-NeRF skips it)."""
   num_classes: int
   xyz_freqs: int = 10
   dir_freqs: int = 4
@@ -114,8 +57,6 @@ class NeRFLayout(nn.Module):
   feature_layer: bool = False
 
 
-# NeRFLayout's settings, named as in config.model: all its fields but
-# num_classes (the dataset's) and Flax's parent and name.
 LAYOUT_SETTINGS = tuple(f.name for f in dataclasses.fields(NeRFLayout)
                         if f.name not in ('num_classes', 'parent', 'name'))
 
@@ -127,39 +68,16 @@ def layout_of(module: NeRFLayout) -> dict:
 
 
 class NeRFMLP(NeRFLayout):
-  """Audio-conditioned radiance + parsing field.
-
-  Attributes:
-    (NeRFLayout's): num_classes, xyz_freqs, dir_freqs, depth, width,
-      skip_layer, view_width, num_view_layers, feature_layer.
-    dtype: computation dtype ('float32' or 'bfloat16'); parameters float32,
-      outputs float32.
-  """
+  """Audio-conditioned radiance + parsing field; float32 params and outputs."""
   dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, points, viewdirs, code):
-    """Evaluates the field at S points along each of R rays of F frames.
-
-    Any number of leading dims [...] is allowed (below: [F, R]).
-
-    Args:
-      points: [F, R, S, 3] sample positions (head space).
-      viewdirs: [F, R, 3] unit view directions, one per ray.
-      code: [F, A] audio code, one per frame, or a list of parts read as
-        their concatenation, each [F, A_k] (per frame) or [F, R, S, A_k]
-        (per point).
-
-    Returns:
-      Dict of float32 arrays:
-        rgb: [F, R, S, 3] colour in [0, 1].
-        raw_sigma: [F, R, S] density before the ReLU.
-        logits: [F, R, S, K] parsing logits.
-    """
+    """points [F, R, S, 3], viewdirs [F, R, 3], code [F, A] (or parts) ->
+    rgb [F, R, S, 3], raw_sigma [F, R, S], logits [F, R, S, K]."""
     dtype = jnp.dtype(self.dtype)
     dense = lambda n, name: MultiInputDense(n, dtype=self.dtype, name=name)
     pe_x = encoding.positional_encoding(points, self.xyz_freqs).astype(dtype)
-    # Per-ray and per-frame inputs, shaped to broadcast over samples / rays.
     pe_d = encoding.positional_encoding(viewdirs, self.dir_freqs)
     pe_d = pe_d[..., None, :].astype(dtype)  # [F, R, 1, Dd]
     codes = [
@@ -172,7 +90,7 @@ class NeRFMLP(NeRFLayout):
       if i == 0:
         inputs = [pe_x, *codes]
       elif i == self.skip_layer + 1 and self.skip_layer >= 0:
-        inputs = [pe_x, *codes, h]  # AD-NeRF: cat([input_pts, h])
+        inputs = [pe_x, *codes, h]
       else:
         inputs = [h]
       h = nn.relu(dense(self.width, f'trunk_{i}')(inputs))
@@ -186,7 +104,6 @@ class NeRFMLP(NeRFLayout):
     for i in range(num_view_layers):
       v = nn.relu(dense(self.view_width, f'view_{i + 1}')([v]))
     rgb_logits = dense(3, 'rgb')([v])
-    # Nonlinearities of the outputs in float32 (cheap, and exact at 0/1).
     return {
         'rgb': jax.nn.sigmoid(rgb_logits.astype(jnp.float32)),
         'raw_sigma': raw_sigma.astype(jnp.float32),

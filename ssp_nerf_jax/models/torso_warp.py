@@ -1,38 +1,7 @@
-"""Torso warping: one field holds both the head and the torso.
+"""Torso warp by two-bone blend skinning: x' = x + b(x) (B_t x + r - x).
 
-Rays and samples live in head space (AD-NeRF: the camera moves around a
-still head), so the head is canonical already.  The torso is not: it hangs
-from the body, which is (nearly) still in the camera frame, so in head space
-it moves with the inverse head pose, plus motion of its own.  A point is
-warped by blending two rigid "bones" (linear blend skinning):
-
-  head bone:  x -> x
-  body bone:  x -> B_t x,  B_t = C_ref C_t^-1
-              (C_t: the frame's camera-to-head pose, C_ref: a fixed
-              reference pose, the mean training pose).  B_t maps frame t's
-              head space to head space at the reference pose, where a point
-              still in the camera frame always lands on the same spot.
-
-  x' = x + b(x) * (B_t x + r(x, t) - x)
-
-with a learned per-point blend b in [0, 1] and a small residual offset r
-(|r_i| < max_offset, tanh) for what the two rigid bones miss (neck bending,
-breathing); r depends on the point and on the frame's relative pose.  Both
-come from one small MLP on [PE(x), PE(B_t x), pose(B_t)]: PE(x) recognises
-head points (still in head space), PE(B_t x) body points (still in the
-reference frame).
-
-Why the head stays rigid:
-  * b starts near 0 everywhere (output bias -4.6: b = 0.01), so training
-    starts from the unwarped field;
-  * the parsing supervises b (see `losses.warp_losses`): along rays whose
-    ground-truth class is a head class the expected blend sum_i w_i b_i is
-    pulled to 0, along neck/torso rays to 1 (w_i held fixed: the blend must
-    not reshape the geometry to satisfy this);
-  * at the reference pose B_t = I and the warp is the identity whatever b
-    (with zero residual): the field is the head space of that pose.
-The residual is kept small by an L2 penalty (config.train.warp_offset_weight).
-"""
+B_t = C_ref C_t^-1 maps a frame's head space to the reference pose's, where
+the torso (still in the camera frame) stays put; parsing supervises b."""
 from typing import Sequence
 
 import flax.linen as nn
@@ -44,7 +13,6 @@ from ssp_nerf_jax.models import nerf
 
 # Initial blend logit: sigmoid(-4.6) = 0.01.
 INITIAL_BLEND_LOGIT = -4.6
-# Class names that move with the body (in both parsing schemes).
 BODY_CLASS_NAMES = ('neck', 'torso')
 
 
@@ -59,14 +27,7 @@ def rigid_inverse(c2w):
 
 
 def body_transforms(c2w, reference_c2w):
-  """B_t = C_ref C_t^-1: frame head space -> reference head space.
-
-  Args:
-    c2w: [F, 4, 4] camera-to-head poses C_t.
-    reference_c2w: [4, 4] reference pose C_ref.
-  Returns:
-    [F, 4, 4] rigid transforms (identity where C_t == C_ref).
-  """
+  """[F, 4, 4] B_t = C_ref C_t^-1: frame head space -> reference head space."""
   return jnp.asarray(reference_c2w, jnp.float32) @ rigid_inverse(
       jnp.asarray(c2w, jnp.float32))
 
@@ -80,15 +41,7 @@ def apply_transform(transform, points):
 
 
 class TorsoWarp(nn.Module):
-  """Warps head-space samples into the one canonical space (see module doc).
-
-  Attributes:
-    reference_c2w: C_ref as 16 floats (row-major 4x4), hashable so that the
-      model stays a static jit argument.
-    num_freqs: octaves of the positional encodings.
-    width: hidden width of the 2-layer MLP.
-    max_offset: bound of each residual component (head-space units).
-  """
+  """Warps head-space samples; reference_c2w: C_ref as 16 floats (hashable)."""
   reference_c2w: Sequence[float]
   num_freqs: int = 6
   width: int = 64
@@ -96,17 +49,9 @@ class TorsoWarp(nn.Module):
 
   @nn.compact
   def __call__(self, points, c2w):
-    """Warps points.
-
-    Args:
-      points: [F, R, S, 3] head-space samples of frame f.
-      c2w: [F, 4, 4] the frames' camera-to-head poses.
-    Returns:
-      (warped [F, R, S, 3], blend [F, R, S] in [0, 1],
-       offset [F, R, S, 3] residual r).
-    """
+    """points [F, R, S, 3], c2w [F, 4, 4] -> (warped, blend [F, R, S], r)."""
     reference = jnp.asarray(self.reference_c2w, jnp.float32).reshape(4, 4)
-    body = body_transforms(c2w, reference)  # [F, 4, 4]
+    body = body_transforms(c2w, reference)
     body_points = apply_transform(body, points)
     # The pose enters as B_t - I (zero at the reference), once per frame.
     pose = (body[:, :3, :] - jnp.eye(3, 4)).reshape(body.shape[0], 1, 1, 12)

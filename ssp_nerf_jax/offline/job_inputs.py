@@ -1,9 +1,5 @@
-"""Inputs of an offline job: audio files and camera pose tracks.
-
-Everything is read and validated before the first (slow) render, and every
-problem is a one-line `UserError` naming the file or value.  `trained` is
-`trained.load_trained`'s result (config, builder, scene, ...).
-"""
+"""Inputs of an offline job (audio, pose tracks), checked before the first
+render; each problem is a one-line UserError naming the file or value."""
 import json
 import os
 import warnings
@@ -15,10 +11,7 @@ from ssp_nerf_jax.data import input_pipeline
 from ssp_nerf_jax.rendering import rigid
 from ssp_nerf_jax.runtime import errors
 
-_SILENCE = 1e-4  # Peak amplitude below which audio counts as silent.
-
-
-# ------------------------------------------------------------------ audio --
+_SILENCE = 1e-4
 
 
 def load_waveform_file(path: str) -> np.ndarray:
@@ -26,7 +19,7 @@ def load_waveform_file(path: str) -> np.ndarray:
   if not os.path.isfile(path):
     raise errors.UserError(f'audio file {path} not found')
   try:
-    with warnings.catch_warnings():  # librosa's soundfile -> audioread notes
+    with warnings.catch_warnings():  # librosa's audioread fallback notes
       warnings.simplefilter('ignore')
       waveform = audio_features.load_audio(path)
   except Exception as e:  # pylint: disable=broad-except
@@ -67,8 +60,7 @@ def load_feature_file(path: str, scene) -> np.ndarray:
 
 
 def check_speech_model(trained) -> None:
-  """UserError unless new speech would be encoded by the same pretrained
-  speech model (weights) as the training clip, if its features need one."""
+  """UserError unless new speech gets the training clip's speech model."""
   trained_with = trained.builder.info.metadata['audio'].get('speech_model')
   if not trained_with:
     return
@@ -84,12 +76,8 @@ def check_speech_model(trained) -> None:
 
 
 def audio_windows(path: str, trained):
-  """Per-frame model audio inputs of a wav/`.npy` file, and its waveform.
-
-  Returns:
-    (float32 [N, A, S, C] context windows, float32 [T] 16 kHz waveform or
-    None for a feature file).
-  """
+  """(windows float32 [N, A, S, C], 16 kHz waveform float32 [T] or None for
+  `.npy` features) of an audio file."""
   scene = trained.scene
   prefix = audio_features.PRECOMPUTED_PREFIX
   if scene.audio_feature.startswith(prefix) and not path.endswith('.npy'):
@@ -114,15 +102,8 @@ def audio_windows(path: str, trained):
   return windows, waveform
 
 
-# ------------------------------------------------------------------ poses --
-
-
 def pose_track_pingpong(num_poses: int, num_frames: int) -> np.ndarray:
-  """Indices 0, 1, .., n-1, n-2, .., 1, 0, 1, ... of length `num_frames`.
-
-  Returns:
-    int64 [num_frames] indices into a track of `num_poses` poses.
-  """
+  """int64 [num_frames] indices 0, 1, .., n-1, n-2, .., 1, 0, 1, ..."""
   if num_poses < 1:
     raise ValueError(f'num_poses must be >= 1, got {num_poses}')
   if num_poses == 1:
@@ -158,22 +139,14 @@ def load_transforms(path: str) -> np.ndarray:
 
 
 def train_poses(trained) -> np.ndarray:
-  """The training split's camera track, float32 [N, 4, 4].
-
-  Only the poses are read: decoding the split's images and parsing maps
-  would cost seconds and gigabytes at paper scale.
-  """
+  """The training split's camera track, float32 [N, 4, 4], read without
+  decoding the split's images (costly at paper scale)."""
   return input_pipeline.load_poses(trained.builder, 'train')
 
 
 def load_track(spec: str, trained) -> np.ndarray:
-  """The pose track float32 [M, 4, 4] that `spec` names.
-
-  Args:
-    spec: 'train' (training split's track), 'static' (its first pose), or a
-      transforms.json path.
-    trained: from `load_trained`.
-  """
+  """Pose track float32 [M, 4, 4] of `spec`: 'train' (the training split's),
+  'static' (its first pose) or a transforms.json path."""
   if spec == 'static':
     return train_poses(trained)[:1]
   if spec == 'train':
@@ -185,13 +158,7 @@ def load_track(spec: str, trained) -> np.ndarray:
 
 
 def pose_track(spec, trained, num_frames: int) -> np.ndarray:
-  """Camera poses float32 [num_frames, 4, 4] for a render.
-
-  Args:
-    spec: a `load_track` spec, or an already loaded track [M, 4, 4]; a
-      track shorter than `num_frames` plays forward then backward.
-    trained: from `load_trained`.
-    num_frames: frames to render.
-  """
+  """float32 [num_frames, 4, 4] from a `load_track` spec or a track [M, 4, 4],
+  played forward then backward when shorter."""
   track = load_track(spec, trained) if isinstance(spec, str) else spec
   return track[pose_track_pingpong(len(track), num_frames)]

@@ -1,20 +1,6 @@
-"""Offline jobs on a trained workdir: new audio -> mp4, the val split
-rendered and scored.
-
-Library behind `render_main.py`:
-
-* `trained.load_trained(workdir)`: the run to render (see that module);
-  `with_background` swaps its plate.
-* `job_inputs.audio_windows` / `job_inputs.pose_track`: the audio windows
-  and camera poses of a job (see that module).
-* `make_renderer(trained)` / `render_one(...)`: the frame renderer and
-  parameters every frame of a job is rendered with, and one frame
-  rendered, with its own occupancy grid when config.occupancy.enabled.
-* `stream_frames(...)` / `render_to_memory(...)`: frames on the device mesh, one
-  compilation, streamed one at a time / collected in memory.
-* `render_audio(...)` / `render_val(...)`: whole jobs writing files (frames
-  stream into ffmpeg as they are rendered).
-"""
+"""Offline jobs on a trained workdir: new audio -> mp4, the val split rendered
+and scored.  Frames stream into ffmpeg as they are rendered, and every frame
+of a job shares one compilation."""
 import collections
 import contextlib
 import os
@@ -43,10 +29,7 @@ from ssp_nerf_jax.runtime import parallel
 Trained = trained_lib.Trained
 
 def with_background(trained: Trained, path: str) -> Trained:
-  """`trained` compositing over the image at `path` instead of the plate.
-
-  An image of another size is resized (bilinear) with a warning.
-  """
+  """`trained` compositing over the image at `path` (resized with a warning)."""
   try:
     image = np.asarray(iio.imread(path))
   except Exception as e:  # pylint: disable=broad-except
@@ -74,12 +57,8 @@ BoundRenderer = collections.namedtuple('BoundRenderer',
 
 
 def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
-  """A FrameRenderer and replicated params, to reuse over many videos;
-  with config.occupancy.enabled each frame is rendered with its own
-  occupancy grid.
-
-  Every frame rendered through one BoundRenderer shares one compilation.
-  """
+  """A FrameRenderer and replicated params, one compilation for many videos;
+  with config.occupancy.enabled each frame gets its own occupancy grid."""
   mesh = mesh or parallel.make_data_mesh()
   renderer = frame_renderer.FrameRenderer(trained.config, trained.model,
                                       trained.scene, mesh)
@@ -89,9 +68,8 @@ def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
 
 
 def render_one(bound: BoundRenderer, c2w, audio, mouth=None):
-  """`FrameRenderer.render`'s outputs for one frame (c2w [4, 4], audio
-  [A, 16, C], its mouth opening or None: predicted from the audio), with
-  the frame's own occupancy grid if `bound` uses them."""
+  """`FrameRenderer.render`'s outputs for c2w [4, 4], audio [A, 16, C] and a
+  mouth opening (None: predicted from the audio)."""
   grid = (bound.renderer.frame_grid(bound.params, c2w, audio, bound.smooth,
                                     mouth)
           if bound.occupancy else None)
@@ -102,23 +80,13 @@ def render_one(bound: BoundRenderer, c2w, audio, mouth=None):
 def stream_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
                 desc: str = 'render', keep_float: bool = False,
                 mouth: Optional[np.ndarray] = None):
-  """Renders frames one at a time, each one's rays chunked over the mesh.
+  """Yields frames one at a time, each one's rays chunked over the mesh.
 
-  A generator, so that a long render streams to its files instead of
-  holding every frame.  In a multi-process job every process must consume
-  it to the end: each chunk's rays are split over all processes' devices.
-
-  Args:
-    bound: from `make_renderer`.
-    c2w: float32 [N, 4, 4] camera-to-head poses.
-    audio: float32 [N, A, 16, C] audio context windows.
-    desc: progress-bar label.
-    keep_float: also yield 'rgb_float' (4x the memory of 'rgb').
-    mouth: float [N] the frames' mouth openings, or None: predicted from
-      their audio (models with config.model.mouth_condition).
-  Yields:
-    N dicts: 'rgb' uint8 [H, W, 3], 'class_id' uint8 [H, W], and with
-    `keep_float` 'rgb_float' float32 [H, W, 3] in [0, 1].
+  Every process of a multi-process job must consume it to the end: each
+  chunk's rays are split over all processes' devices.  c2w float32
+  [N, 4, 4], audio [N, A, 16, C], mouth [N] or None (predicted).  Yields
+  'rgb' uint8 [H, W, 3], 'class_id' uint8 [H, W] and, with keep_float,
+  'rgb_float' float32 [H, W, 3].
   """
   if len(c2w) != len(audio):
     raise ValueError(f'{len(c2w)} poses but {len(audio)} audio windows')
@@ -147,17 +115,8 @@ def render_to_memory(trained: Trained, c2w: np.ndarray, audio: np.ndarray,
                   mesh=None, desc: str = 'render',
                   bound: Optional[BoundRenderer] = None,
                   keep_float: bool = False) -> dict[str, np.ndarray]:
-  """Renders frames into memory (see `stream_frames` to stream them).
-
-  Args:
-    trained: from `load_trained`.
-    c2w, audio, desc, keep_float: see `stream_frames`; N >= 1.
-    mesh: ('data',) mesh; default all devices (ignored if `bound` given).
-    bound: from `make_renderer`, to reuse its compilation; default a new one.
-  Returns:
-    dict: 'rgb' uint8 [N, H, W, 3], 'class_id' uint8 [N, H, W], and with
-    `keep_float` 'rgb_float' float32 [N, H, W, 3] in [0, 1].
-  """
+  """`stream_frames`' outputs stacked to [N, ...]; N >= 1.  `bound` reuses a
+  compilation, else one is made on `mesh` (default all devices)."""
   bound = bound or make_renderer(trained, mesh)
   return stack_frames(list(stream_frames(bound, c2w, audio, desc, keep_float)))
 
@@ -171,8 +130,7 @@ def video_writer(trained: Trained, path: str, num_frames: int,
 
 
 def consume(frames) -> None:
-  """Renders and drops every frame: what the processes that do not write do
-  (each frame's rays span every process's devices)."""
+  """Renders and drops every frame (the processes that do not write)."""
   for _ in frames:
     pass
 
@@ -191,22 +149,11 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
                  parsing: bool = False, mesh=None,
                  bound: Optional[BoundRenderer] = None,
                  inputs=None) -> str:
-  """Renders one audio file to `<out_dir>/<stem>.mp4` (audio muxed in).
+  """Renders one audio file to `<out_dir>/<stem>.mp4`; returns its path.
 
-  Frames stream to ffmpeg (and the PNGs) as they are rendered, so memory
-  does not grow with the audio's length.  Process 0 writes every file.
-
-  Args:
-    trained: from `load_trained`.
-    audio_path: wav (any rate/channels) or `.npy` features [N, 16, C].
-    out_dir: existing, writable folder.
-    poses: a `load_track` spec or a loaded track [M, 4, 4].
-    keep_frames: also write `<out_dir>/<stem>/<i>.png`.
-    parsing: also write `<out_dir>/<stem>_parsing.mp4`.
-    mesh, bound: see `render_to_memory`.
-    inputs: `audio_windows(audio_path, trained)` if already computed.
-  Returns:
-    The mp4 path.
+  audio_path: wav or `.npy` features [N, 16, C]; poses: a `load_track` spec
+  or a track [M, 4, 4]; keep_frames, parsing: also PNGs, a parsing mp4;
+  inputs: `audio_windows(audio_path, trained)` if computed.  Process 0 writes.
   """
   windows, waveform = inputs or job_inputs.audio_windows(audio_path, trained)
   c2w = job_inputs.pose_track(poses, trained, len(windows))
@@ -251,20 +198,11 @@ def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
 def render_val(trained: Trained, out_dir: str, mesh=None,
                bound: Optional[BoundRenderer] = None,
                mouth: str = 'audio') -> dict:
-  """Renders and scores the val split into `out_dir`.
+  """Renders and scores the val split into `out_dir`; returns the metrics.
 
-  Writes `<frame_id>.png`, `parsing_<frame_id>.png`, `val.mp4` (with the
-  clip's audio over those frames; streamed as the frames are rendered),
-  `metrics.json` and, with mouth classes in the parsing, `mouth_strip.png`
-  (`mouth_strip`).  Process 0 writes; every process returns the metrics.
-  Args:
-    mouth: where a model given the mouth opening gets the val frames':
-      'audio', predicted from their speech as for new audio; 'measured',
-      their own (from the landmarks), which shows how well the field draws
-      a given opening, apart from how well the audio predicts it.
-  Returns:
-    The metrics dict; 'seconds_per_frame' is the wall time of rendering
-    (and, on process 0, writing) per frame.
+  Process 0 writes PNGs, val.mp4, metrics.json and mouth_strip.png.  `mouth`
+  is the opening a mouth-conditioned model gets: 'audio' (predicted, as for
+  new audio) or 'measured' (the frames' own: drawing apart from prediction).
   """
   frames = input_pipeline.load_split(trained.config, trained.builder, 'val')
   if not len(frames['frame_id']):
@@ -300,11 +238,7 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
 
 def write_val_frames(trained: Trained, out_dir: str, frame_ids: np.ndarray,
                      stream) -> list[dict[str, np.ndarray]]:
-  """Writes each val frame of `stream` as it comes: PNGs and `val.mp4`.
-
-  Returns:
-    The frames (the val split is small; they are scored afterwards).
-  """
+  """Writes `stream`'s val frames (PNGs, val.mp4) as they come; returns them."""
   palette = parsing_schemes.palette(trained.scene.num_classes)
   waveform = val_segment(input_pipeline.load_dataset_waveform(trained.builder),
                          frame_ids, trained.scene.fps)

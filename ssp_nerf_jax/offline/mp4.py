@@ -1,11 +1,5 @@
-"""H.264 mp4 writing (audio muxed in) and read-back with imageio-ffmpeg.
-
-Uses the ffmpeg binary bundled with imageio-ffmpeg, so no system ffmpeg is
-needed.  `Mp4Writer` streams frames to ffmpeg one at a time (long renders
-do not hold their frames in memory); `write_mp4` writes frames already in
-memory.  Videos are written to `<path>.partial.mp4` and renamed when
-complete: a failed or interrupted write never leaves a file under `path`.
-"""
+"""H.264 mp4 writing (audio muxed in) and read-back, via imageio-ffmpeg.  A file
+appears under its path only when complete (`<path>.partial.mp4` renamed)."""
 import os
 import re
 import subprocess
@@ -18,14 +12,11 @@ import soundfile
 
 from ssp_nerf_jax.runtime import errors
 
-_PROBE_RATE = 16_000  # Audio is decoded at this rate to measure it.
+_PROBE_RATE = 16_000
 
 
 def pad_to_even(frames: np.ndarray) -> np.ndarray:
-  """Pads uint8 [N, H, W, 3] by one edge pixel where H or W is odd.
-
-  yuv420p (what players expect of H.264) needs even sizes.
-  """
+  """uint8 [N, H, W, 3] edge-padded to even H, W (yuv420p needs them)."""
   height, width = frames.shape[1:3]
   pad = ((0, 0), (0, height % 2), (0, width % 2), (0, 0))
   if not any(p[1] for p in pad):
@@ -35,11 +26,7 @@ def pad_to_even(frames: np.ndarray) -> np.ndarray:
 
 def fit_audio(audio: np.ndarray, num_frames: int, fps: float,
               sample_rate: int) -> np.ndarray:
-  """Trims or zero-pads float32 [T] to the video's duration.
-
-  Returns:
-    float32 [round(num_frames / fps * sample_rate)].
-  """
+  """float32 [round(num_frames / fps * sample_rate)]: trimmed or zero-padded."""
   target = int(round(num_frames / fps * sample_rate))
   audio = np.asarray(audio, np.float32)[:target]
   return np.pad(audio, (0, target - len(audio)))
@@ -62,35 +49,18 @@ def _ffmpeg_command(path, width, height, fps, wav_path):
 class Mp4Writer:
   """Streams frames into ffmpeg: an H.264 mp4, with the audio muxed in.
 
-  Memory does not grow with the video's length: each frame goes to ffmpeg's
-  stdin as it is written.  The file appears under `path` only when the
-  `with` block ends cleanly and ffmpeg succeeded.
-
     with Mp4Writer(path, width, height, fps, audio, 16_000, num_frames=n) as w:
-      for frame in frames:
-        w.write(frame)
+      w.write(frame)
 
-  If the block raises or ffmpeg fails, ffmpeg is killed and the partial file
-  removed; the block's own exception propagates unchanged, an ffmpeg failure
-  is an errors.UserError naming `path`.
+  On any failure ffmpeg is killed and the partial file removed; an ffmpeg
+  failure is an errors.UserError naming `path`.
   """
 
   def __init__(self, path: str, width: int, height: int, fps: float,
                audio: Optional[np.ndarray] = None, sample_rate: int = 16_000,
                num_frames: Optional[int] = None):
-    """Checks the arguments; ffmpeg starts on `__enter__`.
-
-    Args:
-      path: output file (replaced atomically).
-      width, height: frame size; odd sizes are padded by one pixel.
-      fps: frame rate.
-      audio: float32 [T] mono in [-1, 1] at `sample_rate`, or None for a
-        silent video.  It is trimmed or zero-padded to num_frames / fps s.
-      sample_rate: rate of `audio` in Hz.
-      num_frames: frames that will be written; required with `audio` (the
-        audio track is cut to the video before the first frame arrives),
-        and checked on close when given.
-    """
+    """Checks the arguments; ffmpeg starts on `__enter__`.  `audio` (float32
+    [T] mono or None) is fitted to num_frames / fps, so it needs num_frames."""
     if audio is not None and num_frames is None:
       raise ValueError('num_frames is required to mux audio')
     self.path = path
@@ -135,11 +105,7 @@ class Mp4Writer:
                              f'{e}') from None
 
   def write(self, frame: np.ndarray) -> None:
-    """Sends one uint8 [H, W, 3] frame to ffmpeg.
-
-    Raises:
-      errors.UserError: ffmpeg has stopped (it rejected its input).
-    """
+    """Sends one uint8 [H, W, 3] frame; UserError if ffmpeg has stopped."""
     frame = np.asarray(frame)
     if frame.shape != (*self.size, 3):
       raise ValueError(f'frame must be [{self.size[0]}, {self.size[1]}, 3], '
@@ -147,8 +113,7 @@ class Mp4Writer:
     frame = pad_to_even(frame.astype(np.uint8)[None])[0]
     try:
       self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
-      # Now, not when the buffer fills: ffmpeg encodes this frame while the
-      # next one renders.
+      # Now, so that ffmpeg encodes this frame while the next one renders.
       self._process.stdin.flush()
     except (BrokenPipeError, ValueError):  # ValueError: stdin closed
       self._process.wait()
@@ -159,7 +124,7 @@ class Mp4Writer:
   def __exit__(self, exc_type, exc, traceback) -> bool:
     if exc_type is not None:
       self._abort()
-      return False  # the block's exception goes on
+      return False
     try:
       self._finish()
     except BaseException:
@@ -174,7 +139,7 @@ class Mp4Writer:
     if not self.frames_written:
       raise ValueError(f'{self.path}: no frames written')
     try:
-      self._process.stdin.close()  # end of input: ffmpeg finishes the file
+      self._process.stdin.close()
     except BrokenPipeError:
       pass  # ffmpeg already stopped; its status says why
     if self._process.wait() != 0:
@@ -214,20 +179,7 @@ class Mp4Writer:
 def write_mp4(path: str, frames: np.ndarray, fps: float,
               audio: Optional[np.ndarray] = None,
               sample_rate: int = 16_000) -> str:
-  """Writes frames held in memory as an H.264 mp4 (see `Mp4Writer`).
-
-  Args:
-    path: output file (replaced atomically).
-    frames: uint8 [N, H, W, 3], N >= 1; odd H/W are padded by one pixel.
-    fps: frame rate.
-    audio: float32 [T] mono in [-1, 1] at `sample_rate`, or None for a
-      silent video.  It is trimmed or zero-padded to N / fps seconds.
-    sample_rate: rate of `audio` in Hz.
-  Returns:
-    `path`.
-  Raises:
-    errors.UserError: ffmpeg failed (message names the file).
-  """
+  """Writes frames uint8 [N, H, W, 3] as an mp4 (see `Mp4Writer`); `path`."""
   frames = np.asarray(frames)
   if frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
     raise ValueError(f'frames must be uint8 [N>0, H, W, 3], got {frames.shape}')
@@ -247,11 +199,8 @@ def _remove(path):
 
 
 def probe(path: str) -> tuple[int, float]:
-  """(number of video frames, audio duration in s; 0.0 if no audio track).
-
-  Decodes both streams with the bundled ffmpeg, so the figures are what a
-  player gets, not container metadata.
-  """
+  """(video frames, audio seconds or 0.0), decoded as a player would, not
+  read from container metadata."""
   num_frames, _ = imageio_ffmpeg.count_frames_and_secs(path)
   if not has_audio_stream(path):
     return int(num_frames), 0.0

@@ -1,8 +1,6 @@
 """python -m ssp_nerf_jax.preprocess --video=clip.mp4 --out=DIR [--size=512]
 
-Writes a processed folder that `configs/adnerf.py` (or `configs/video.py`)
-trains on, and prints one summary line.  Bad input ends with one
-`error: ...` line and exit status 1, and no folder is left behind.
+Bad input prints one `error: ...` line, exits 1 and leaves no folder.
 """
 from absl import app
 from absl import flags

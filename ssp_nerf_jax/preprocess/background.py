@@ -1,22 +1,14 @@
-"""The static background plate, from pixels seen as background.
-
-Each pixel is the median of its colour over the sampled frames in which
-the person mask leaves it uncovered.  Pixels the person covers in every
-sample (usually behind the torso) are inpainted; the NeRF renders over
-them wherever the person is, so only the torso's moving edge sees them.
-"""
+"""Background plate: per-pixel median where the person leaves it uncovered."""
 import warnings
 
 import cv2
 import numpy as np
 
-# A pixel counts as background where the person probability is below
-# this, after growing the person by DILATE_FRACTION of the image size
-# (segmentation edges are soft and hair is thin).
+# Background: person probability below this after dilating by
+# DILATE_FRACTION of the image size (soft mask edges, thin hair).
 PERSON_THRESHOLD = 0.2
 DILATE_FRACTION = 0.02
-# Inpainting runs at this size and is upsampled into the unseen area: the
-# fill is smooth anyway, and full-size Telea on half the image is slow.
+# Inpaint at this size and upsample: the fill is smooth, full-size is slow.
 INPAINT_SIZE = 128
 
 
@@ -30,15 +22,10 @@ def background_mask(person: np.ndarray) -> np.ndarray:
 
 
 def plate(frames: np.ndarray, persons: np.ndarray):
-  """(plate uint8 [H, W, 3], unseen fraction).
-
-  Args:
-    frames: uint8 [K, H, W, 3] sampled frames.
-    persons: float [K, H, W] their person probabilities.
-  """
-  seen = np.stack([background_mask(p) for p in persons])  # [K, H, W]
+  """(uint8 [H, W, 3], unseen share): frames [K, H, W, 3], persons [K, H, W]."""
+  seen = np.stack([background_mask(p) for p in persons])
   stack = np.where(seen[..., None], frames.astype(np.float32), np.nan)
-  with warnings.catch_warnings():  # all-NaN pixels: handled below
+  with warnings.catch_warnings():
     warnings.simplefilter('ignore', RuntimeWarning)
     median = np.nanmedian(stack, axis=0)
   unseen = ~seen.any(axis=0)
@@ -55,13 +42,12 @@ def fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
   small_hw = (max(1, int(round(width * scale))),
               max(1, int(round(height * scale))))
   small = cv2.resize(image, small_hw, interpolation=cv2.INTER_AREA)
-  # Area-averaging blends the hole's placeholder into the pixels around
-  # it: grow the small hole by a pixel so that those are filled too.
+  # Area resizing blends the hole into its neighbours: grow it by a pixel.
   small_hole = cv2.dilate(
       cv2.resize(hole.astype(np.uint8), small_hw,
                  interpolation=cv2.INTER_AREA), np.ones((3, 3), np.uint8))
   small_hole = (small_hole > 0).astype(np.uint8)
-  if small_hole.all():  # nothing seen at all: a neutral grey plate
+  if small_hole.all():
     return np.full_like(image, 128)
   filled = cv2.inpaint(small, small_hole, 3, cv2.INPAINT_TELEA)
   filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -1,26 +1,7 @@
-"""Decodes a talking-head video into 25 fps RGB frames and aligned audio.
+"""Video -> constant-rate RGB frames and mono audio, via imageio-ffmpeg.
 
-The first stage of the video preprocessing.  Everything goes through the
-ffmpeg binary bundled with imageio-ffmpeg (no system ffmpeg needed), over
-pipes: frames stream one at a time, so memory does not grow with the clip.
-
-The timeline.  Time 0 is the first video frame's timestamp in the file
-(`VideoInfo.start_s`; often 0, but phones and editors write videos whose
-audio starts earlier or later than the picture).  On that timeline:
-
-* output frame k is the source frame nearest to time k / fps: ffmpeg's
-  `fps` filter with `start_time=0` (rounding to nearest) after shifting the
-  video's timestamps by start_s.  Constant- and variable-frame-rate sources
-  are treated alike, since the filter works from each frame's timestamp,
-  not from a frame count;
-* audio sample s is the source audio at time s / sample_rate:
-  `aresample=async=1:first_pts=0` after the same shift pads with silence
-  when the audio starts later than the picture, drops what comes before
-  it, and fills gaps longer than 0.1 s in the track with silence.
-
-Both commands read the file's own timestamps (`-copyts`) and shift them by
-the same number, so they cannot disagree on where time 0 is.  So video
-frame k and audio sample round(k / fps * sample_rate) are the same instant.
+Time 0 is the first video frame's timestamp; frames and audio both shift the
+file's own timestamps (-copyts) by it, so they cannot disagree on where it is.
 """
 import dataclasses
 import fractions
@@ -40,33 +21,19 @@ from ssp_nerf_jax.offline import mp4
 from ssp_nerf_jax.runtime import errors
 
 MIN_DURATION_S = 2.0
-# Audio whose peak or RMS is below this (-60 dBFS) holds no usable speech.
+# Audio whose peak or RMS (full scale 1) is below this holds no speech.
 SILENCE_LEVEL = 1e-3
 _DISCARD_FLAG = 0x4  # AV_PKT_FLAG_DISCARD: a packet an edit list cuts away.
 _NO_PTS = -(2**63)  # AV_NOPTS_VALUE as framecrc prints it.
-# swscale's YUV -> RGB: full_chroma_int interpolates the half-resolution
-# chroma instead of repeating it per 2x2 pixels (colour edges such as the
-# lips stay sharp); accurate_rnd rounds instead of truncating.  It costs
-# ~4 ms of CPU per 512x512 frame, little next to the face tracking.
+# swscale's YUV -> RGB: interpolate the half-resolution chroma (sharp lip
+# edges) and round instead of truncating.
 _SWS_QUALITY = 'accurate_rnd+full_chroma_int'
 
 
 @dataclasses.dataclass(frozen=True)
 class VideoInfo:
-  """What `probe_video` learns about a video file.
-
-  Attributes:
-    path: the file.
-    width, height: displayed frame size in pixels (after rotation metadata),
-      i.e. the size of the frames `read_frames` yields without crop/resize.
-    source_fps: average frame rate of the source (source frames / duration).
-    duration_s: video duration: from the first frame's timestamp to the end
-      of the last frame.
-    num_frames: frames `read_frames` yields at the output rate (exactly).
-    has_audio: whether the file has an audio track.
-    start_s: timestamp of the first video frame in the file; time 0 of
-      `read_frames` and `read_audio`.
-  """
+  """What `probe_video` learns: width, height as displayed (after rotation),
+  num_frames exactly as `read_frames` yields them, start_s the time 0."""
   path: str
   width: int
   height: int
@@ -79,8 +46,8 @@ class VideoInfo:
 
 def _ffmpeg(*args: str, path: str) -> list[str]:
   """ffmpeg's argv: `args`, then `path` as its input."""
-  # -nostdin: ffmpeg otherwise reads the terminal (and eats test input).
-  # file: so that a ':' in the name is not taken for a protocol.
+  # -nostdin: ffmpeg otherwise eats the terminal's input; 'file:' stops a ':'
+  # in the name being read as a protocol.
   return [imageio_ffmpeg.get_ffmpeg_exe(), '-nostdin', '-hide_banner',
           *args, '-i', 'file:' + path]
 
@@ -104,17 +71,13 @@ def _last_line(text: str) -> str:
 
 
 def _stream_blocks(listing: str) -> list[tuple[str, str]]:
-  """(kind, text) per stream of input #0 in `ffmpeg -i`'s listing.
-
-  kind is 'Video', 'Audio', ...; text is the stream's line plus the
-  indented lines under it (side data such as the display matrix).
-  """
+  """(kind, text) per stream of input #0 in `ffmpeg -i`'s listing."""
   blocks = []
   lines = listing.splitlines()
   start = next(i for i, line in enumerate(lines) if line.startswith('Input #0'))
   for line in lines[start + 1:]:
     if not line.startswith('  '):
-      break  # past input #0's listing (e.g. at "Stream mapping:")
+      break
     match = re.match(r'  Stream #0:\d+\S*: (\w+): ', line)
     if match:
       blocks.append([match.group(1), line])
@@ -127,8 +90,7 @@ def _displayed_size(block: str) -> tuple[int, int]:
   """(width, height) of a video stream, swapped by a +-90 degree rotation."""
   match = re.search(r', (\d+)x(\d+)', block)
   width, height = int(match.group(1)), int(match.group(2))
-  # ffmpeg rotates decoded frames by the display matrix (autorotate), so
-  # the frames we get are in the displayed orientation.
+  # ffmpeg autorotates decoded frames by the display matrix.
   rotation = re.search(r'rotation of (-?[\d.]+) degrees', block)
   if rotation and round(float(rotation.group(1))) % 180 == 90:
     width, height = height, width
@@ -136,12 +98,8 @@ def _displayed_size(block: str) -> tuple[int, int]:
 
 
 def _packet_times(framecrc: str) -> tuple[fractions.Fraction, int, int, int]:
-  """(time base, first pts, end pts, packets) from ffmpeg's framecrc lines.
-
-  The end is the largest pts + duration: the end of the last frame shown.
-  Packets without a pts (some MPEG-TS frames) or that an edit list cuts
-  away (e.g. after a stream-copy cut) do not count.
-  """
+  """(time base, first pts, end pts, packets) from ffmpeg's framecrc lines,
+  without packets that lack a pts or that an edit list cuts away."""
   time_base = re.search(r'#tb 0: (\d+/\d+)', framecrc)
   time_base = fractions.Fraction(time_base.group(1) if time_base else '1')
   starts, ends = [], []
@@ -159,37 +117,26 @@ def _packet_times(framecrc: str) -> tuple[fractions.Fraction, int, int, int]:
     return time_base, 0, 0, 0
   end = max(ends)
   if end == max(starts) and len(starts) > 1:
-    # No packet durations: ffmpeg gives the last frame the typical frame
-    # step, so do we.
+    # No packet durations: the typical frame step, as ffmpeg does.
     end += int(np.median(np.diff(np.sort(starts))))
   return time_base, min(starts), end, len(starts)
 
 
 def _round_half_up(value: fractions.Fraction) -> int:
-  # The fps filter rounds timestamps to the nearest output slot, halves
-  # away from zero (AV_ROUND_NEAR_INF); this counts its frames exactly.
+  # As the fps filter rounds timestamps (AV_ROUND_NEAR_INF).
   return math.floor(value + fractions.Fraction(1, 2))
 
 
 def probe_video(path: str, fps: float = audio_features.FPS) -> VideoInfo:
-  """Size, timing and audio presence of a video, without decoding it.
+  """Size, timing and audio presence of a video, by demuxing only (fast).
 
-  Reads ffmpeg's stream listing and the video packets' timestamps (demuxing
-  only, with -c copy), so it is fast even for long videos.
-
-  Args:
-    path: a video file in any container/codec ffmpeg reads.
-    fps: the output frame rate that `num_frames` counts.
-  Returns:
-    VideoInfo.
   Raises:
-    errors.UserError (one line naming `path`): the file is missing or
-    unreadable, is not a video, or is shorter than MIN_DURATION_S.
+    errors.UserError: the file is missing or unreadable, is not a video, or
+      is shorter than MIN_DURATION_S.
   """
   path = os.fspath(path)
   _check_file(path)
-  # One run: the listing goes to stderr, the packet timestamps to stdout.
-  # -copyts keeps the file's own timestamps (what start_s refers to).
+  # One run: the listing on stderr, the packet timestamps on stdout.
   cmd = _ffmpeg('-nostats', '-copyts', path=path) + [
       '-map', '0:V:0', '-c', 'copy', '-f', 'framecrc', '-']
   result = subprocess.run(cmd, capture_output=True, check=False,
@@ -261,8 +208,7 @@ def _output_size(info: VideoInfo, crop, size, max_side) -> tuple[int, int]:
 def _video_filters(info: VideoInfo, fps: float, crop: Optional[Sequence[int]],
                    out_size: tuple[int, int]) -> str:
   """The -vf chain: shift to start_s, resample to fps, crop, scale."""
-  # round(): setpts truncates its result, and start_s / TB is a whole
-  # number of ticks only up to float error.
+  # round(): setpts truncates, and start_s / TB is whole only up to float error.
   filters = [f'setpts=PTS-round({info.start_s!r}/TB)',
              f'fps=fps={fps!r}:start_time=0']
   width, height = info.width, info.height
@@ -271,8 +217,7 @@ def _video_filters(info: VideoInfo, fps: float, crop: Optional[Sequence[int]],
     filters.append(f'crop={side}:{side}:{x}:{y}:exact=1')
     width = height = side
   if out_size != (width, height):
-    # area averages every source pixel when shrinking (no aliasing);
-    # bicubic for enlarging, where area degrades to nearest neighbour.
+    # area for shrinking (no aliasing); it is nearest neighbour when enlarging.
     kernel = 'area' if out_size[0] < width else 'bicubic'
     filters.append(f'scale={out_size[0]}:{out_size[1]}:'
                    f'flags={kernel}+{_SWS_QUALITY}')
@@ -284,29 +229,14 @@ def read_frames(path: str, *, fps: float = audio_features.FPS,
                 crop: Optional[Sequence[int]] = None,
                 size: Optional[int] = None,
                 max_side: Optional[int] = None) -> Iterator[np.ndarray]:
-  """Streams a video's frames at a constant frame rate.
+  """Yields exactly probe_video's num_frames uint8 [h, w, 3] RGB frames.
 
-  Frame k is the source frame nearest to time k / fps after the first video
-  frame (see the module docstring), for constant and variable frame rates.
-  Exactly `probe_video(path, fps).num_frames` frames come out.  Options are
-  checked at once; ffmpeg starts at the first frame asked for, and is
-  stopped when the generator is closed or garbage-collected, so stopping
-  early is fine.
+  Frame k is the source frame nearest to time k / fps.  `crop`: integer
+  (x, y, side) square of the displayed frame, resized to `size`; `max_side`
+  (not with `size`) shrinks the long side.  Closing the generator ends ffmpeg.
 
-  Args:
-    path: video file.
-    fps: output frame rate.
-    crop: (x, y, side): a square of the displayed frame, in source pixels
-      (integers, inside the frame), or None for the whole frame.
-    size: resize the (cropped) square to size x size pixels.
-    max_side: shrink (keeping the aspect ratio) so that the longer side is
-      at most max_side; for cheap passes such as face tracking.  Not with
-      `size`.
-  Yields:
-    uint8 [h, w, 3] RGB frames (writable, one new array per frame).
   Raises:
-    errors.UserError: `path` is not a usable video (see probe_video), or
-      ffmpeg fails while decoding it.
+    errors.UserError: not a usable video, or decoding fails.
     ValueError: bad crop/size/max_side.
   """
   info = probe_video(path, fps)
@@ -314,10 +244,8 @@ def read_frames(path: str, *, fps: float = audio_features.FPS,
   cmd = _ffmpeg('-loglevel', 'error', '-copyts', path=info.path) + [
       '-map', '0:V:0',
       '-vf', _video_filters(info, fps, crop, out_size),
-      # For the YUV -> RGB conversion when nothing is resized.
       '-sws_flags', f'bicubic+{_SWS_QUALITY}',
-      # The fps filter already made the rate constant: ffmpeg must not
-      # duplicate or drop frames again by its own clock.
+      # The fps filter made the rate constant: no second duplicating/dropping.
       '-fps_mode', 'passthrough',
       '-frames:v', str(info.num_frames),
       '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-']
@@ -343,16 +271,14 @@ def _stream_frames(cmd: list[str], info: VideoInfo,
         yield frame
       if count == info.num_frames:
         return
-      # ffmpeg ended early.
       if process.wait() != 0 or frame is None:
         log.seek(0)
         message = _last_line(log.read().decode(errors='replace'))
         raise errors.UserError(
             f'video {info.path}: ffmpeg could not decode it '
             f'({message or f"exit status {process.returncode}"})')
-      # num_frames counts the fps filter's slots up to the end of the last
-      # frame's packet; if the decoder dropped a broken last frame, hold
-      # the one before so that video and audio keep the same length.
+      # The decoder dropped a broken last frame: hold the one before, so
+      # that video and audio keep the same length.
       for _ in range(info.num_frames - count):
         yield frame.copy()
     finally:
@@ -384,23 +310,11 @@ def _no_audio_message(path: str) -> str:
 
 def read_audio(path: str, num_frames: int, fps: float = audio_features.FPS,
                sample_rate: int = audio_features.SAMPLE_RATE) -> np.ndarray:
-  """The video's audio track, mono, on the same timeline as `read_frames`.
+  """float32 [round(num_frames / fps * sample_rate)] mono audio, timed like
+  `read_frames`: gaps and a late start become silence, the end is fitted.
 
-  Sample s is the audio at time s / sample_rate after the first video
-  frame: audio before the picture starts is dropped, silence fills in where
-  the audio starts later or has gaps, and the end is trimmed or zero-padded
-  to the video's length.
-
-  Args:
-    path: video file.
-    num_frames: frames of the video at `fps` (VideoInfo.num_frames).
-    fps: frame rate of the frames the audio goes with.
-    sample_rate: output rate in Hz.
-  Returns:
-    float32 [round(num_frames / fps * sample_rate)], channels averaged.
   Raises:
-    errors.UserError (one line naming `path`): not a usable video (see
-    probe_video), no audio track, or the audio is silent.
+    errors.UserError: not a usable video, no audio track, or silent audio.
   """
   info = probe_video(path, fps)
   path = info.path
@@ -410,17 +324,15 @@ def read_audio(path: str, num_frames: int, fps: float = audio_features.FPS,
   target = int(round(num_frames / fps * sample_rate))
   filters = [
       f'asetpts=PTS-round({start}/TB)',
-      # async=1: pad/trim to the timestamps (first_pts=0: from time 0 on,
-      # to within min_comp s), never stretch.  Resampling in the same step
-      # keeps the correction on the output's sample grid.
+      # async=1: pad/trim to the timestamps from time 0, never stretch; in
+      # the resampler, so that it works on the output's sample grid.
       f'aresample={int(sample_rate)}:async=1:first_pts=0:min_comp=0.0001',
-      # Audio after the video's end is not needed (nor held in memory).
       f'atrim=end_sample={target}',
       'aformat=sample_fmts=flt',
   ]
   cmd = _ffmpeg('-loglevel', 'error', '-copyts', path=path) + [
       '-map', '0:a:0', '-af', ','.join(filters),
-      '-ac', '1',  # mono: for stereo the mean of the two channels
+      '-ac', '1',
       '-f', 'f32le', '-c:a', 'pcm_f32le', '-']
   result = subprocess.run(cmd, capture_output=True, check=False,
                           stdin=subprocess.DEVNULL)

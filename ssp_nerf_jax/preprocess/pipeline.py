@@ -1,20 +1,6 @@
-"""A talking-head video -> an AD-NeRF/SSP-NeRF processed folder.
+"""Talking-head video -> AD-NeRF/SSP-NeRF processed folder.
 
-Stages (each with a progress bar):
-  1. probe + track: decode a small copy, detect faces per frame; one square
-     crop for the clip (`crop.square_crop`).  No face, several faces or a
-     face lost for a stretch stop here with one line.
-  2. frames: decode the crop at `size`, landmarks (mediapipe face mesh,
-     tracking mode), skin points tracked by optical flow
-     (`skin_tracks`), person mask, 11-class parsing; write the frames and
-     parsing maps as they come.
-  3. poses: one focal length and a rigid head pose per frame
-     (`pose_fit.fit_poses` from the landmarks and skin tracks).
-  4. background plate (`background.plate`), audio, transforms jsons.
-
-Everything is written into a hidden sibling folder which is renamed to
-`out` only when complete, so a failed run never leaves a folder that the
-dataset builder would trust.
+Written into a hidden sibling folder that is renamed to `out` when complete.
 """
 import dataclasses
 import hashlib
@@ -46,11 +32,10 @@ from ssp_nerf_jax.synthetic import generator
 FPS = 25.0
 SAMPLE_RATE = 16_000
 DEFAULT_SIZE = 512
-# The face tracking pass decodes frames with this longer side (cheap; the
-# detector works on 128 px internally).
+# Longer side of the face tracking pass (the detector downsamples anyway).
 TRACK_SIDE = 640
-# A face may vanish for this long (blinks of the detector, a hand); longer
-# is an error, since its poses would be guesses.
+# Longest face loss, in seconds (detector blinks, a hand); longer is an error
+# since its poses would be guesses.
 MAX_GAP_S = 0.5
 # A second face counts when its box is at least this share of the main
 # face's area, in at least SEVERAL_FACES_FRACTION of the frames.
@@ -62,10 +47,8 @@ BACKGROUND_SAMPLES = 48
 UNSEEN_WARNING = 0.05
 JPEG_QUALITY = 95
 INFO_FILE = 'preprocess.json'
-# Part of the cache key of `cached_folder`: bumped when what a processed
-# folder holds changes (2: per-frame mouth_open; 3: poses from skin tracks
-# and a focal prior), so that folders cached by older code are made again
-# rather than used as they are.
+# Part of `cached_folder`'s key: bump it when a processed folder's contents
+# change, so that cached folders are made again.
 FOLDER_VERSION = 3
 LANDMARKS_FILE = 'landmarks.npy'
 TRANSFORMS = {'train': 'transforms_train.json', 'val': 'transforms_val.json'}
@@ -129,7 +112,7 @@ def check_gaps(found: np.ndarray, path: str, what: str) -> None:
 
 
 def track_faces(info: decode.VideoInfo):
-  """(boxes float [N, 4] in source pixels, NaN where none, found bool [N]).
+  """(boxes float [N, 4] source pixels, NaN if none; found bool [N]).
 
   Raises UserError for several faces in many frames.
   """
@@ -238,25 +221,21 @@ def rotation_range(c2w: np.ndarray) -> tuple[float, float, float]:
 
 
 def principal_point(info: decode.VideoInfo, crop, size: int):
-  """(cx, cy) of the output frames: the source frame's centre, cropped and
-  scaled (an off-centre crop moves it away from the output's centre)."""
+  """(cx, cy) of the output frames: the source centre, cropped and scaled."""
   x, y, side = crop
   scale = size / side
   return ((info.width / 2 - x) * scale, (info.height / 2 - y) * scale)
 
 
 def prior_focal(info: decode.VideoInfo, crop, size: int) -> float:
-  """The focal length (output pixels) the pose fit is held near: a
-  FOCAL_START field of view of the source camera, i.e. FOCAL_START x the
-  source frame's longer side, scaled like the crop (a tight crop of a wide
-  shot is a long focal length in the output's pixels)."""
+  """Prior focal in output pixels: FOCAL_START x the source's longer side,
+  scaled like the crop (the field of view is the source camera's)."""
   return pose_fit.FOCAL_START * max(info.width, info.height) * size / crop[2]
 
 
 def mouth_open_unit(lms: np.ndarray) -> np.ndarray:
-  """[N] mouth opening in [0, 1]: the inner-lip gap over the eye distance,
-  divided by its 99th percentile over the clip: the range of the
-  synthetic data's ground truth, so that figures on both compare."""
+  """[N] mouth opening in [0, 1], over its clip 99th percentile: the range
+  of the synthetic ground truth, so that both compare."""
   opening = landmarks_lib.mouth_opening(lms)
   widest = max(float(np.percentile(opening, 99)), 1e-6)
   return np.clip(opening / widest, 0.0, 1.0)
@@ -297,16 +276,12 @@ def prepare_out(out: str) -> str:
 def preprocess_video(video: str, out: str, size: int = DEFAULT_SIZE,
                      smoothing_sigma: float = 2.0,
                      digest: Optional[str] = None) -> Summary:
-  """Writes the processed folder of `video` to `out` (see module doc).
+  """Writes the processed folder of `video` to `out` (absent or empty).
 
-  Args:
-    video: a talking-head video with its audio.
-    out: the folder to create (absent or empty).
-    size: side of the square output frames in pixels.
-    smoothing_sigma: temporal smoothing of the poses, in frames.
-    digest: the video's `file_digest` if already computed.
-  Returns:
-    The run's Summary.
+  Stages: face track and one crop; per frame landmarks, skin tracks, person
+  mask and parsing; poses; background plate, audio, transforms.
+  `digest` is the video's `file_digest` if already computed.
+
   Raises:
     errors.UserError: bad video or output folder (one line).
   """
@@ -355,9 +330,8 @@ def preprocess_video(video: str, out: str, size: int = DEFAULT_SIZE,
 def write_info(folder: str, video: str, digest: str, info: decode.VideoInfo,
                summary: Summary, fit: pose_fit.PoseFit,
                unseen: float) -> None:
-  """preprocess.json: the source, crop box (source pixels) and scale, so
-  renders can be pasted back into the source frame, and the fit's
-  figures."""
+  """preprocess.json: source, crop box (source pixels) and scale, so that
+  renders can be pasted back into the source, and the fit's results."""
   x, y, side = summary.crop
   payload = {
       'source': os.path.abspath(video),
@@ -388,12 +362,8 @@ def write_info(folder: str, video: str, digest: str, info: decode.VideoInfo,
 
 def cached_folder(video: str, cache_root: str,
                   size: int = DEFAULT_SIZE) -> str:
-  """The processed folder of `video` under `cache_root`, made on first use.
-
-  Keyed by the video's content hash, the size and FOLDER_VERSION, so a
-  renamed copy hits the cache, and an edited video or a folder made by an
-  older version of this code does not.
-  """
+  """The processed folder of `video` under `cache_root`, made on first use;
+  keyed by the video's content hash, the size and FOLDER_VERSION."""
   if not os.path.isfile(video):
     raise errors.UserError(f'config.data.video {video}: no such file')
   digest = file_digest(video)

@@ -1,19 +1,6 @@
-"""Points of the face's skin tracked through a clip (optical flow).
+"""Skin corners tracked by optical flow, for `pose_fit.fit_poses`.
 
-mediapipe's landmarks are a face model's guess of where its 478 points
-are, and on faces unlike its training faces they slide over the skin when
-the head turns: on the synthetic clip their nods come out at a third of
-the true pitch.  Corner features of the skin's own texture move exactly
-with it, so the pose fit (`pose_fit.fit_poses`) uses them next to the
-landmarks.
-
-Features are found (`cv2.goodFeaturesToTrack`) in the rigid part of the
-face: the hull of the rigid landmarks (forehead, temples, cheekbones,
-nose), less the eyes and brows, which move on their own.  Each frame they
-are followed by pyramidal Lucas-Kanade from the previous frame, kept only
-if tracking back lands where they started, and then refined against the
-frame where they were found (no drift accumulates along a track).  New
-features are added when too few are left.
+Landmarks can slide over the skin as the head turns; texture corners cannot.
 """
 import dataclasses
 from typing import Optional
@@ -23,53 +10,35 @@ import numpy as np
 
 from ssp_nerf_jax.preprocess import landmarks as landmarks_lib
 
-# Eye contour and brow landmarks, per side: their hull is left out of the
-# tracking region (eyes blink and look around, brows move with expression).
+# Eye and brow landmarks per side: left out of the region (they move alone).
 _EYE_AND_BROW_IDS = (
     (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161,
      246, 46, 53, 52, 65, 55, 70, 63, 105, 66, 107),
     (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387,
      388, 466, 276, 283, 282, 295, 285, 300, 293, 334, 296, 336))
-# Frame size the pixel constants below are given at; they scale with it.
+# The *_PX constants are pixels at this frame size and scale with it.
 REFERENCE_SIZE = 256
-# Margin around the eyes and brows, and the least distance between two
-# features (pixels at REFERENCE_SIZE).
 EYE_MARGIN_PX = 2.5
 MIN_DISTANCE_PX = 4.0
-# Lucas-Kanade window (pixels at REFERENCE_SIZE) and pyramid levels.
 WINDOW_PX = 15
 PYRAMID_LEVELS = 3
-# goodFeaturesToTrack's corner quality, relative to the best corner: the
-# synthetic head's skin is smooth, 0.01 found 44 features in the region,
-# 0.001 some 150 (most of them track within 0.6 px of the truth).
+# Relative to the best corner; low because smooth skin has weak corners.
 CORNER_QUALITY = 0.001
-# Features added at once at most, and the count below which new ones are
-# added.  Real skin has far more corners than the synthetic head: on a
-# 512 px, 20 s news clip 400 / 150 gave 378 tracks (83 k observations) and
-# a 28 s pose fit, 200 / 100 286 tracks and 21 s, the same rotation ranges
-# within 0.3 degrees; the synthetic clip keeps its ~146 tracks either way.
+# Features added at once at most, when fewer than MIN_ALIVE are alive; more
+# tracks slow the pose fit without changing its rotations.
 MAX_FEATURES = 200
 MIN_ALIVE = 100
-# A feature is dropped when tracking it back to the previous frame misses
-# its start by more than this (pixels at REFERENCE_SIZE), or when the
-# refinement against its first frame moves it by more than
-# REFINE_MAX_SHIFT_PX (a different match).
+# Drop a feature when tracking back misses its start by more than this;
+# skip a refinement that moves it farther than REFINE_MAX_SHIFT_PX.
 FORWARD_BACKWARD_PX = 0.3
 REFINE_MAX_SHIFT_PX = 1.0
-# Tracks seen in fewer frames carry little pose information: dropped.
+# Shorter tracks carry little pose information.
 MIN_TRACK_FRAMES = 25
 
 
 @dataclasses.dataclass(frozen=True)
 class SkinTracks:
-  """Observations of tracked skin points.
-
-  Attributes:
-    frame: int64 [M] frame index of each observation.
-    track: int64 [M] track index in [0, num_tracks).
-    uv: float64 [M, 2] pixel position.
-    num_tracks: number of tracks.
-  """
+  """M observations: frame, track int64 [M]; uv float64 [M, 2] in pixels."""
   frame: np.ndarray
   track: np.ndarray
   uv: np.ndarray
@@ -81,13 +50,7 @@ def _scaled(px: float, size: int) -> float:
 
 
 def region_mask(lms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-  """uint8 [H, W] 255 where skin may be tracked: the hull of the rigid
-  landmarks less the eyes and brows.
-
-  Args:
-    lms: [478, 2 or 3] landmarks in pixels.
-    shape: (H, W).
-  """
+  """uint8 [H, W], 255 in the rigid landmarks' hull less eyes and brows."""
   mask = np.zeros(shape, np.uint8)
   points = lms[list(landmarks_lib.RIGID_IDS), :2].astype(np.float32)
   cv2.fillConvexPoly(mask, cv2.convexHull(points).astype(np.int32), 255)
@@ -101,12 +64,16 @@ def region_mask(lms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 class SkinTracker:
-  """Feeds on consecutive frames; `tracks()` returns what it followed."""
+  """Feeds on consecutive frames; `tracks()` returns what it followed.
+
+  Lucas-Kanade frame to frame, checked by tracking back, then refined against
+  the frame where a feature was found, so drift does not accumulate.
+  """
 
   def __init__(self):
-    self._prev = None  # previous grey frame
-    self._mask = None  # last tracking region
-    self._points = np.zeros((0, 1, 2), np.float32)  # alive, current
+    self._prev = None
+    self._mask = None
+    self._points = np.zeros((0, 1, 2), np.float32)
     self._ids = np.zeros(0, np.int64)
     self._seed_frame = np.zeros(0, np.int64)
     self._seed_points = np.zeros((0, 1, 2), np.float32)
@@ -174,9 +141,8 @@ class SkinTracker:
     self._seed_images[self._index] = grey
 
   def update(self, frame: np.ndarray, lms: Optional[np.ndarray]) -> None:
-    """Takes the next frame (uint8 [H, W, 3] RGB) and its landmarks
-    ([478, 2 or 3] pixels, or None when none were found: the last tracking
-    region is used and no features are added)."""
+    """Takes an RGB uint8 [H, W, 3] frame and its landmarks [478, 2+] or None
+    (None: the last region is kept and no features are added)."""
     grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
     if lms is not None:
       self._mask = region_mask(np.asarray(lms), grey.shape)
@@ -185,7 +151,6 @@ class SkinTracker:
         self._follow(grey)
       if lms is not None and len(self._points) < MIN_ALIVE:
         self._seed(grey)
-      # Seed frames no alive point refers to are not needed any more.
       for seed in set(self._seed_images) - set(self._seed_frame.tolist()):
         del self._seed_images[seed]
       self._obs.append((np.full(len(self._ids), self._index), self._ids,

@@ -1,19 +1,7 @@
-"""Whole frames rendered on the device mesh, in fixed-size chunks.
+"""Whole frames rendered on the device mesh in fixed-size chunks (one compile).
 
-A frame's rays are rendered in chunks by one compiled function; each chunk
-is split over every device of the mesh, so a frame of any size compiles
-once and uses all devices.  Training's periodic evaluation, the offline
-jobs and the render benchmark all render through `FrameRenderer`.
-
-Given an occupancy grid (`occupancy.py`; `frame_grid` measures a frame's
-own, as the offline jobs do), a frame's rays are first marched through it:
-rays that hit nothing are not rendered (they get exactly the plate), the
-others are packed into the same fixed-size chunks and sampled only over
-their occupied interval, with
-config.occupancy.sample_fraction of the sample counts (the interval is a
-fraction of [near, far], so samples stay about as dense).  The number of
-chunks varies per frame, their shape never does: one compilation.
-"""
+With an occupancy grid, rays that hit nothing get the plate; the rest are
+packed into chunks and sampled over their occupied interval only."""
 import functools
 
 import jax
@@ -27,8 +15,7 @@ from ssp_nerf_jax.runtime import parallel
 
 
 def chunk_size(config, num_rays):
-  """Global rays per chunk: config.render.chunk per device, never more
-  than one frame needs, always a multiple of the device count."""
+  """Global rays per chunk: config.render.chunk per device, at most a frame."""
   devices = jax.device_count()
   per_device = min(config.render.chunk, -(-num_rays // devices))
   return per_device * devices
@@ -43,15 +30,12 @@ class FrameRenderer:
     self.chunk = chunk_size(config, self.num_rays)
     self.num_chunks = -(-self.num_rays // self.chunk)
     self._rays_sharding = parallel.data_sharded(mesh, axis=1)
-    # Inputs and outputs are replicated: every process passes the same host
-    # rays and reads the whole chunk back (a global array split over
-    # several processes' devices cannot be read by any one of them).  The
-    # rays are split over the devices inside.
+    # Replicated in and out: no one process can read a global array split over
+    # several processes' devices.  The rays are split over devices inside.
     replicated = parallel.replicated(mesh)
     self._render_chunk = jax.jit(
         functools.partial(self._apply, model),
         in_shardings=(replicated,) * 6, out_shardings=replicated)
-    # The grid path (compiled only when a grid is given).
     settings = config.occupancy
     tight_model = model.clone(**tight_samples(model,
                                               settings.sample_fraction))
@@ -76,15 +60,12 @@ class FrameRenderer:
             'semantics': out['semantics']}
 
   def _occupied_bounds(self, grid, rays, *, settings, near, far):
-    """(near, far, hit) [1, chunk] of a chunk's rays
-    (`occupancy.tight_bounds`), each device marching its share of the
-    rays."""
+    """(near, far, hit) [1, chunk] of a chunk: `occupancy.tight_bounds`."""
     rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
     return occupancy.tight_bounds(grid, rays, settings, near, far)
 
   def frame_grid(self, params, c2w, audio, smooth, mouth=None):
-    """The replicated `occupancy.Grid` of one frame (its pose, audio and
-    mouth opening), to render it with (`render(..., grid)`)."""
+    """The replicated `occupancy.Grid` of one frame, for `render(..., grid)`."""
     if self._grids is None:
       model = self._model
       box = occupancy.head_box(self.scene, model.near, model.far,
@@ -94,8 +75,7 @@ class FrameRenderer:
     return self._grids(params, c2w, audio, smooth, mouth)
 
   def frame_chunks(self, c2w):
-    """The rays of a frame as `num_chunks` host chunks of [1, chunk] rays
-    (the last one padded by repeating its final ray)."""
+    """`num_chunks` host chunks of [1, chunk] rays (last one edge-padded)."""
     scene = self.scene
     rays = rays_lib.frame_rays(jnp.asarray(c2w), scene.height, scene.width,
                                scene.focal, scene.cx, scene.cy)
@@ -114,22 +94,10 @@ class FrameRenderer:
                               *frame_inputs(c2w, audio, smooth, mouth))
 
   def render(self, params, c2w, audio, smooth, grid=None, mouth=None):
-    """Renders one frame.
+    """One frame: c2w [4, 4], audio [8, 16, C]; mouth None or NaN: predicted.
 
-    Args:
-      params: replicated model parameters.
-      c2w: [4, 4] camera-to-head.
-      audio: [8, 16, C] audio context windows of the frame.
-      smooth: bool, whether audio smoothing is on.
-      grid: a replicated `occupancy.Grid` to skip empty rays and tighten
-        the others' sampling with, or None (every ray, all samples).
-      mouth: the frame's mouth opening (models with mouth_condition), or
-        None / NaN: predicted from its audio.
-    Returns:
-      dict of numpy arrays: 'rgb' [H, W, 3] composited over the background,
-      'acc' and 'depth' [H, W], 'semantics' [H, W, K], 'class_id' [H, W];
-      with a grid also 'hit' [H, W], the rays it left to render.
-    """
+    Returns numpy 'rgb' [H, W, 3] over the background, 'acc', 'depth',
+    'class_id' [H, W], 'semantics' [H, W, K]; with a grid, 'hit' [H, W]."""
     scene = self.scene
     if grid is None:
       pieces = [self.render_chunk(params, chunk, c2w, audio, smooth, mouth)
@@ -147,9 +115,7 @@ class FrameRenderer:
     return out
 
   def _render_hits(self, params, c2w, audio, smooth, grid, mouth):
-    """{name: [H * W, ...]} of a frame's rays: those that hit the grid
-    rendered (packed into chunks) over their occupied interval, the plate
-    for the others; 'hit' [H * W]."""
+    """{name: [H * W, ...]}: hits rendered over their interval, else plate."""
     chunks = self.frame_chunks(c2w)
     bounds = jax.device_get([self._bounds(grid, chunk) for chunk in chunks])
     near, far, hit = (np.concatenate([b[i][0] for b in bounds])
@@ -171,16 +137,14 @@ class FrameRenderer:
     if pieces:
       for k in out:
         out[k][index] = np.concatenate([p[k][0] for p in pieces])[:len(index)]
-      # The plate's share of the depth counts at far, as in a full render,
-      # not at the tightened far.
+      # The plate's share of the depth counts at far, not the tightened far.
       out['depth'][index] += ((1 - out['acc'][index]) *
                               (self._model.far - far[index]))
     out['hit'] = hit
     return out
 
   def plate_outputs(self):
-    """{name: [H * W, ...]} of rays that hit nothing: no colour or opacity
-    (the plate shows through), depth at far, the background class."""
+    """{name: [H * W, ...]} of rays that hit nothing: plate, far, class 0."""
     semantics = np.zeros((self.num_rays, self.scene.num_classes), np.float32)
     semantics[:, 0] = 1.0
     return {'rgb': np.zeros((self.num_rays, 3), np.float32),
@@ -189,8 +153,7 @@ class FrameRenderer:
             'semantics': semantics}
 
   def warm_up(self, params, c2w, audio, smooth):
-    """Compiles the full path, the frame grid and the grid path on a frame's
-    first chunk (to time renders without compilation)."""
+    """Compiles the full path, the frame grid and the grid path on one chunk."""
     chunk = self.frame_chunks(c2w)[0]
     grid = self.frame_grid(params, c2w, audio, smooth)
     # Host bounds, as `render` passes them (device arrays compile anew).
@@ -202,24 +165,20 @@ class FrameRenderer:
 
 
 def frame_inputs(c2w, audio, smooth, mouth=None):
-  """(audio [1, A, 16, C], c2w [1, 4, 4], smooth, mouth [1]) host arrays,
-  as the compiled chunk renderers take a frame (mouth NaN: predicted from
-  the audio)."""
+  """(audio [1, A, 16, C], c2w [1, 4, 4], smooth, mouth [1]) host arrays."""
   return (np.asarray(audio, np.float32)[None],
           np.asarray(c2w, np.float32)[None], np.asarray(smooth),
           opening_input(mouth)[None])
 
 
 def opening_input(mouth) -> np.ndarray:
-  """float32 [] or [K]: `mouth`, NaN for None (the model then predicts the
-  opening from the audio)."""
+  """float32 [] or [K]: `mouth`, NaN for None (predicted from the audio)."""
   return np.asarray(np.nan if mouth is None else mouth, np.float32)
 
 
 def tight_samples(model, fraction):
-  """{'num_coarse', 'num_fine'}: `fraction` of the model's, at least 2 coarse
-  (a sample inside the interval and the plate at its far end) and no fine
-  pass if it has none."""
+  """`fraction` of the model's sample counts; at least 2 coarse (one inside the
+  interval, the plate at its far end)."""
   return {'num_coarse': max(2, round(model.num_coarse * fraction)),
           'num_fine': round(model.num_fine * fraction)}
 

@@ -1,23 +1,12 @@
-"""Rigid camera poses on the host: validity checks and their mean.
-
-Poses reach us from transforms.json files (datasets and render tracks);
-one bad matrix would silently skew every ray of its frame, so both readers
-validate with the same rule here.  The mean pose is the torso warp's
-reference (see models/torso_warp.py).
-"""
+"""Rigid camera poses on the host: validity checks and their mean."""
 import numpy as np
 
-# Tolerance on R R^T = I, det R = 1 and the last row 0 0 0 1: float32
-# poses written with ~6 significant digits pass, hand-edited ones do not.
+# Tolerance on R R^T = I, det R = 1 and the last row 0 0 0 1.
 ATOL = 1e-3
 
 
 def pose_problems(c2w) -> list[tuple[int, str]]:
-  """The bad matrices of a [N, 4, 4] stack, as (index, reason), in order.
-
-  Reason completes a sentence about the matrix: 'has non-finite values' or
-  'is not rigid (...)'.  An empty list means every pose is usable.
-  """
+  """(index, reason) of each bad matrix in [N, 4, 4]; empty if all usable."""
   c2w = np.asarray(c2w, np.float64)
   finite = np.all(np.isfinite(c2w), axis=(1, 2))
   safe = np.where(finite[:, None, None], c2w, np.eye(4))
@@ -37,8 +26,7 @@ def pose_problems(c2w) -> list[tuple[int, str]]:
 
 
 def mean_pose(c2w) -> np.ndarray:
-  """Mean of rigid poses [N, 4, 4] -> float64 [4, 4]: mean translation, and
-  the mean rotation matrix projected back onto SO(3) (SVD)."""
+  """[N, 4, 4] -> [4, 4]: mean translation, mean rotation projected on SO(3)."""
   c2w = np.asarray(c2w, np.float64)
   u, _, vt = np.linalg.svd(c2w[:, :3, :3].mean(axis=0))
   flip = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])

@@ -12,29 +12,16 @@ from ssp_nerf_jax.synthetic import speech
 from ssp_nerf_jax.synthetic import textures
 
 FPS = 25.0
-# Rays per render batch: bounds memory (~0.3 GB peak) while amortising
-# numpy's per-call overhead over many frames at small sizes.
+# Bounds memory while amortising numpy's per-call overhead over frames.
 _RAYS_PER_BATCH = 150_000
 
 
 @dataclasses.dataclass(frozen=True)
 class Clip:
-  """A synthetic talking-portrait video with exact ground truth.
-
-  Attributes:
-    images: uint8 [N, H, W, 3] frames (H = W = size).
-    parsing: uint8 [N, H, W] class ids (CLASS_NAMES order).
-    c2w: float32 [N, 4, 4] camera-to-head matrices (OpenGL axes).
-    face_rect: int32 [N, 4] (x, y, w, h) box of the head classes, pixels.
-    mouth_open: float32 [N] ground-truth mouth opening in [0, 1].
-    audio: float32 [T] mono waveform.
-    sample_rate: audio samples per second (16000).
-    fps: video frame rate (25.0).
-    background: uint8 [H, W, 3] static background plate.
-    focal, cx, cy: pinhole intrinsics in pixels.
-    near, far: ray bounds (AD-NeRF: mean camera distance -0.2 / +0.4).
-    class_names: the 11 class names, index = class id.
-  """
+  """A synthetic clip: images uint8 [N, H, W, 3], parsing uint8 [N, H, W],
+  c2w float32 [N, 4, 4] (camera-to-head, OpenGL), face_rect int32 [N, 4],
+  mouth_open float32 [N], audio float32 [T], background uint8 [H, W, 3];
+  focal, cx, cy in pixels; near, far from poses.near_far."""
   images: np.ndarray
   parsing: np.ndarray
   c2w: np.ndarray
@@ -57,17 +44,10 @@ class Clip:
 
 
 def face_rects(parsing):
-  """(x, y, w, h) bounding boxes of the head classes per frame.
-
-  Args:
-    parsing: uint8 [N, H, W] class ids.
-
-  Returns:
-    int32 [N, 4]; all zeros for a frame without head pixels.
-  """
+  """int32 [N, 4] (x, y, w, h) head-class boxes of parsing [N, H, W], or 0s."""
   head = np.isin(parsing, scene.HEAD_CLASSES)
   rects = np.zeros((len(parsing), 4), np.int32)
-  rows, cols = head.any(axis=2), head.any(axis=1)  # [N, H], [N, W]
+  rows, cols = head.any(axis=2), head.any(axis=1)
   for i in np.flatnonzero(rows.any(axis=1)):
     y = np.flatnonzero(rows[i])
     x = np.flatnonzero(cols[i])
@@ -80,24 +60,10 @@ def _to_uint8(rgb):
 
 
 def generate_clip(size=96, duration_s=24.0, seed=0):
-  """Generates a synthetic talking-portrait clip.
+  """A Clip of round(duration_s * 25) square frames, size >= 16 pixels.
 
-  Audio is speech-like and seeded; the mouth follows it through the fixed
-  functions speech.mouth_open_from_audio / lip_width_from_audio; the head
-  replays the real Obama pose track (forward, then backward); neck and
-  torso sway on their own in the camera frame.
-
-  Args:
-    size: image height = width in pixels (>= 16).
-    duration_s: clip length in seconds (> 0); N = round(duration_s * 25).
-    seed: integer seed (audio and torso sway).
-
-  Returns:
-    A Clip.
-
-  Raises:
-    ValueError: on invalid size or duration.
-  """
+  The seed sets the audio (which drives the mouth) and the torso sway; the
+  head replays the real pose track forward then backward."""
   if int(size) != size or size < 16:
     raise ValueError(f'size must be an integer >= 16, got {size!r}')
   if not duration_s > 0:

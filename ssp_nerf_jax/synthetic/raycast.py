@@ -1,26 +1,12 @@
-"""Analytic ray casting against axis-aligned quadrics, vectorised in numpy.
-
-Rays are stored component-major: origins and directions are [3, R] arrays
-in the primitive's own frame (numpy reductions over a trailing axis of
-length 3 are several times slower than adding three contiguous rows).
-Directions are NOT normalised (camera z component is -1, as in AD-NeRF), so
-every t below is a camera z-depth, comparable across frames and primitives
-because all frame changes are rigid.
-"""
+"""Ray casting against axis-aligned quadrics, rays [3, R].  Directions have
+camera z = -1 (as in AD-NeRF), so every t is a comparable camera z-depth."""
 import numpy as np
 
 _EPS = 1e-6
 
 
 def camera_directions(height, width, focal, cx, cy):
-  """Camera-space ray directions of all pixels (AD-NeRF / OpenGL convention).
-
-  Pixel (u=col, v=row), centres at integer coordinates, maps to
-  ((u - cx) / f, -(v - cy) / f, -1).
-
-  Returns:
-    float64 [height * width, 3], row-major pixel order.
-  """
+  """float64 [H * W, 3] ((u - cx) / f, (cy - v) / f, -1), integer centres."""
   v, u = np.meshgrid(np.arange(height, dtype=np.float64),
                      np.arange(width, dtype=np.float64), indexing='ij')
   d = np.stack([(u - cx) / focal, -(v - cy) / focal, -np.ones_like(u)], -1)
@@ -28,12 +14,11 @@ def camera_directions(height, width, focal, cx, cy):
 
 
 def dot(a, b):
-  """Row-wise dot product of [3, R] arrays, [R]."""
+  """[R] dot products of [3, R] arrays."""
   return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
 
 def _col(x):
-  """[3] or [3, R] -> broadcastable [3, 1] or [3, R]."""
   x = np.asarray(x, np.float64)
   return x.reshape(3, -1) if x.ndim == 1 else x
 
@@ -49,7 +34,6 @@ def _roots(oc, dd):
 
 
 def _first_valid(o, d, t0, t1, ok, clip):
-  """Nearest root in front of the origin that passes the clip test, [R]."""
   good0 = ok & (t0 > _EPS)
   good1 = ok & (t1 > _EPS)
   if clip is not None:
@@ -59,20 +43,8 @@ def _first_valid(o, d, t0, t1, ok, clip):
 
 
 def intersect_ellipsoid(o, d, center, radii, clip=None):
-  """Ray / axis-aligned ellipsoid intersection.
-
-  Args:
-    o, d: [3, R] ray origins and directions.
-    center, radii: [3] (or scalar radius), or [3, R] per ray (e.g. per-frame
-      lips).
-    clip: optional function [3, R] points -> [R] bool; a root is kept only
-      where it is True (cut-away surfaces such as the hair cap; the far root
-      is tried when the near one is cut away, so the inside shows).
-
-  Returns:
-    t: [R] nearest valid hit (inf where missed).
-    normal: [3, R] unit outward normals at the hit (garbage where missed).
-  """
+  """(t [R], inf if missed; unit outward normal [3, R]) on an ellipsoid; `clip`
+  (points [3, R] -> bool [R] kept) cuts it, and then the far root may hit."""
   center = _col(center)
   radii = _col(np.broadcast_to(radii, (3,)) if np.ndim(radii) == 0 else radii)
   t0, t1, ok = _roots((o - center) / radii, d / radii)
@@ -82,18 +54,8 @@ def intersect_ellipsoid(o, d, center, radii, clip=None):
 
 
 def intersect_cylinder_y(o, d, center, radii_xz, y_min, y_max):
-  """Ray / elliptic cylinder along y, open ends, cut to y_min < y < y_max.
-
-  Args:
-    o, d: [3, R] ray origins and directions.
-    center: [3] point on the axis; radii_xz: (rx, rz).
-    y_min, y_max: cut planes (absolute y in the same frame).
-
-  Returns:
-    t: [R] (inf where missed); normal: [3, R] unit outward normals.
-  """
+  """(t [R], normal [3, R]) on an open cylinder along y, y_min < y < y_max."""
   center = _col(center)
-  # Zero inverse radius along y: the cylinder is infinite along its axis.
   inv_r = np.array([1.0 / radii_xz[0], 0.0, 1.0 / radii_xz[1]])[:, None]
   t0, t1, ok = _roots((o - center) * inv_r, d * inv_r)
   clip = lambda p: (p[1] > y_min) & (p[1] < y_max)
@@ -103,7 +65,7 @@ def intersect_cylinder_y(o, d, center, radii_xz, y_min, y_max):
 
 
 def hits_sphere(o, d, center, radius):
-  """Cheap culling test: which rays hit a bounding sphere, [R] bool."""
+  """bool [R]: rays that hit a bounding sphere (culling)."""
   t0, t1, ok = _roots((o - _col(center)) / radius, d / radius)
   del t0
   return ok & (t1 > _EPS)
@@ -114,14 +76,8 @@ def _unit(v):
 
 
 class NearestHit:
-  """Keeps, per ray, the nearest hit over a sequence of primitives.
-
-  Attributes:
-    t: [R] depth of the nearest hit so far (inf = background).
-    prim: int16 [R] index of that primitive (-1 = background).
-    normal: [3, R] its unit normal, flipped to face the ray, in the
-      primitive's frame.
-  """
+  """Per ray, the nearest hit so far: t [R] (inf: background), prim int16 [R]
+  (-1: background), normal [3, R] facing the ray in the primitive's frame."""
 
   def __init__(self, num_rays):
     self.t = np.full(num_rays, np.inf)
@@ -129,17 +85,10 @@ class NearestHit:
     self.normal = np.zeros((3, num_rays))
 
   def add(self, prim_id, t, normal, d, rays=None):
-    """Merges one primitive's hits.
-
-    Args:
-      prim_id: primitive index.
-      t: [S] hit depths; normal: [3, S]; d: [3, S] ray directions.
-      rays: optional int [S] indices of the S tested rays (culling); all
-        rays when None.
-    """
+    """Merges hits t [S], normal, d [3, S] of ray ids [S] (None: all rays)."""
     rays = slice(None) if rays is None else rays
     closer = t < self.t[rays]
-    # Seen from inside (far root of a cut-away shell), the surface faces us.
+    # Seen from inside a cut-away shell, the surface faces us.
     facing = np.where(dot(normal, d) > 0, -normal, normal)
     if isinstance(rays, slice):
       idx = np.flatnonzero(closer)

@@ -1,17 +1,6 @@
-"""The procedural talking portrait: head, neck, torso, and their rendering.
-
-Frames:
-  * camera: fixed in the world; we use camera coordinates AS the world.
-  * head space: the head is exactly static here; per frame, c2w maps camera
-    coordinates to head coordinates (p_head = R p_cam + t), so a camera ray
-    (origin 0, direction d) is (t, R d) in head space.
-  * torso space: neck and torso are rigid in their own frame, which sits in
-    the camera frame below the MEAN head pose and sways slowly on its own,
-    so in head space they move (what SSP-NeRF's torso deformation models).
-
-Units: the head is ~0.1 wide; the camera is ~0.77 from the head origin.
-Head space: x right, y up, +z out of the face towards the camera.
-"""
+"""The synthetic portrait's layout.  The camera frame is the world; c2w maps it
+to the static head (x right, y up, +z out of the face); neck and torso sway on
+their own below the mean head pose, so they move in head space."""
 import numpy as np
 
 
@@ -27,9 +16,7 @@ CLASS_COLORS.setflags(write=False)
  HAIR) = range(11)
 HEAD_CLASSES = (SKIN, BROWS, EYES, EARS, NOSE, MOUTH, LIPS, HAIR)
 
-# ---- Head layout (head space). ----
-# The skull sits above the tracked origin: real heads pivot near the neck,
-# and it frames the portrait like AD-NeRF's videos (head in the upper half).
+# Head space.  The skull sits above the origin: real heads pivot near the neck.
 SKULL_CENTER = np.array([0.0, 0.035, -0.005])
 SKULL_RADII = np.array([0.042, 0.062, 0.056])
 HAIR_CENTER = SKULL_CENTER + np.array([0.0, 0.004, -0.003])
@@ -40,8 +27,8 @@ BROW_RADII = np.array([0.010, 0.0028, 0.004])
 NOSE_RADII = np.array([0.0075, 0.014, 0.011])
 MOUTH_Y = SKULL_CENTER[1] - 0.031  # where closed lips meet
 LIP_THICKNESS = 0.0042  # y half-thickness of the upper lip
-LOWER_LIP_SCALE = 1.15  # the lower lip is fuller
-LIP_DEPTH = 0.0065  # z radius of the lips
+LOWER_LIP_SCALE = 1.15
+LIP_DEPTH = 0.0065
 MAX_GAP = 0.018  # lip gap at mouth_open = 1
 HEAD_LIGHT = np.array([0.35, 0.45, 0.82]) / np.linalg.norm([0.35, 0.45, 0.82])
 TORSO_LIGHT = np.array([-0.3, 0.5, 0.8]) / np.linalg.norm([-0.3, 0.5, 0.8])
@@ -56,7 +43,6 @@ def skull_surface_z(x, y):
 
 
 def _on_face(x, y, depth):
-  """Head-space point `depth` in front of (>0) / behind the face at (x, y)."""
   return np.array([x, y, skull_surface_z(x, y) + depth])
 
 
@@ -70,18 +56,15 @@ BROW_CENTERS = np.stack([
     _on_face(0.017, SKULL_CENTER[1] + 0.021, 0.0005)
 ])
 NOSE_CENTER = _on_face(0.0, SKULL_CENTER[1] - 0.006, -0.003)
-# Encloses every head part around SKULL_CENTER (used to cull rays).
 HEAD_BOUND_RADIUS = 0.09
 
-# ---- Torso layout (torso space: origin at the neck base, camera axes). ----
-# Neck base in head space for the mean head pose.
+# Torso space: origin at the neck base (of the mean head pose), camera axes.
 NECK_BASE_IN_HEAD = SKULL_CENTER + np.array([0.0, -0.08, -0.012])
 NECK_RADII_XZ = (0.026, 0.024)
-NECK_Y_RANGE = (-0.06, 0.10)  # top ends inside the skull
+NECK_Y_RANGE = (-0.06, 0.10)
 TORSO_CENTER = np.array([0.0, -0.09, -0.035])
 TORSO_RADII = np.array([0.20, 0.095, 0.08])
 
-# Primitive ids (order of the NearestHit merge) and their classes.
 (P_SKULL, P_HAIR, P_EAR_L, P_EAR_R, P_NOSE, P_EYE_L, P_EYE_R, P_BROW_L,
  P_BROW_R, P_LIP_U, P_LIP_L, P_NECK, P_TORSO) = range(13)
 PRIM_CLASS = np.array([
@@ -92,39 +75,21 @@ NUM_HEAD_PRIMS = P_NECK  # prims below this id live in head space
 
 
 def hair_clip(p):
-  """Hair covers the top and back: the hairline drops from the forehead.
-
-  Args:
-    p: [3, R] head-space points on the hair ellipsoid.
-
-  Returns:
-    [R] bool, True where there is hair.
-  """
+  """bool [R] hair at points [3, R]: top and back, above a sloped hairline."""
   y = p[1] - HAIR_CENTER[1]
   z = p[2] - HAIR_CENTER[2]
   return y > 0.036 - 0.75 * (0.058 - z)
 
 
 def mouth_shape(mouth_open, lip_width):
-  """Per-frame lip geometry from the audio-driven controls.
-
-  Args:
-    mouth_open: [B] opening in [0, 1].
-    lip_width: [B] lip spread in [0, 1].
-
-  Returns:
-    dict of [B] arrays: half_width (of the lips), gap (lip separation),
-    gap_y (centre of the gap), open (= mouth_open), plus [B, 3] lip
-    ellipsoid centres upper_center, lower_center.
-  """
+  """Lip geometry: dict of [B] arrays and [B, 3] lip centres, from mouth_open
+  and lip_width [B] in [0, 1]."""
   gap = MAX_GAP * mouth_open
   half_width = 0.020 * (0.88 + 0.24 * lip_width) * (1.0 - 0.12 * mouth_open)
-  # The jaw does most of the opening: the upper lip moves 15 %. Centres sit
-  # 0.8 thickness from the gap, so closed lips overlap and hide the mouth.
+  # The jaw does most of the opening; closed lips overlap and hide the mouth.
   upper_y = MOUTH_Y + 0.15 * gap + 0.8 * LIP_THICKNESS
   lower_y = MOUTH_Y - 0.85 * gap - 0.8 * LOWER_LIP_SCALE * LIP_THICKNESS
   zeros = np.zeros_like(gap)
-  # Lips ride on the face surface: centres 2.5 mm deep, 6.5 mm z radius.
   upper_c = np.stack([zeros, upper_y, skull_surface_z(0.0, upper_y) - 0.0025],
                      -1)
   lower_c = np.stack([zeros, lower_y, skull_surface_z(0.0, lower_y) - 0.0025],
@@ -156,29 +121,16 @@ def _rotation(yaw, pitch, roll):
 
 
 def torso_poses(num_frames, track_c2w, seed, fps=25.0):
-  """Torso-to-camera transforms: below the mean head, slow own sway.
-
-  Each sway component is a sum of two sinusoids with seeded periods (3-9 s)
-  and phases: yaw 2 deg, pitch 1 deg, roll 2 deg; translation 6, 3, 4 mm
-  (in head-width units of 0.1 = 10 cm).
-
-  Args:
-    num_frames: N.
-    track_c2w: [M, 4, 4] the full pose track (defines the mean head pose).
-    seed: integer seed.
-    fps: frame rate.
-
-  Returns:
-    rot: [N, 3, 3], trans: [N, 3]; p_cam = rot @ p_torso + trans.
-  """
+  """(rot [N, 3, 3], trans [N, 3]), p_cam = rot p_torso + trans: below the mean
+  head of track_c2w [M, 4, 4], swaying by seeded pairs of slow sinusoids."""
   rng = np.random.default_rng([seed, 7])  # independent of the audio stream
   head_rot, head_t = mean_head_pose(np.asarray(track_c2w, np.float64))
-  anchor = head_rot.T @ (NECK_BASE_IN_HEAD - head_t)  # head -> camera
+  anchor = head_rot.T @ (NECK_BASE_IN_HEAD - head_t)
   time = np.arange(num_frames) / fps
   periods = rng.uniform(3.0, 9.0, (6, 2))
   phases = rng.uniform(0, 2 * np.pi, (6, 2))
   waves = np.sin(2 * np.pi * time[:, None, None] / periods + phases).sum(-1)
-  waves /= 2.0  # [N, 6] in [-1, 1]
+  waves /= 2.0
   amps = np.array([np.radians(2.0), np.radians(1.0), np.radians(2.0), 0.006,
                    0.003, 0.004])
   sway = waves * amps

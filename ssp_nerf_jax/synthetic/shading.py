@@ -1,9 +1,5 @@
-"""Renders batches of frames of the procedural portrait (colour + parsing).
-
-Every pixel takes the nearest analytic hit among all primitives (no
-antialiasing: class ids are exact at pixel centres), is shaded Lambertian
-with a light fixed in the primitive's frame, or shows the background plate.
-"""
+"""Renders frames of the procedural portrait: nearest analytic hit, Lambertian,
+no antialiasing, so class ids are exact at pixel centres."""
 import numpy as np
 
 from ssp_nerf_jax.synthetic import raycast
@@ -12,16 +8,8 @@ from ssp_nerf_jax.synthetic import textures
 
 
 def _head_hits(hits, o, d, fidx, mouth):
-  """Merges all head-space primitives into `hits`.
-
-  Args:
-    hits: raycast.NearestHit over R rays.
-    o, d: [3, R] head-space rays.
-    fidx: [R] frame index of each ray (selects per-frame lip geometry).
-    mouth: dict from scene.mouth_shape over the B frames.
-  """
-  # Only rays through the head's bounding sphere (~10 % of the pixels) can
-  # hit a head part; testing just those makes the head ~10x cheaper.
+  """Merges the head primitives for head-space rays o, d [3, R], frames fidx."""
+  # Only rays through the head's bounding sphere can hit it: test just those.
   rays = np.flatnonzero(raycast.hits_sphere(o, d, scene.SKULL_CENTER,
                                             scene.HEAD_BOUND_RADIUS))
   o, d, fidx = o[:, rays], d[:, rays], fidx[rays]
@@ -64,19 +52,8 @@ def _torso_hits(hits, o, d):
 
 
 def _mouth_decal(p, fidx, mouth):
-  """Where skull hits show the mouth interior, and their local coordinates.
-
-  The interior is drawn on the face surface between (and behind) the lips:
-  an ellipse that grows with the opening; closed lips overlap and hide it.
-
-  Args:
-    p: [3, S] head-space points on the skull; fidx: [S] their frames.
-    mouth: dict from scene.mouth_shape.
-
-  Returns:
-    inside: [S] bool; x: [S] offset from the mouth centre; y_in_gap: [S]
-    offset from the gap centre; half_gap: [S].
-  """
+  """(inside bool [S], x, y_in_gap, half_gap [S]) for skull points p [3, S]:
+  the interior is an ellipse on the face that grows with the opening."""
   half_gap = mouth['gap'][fidx] / 2
   openness = mouth['open'][fidx]
   x = p[0]
@@ -123,17 +100,10 @@ def _albedo(prim, p, fidx, mouth):
 
 def shade_frames(c2w, mouth_open, lip_width, torso_rot, torso_trans, dirs,
                   background):
-  """Renders B frames.
+  """(rgb float64 [B, P, 3] in [0, 1], parsing uint8 [B, P]) of B frames.
 
-  Args:
-    c2w: [B, 4, 4] camera-to-head matrices.
-    mouth_open, lip_width: [B] mouth controls in [0, 1].
-    torso_rot, torso_trans: [B, 3, 3], [B, 3] torso-to-camera transforms.
-    dirs: [P, 3] camera-space pixel directions (raycast.camera_directions).
-    background: [P, 3] background plate colours in [0, 1].
-
-  Returns:
-    rgb: float64 [B, P, 3] in [0, 1]; parsing: uint8 [B, P] class ids.
+  c2w [B, 4, 4]; mouth_open, lip_width [B]; torso_rot [B, 3, 3], torso_trans
+  [B, 3]; dirs [P, 3] from raycast.camera_directions; background [P, 3].
   """
   c2w = np.asarray(c2w, np.float64)
   torso_rot = np.asarray(torso_rot, np.float64)
@@ -161,8 +131,7 @@ def shade_frames(c2w, mouth_open, lip_width, torso_rot, torso_trans, dirs,
   p = np.where(in_head, o_head[:, hit] + t * d_head[:, hit],
                o_torso[:, hit] + t * d_torso[:, hit])
   albedo, cls = _albedo(prim, p, fidx[hit], mouth)
-  # Lights are fixed in each part's own frame (head: head space; torso:
-  # camera/world), so both parts are static in their frames.
+  # Lights are fixed in each part's own frame, so both look static there.
   torso_light = np.einsum('bji,j->ib', torso_rot, scene.TORSO_LIGHT)
   light = np.where(in_head, scene.HEAD_LIGHT[:, None],
                    torso_light[:, fidx[hit]])

@@ -1,37 +1,29 @@
-"""Procedural albedo of every material and the static background plate.
-
-All textures are fixed functions of a 3-D point in the surface's own frame
-(head space for head parts, torso space for neck and torso), so surfaces are
-exactly static in their frame: a NeRF in head space can represent the head.
-Frequencies are in radians per scene unit (the head is ~0.1 units wide, a
-96 px frame shows ~0.3 units), chosen so patterns are visible at 96 px and
-keep fine detail at 450 px.
-"""
+"""Procedural albedo of every material, a fixed function of points in the
+surface's own frame (so it is static there), and the background plate."""
 import numpy as np
 
 _RNG = np.random.default_rng(20220117)  # fixed: appearance is not seeded
 
 
 def _make_waves(num, lo, hi):
-  """Random plane waves: (freq vectors [num, 3], phases [num])."""
   dirs = _RNG.standard_normal((num, 3))
   dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
   return dirs * _RNG.uniform(lo, hi, (num, 1)), _RNG.uniform(0, 2 * np.pi, num)
 
 
-_LOW = _make_waves(4, 40.0, 90.0)  # periods ~0.07-0.15 (face-scale shading)
-_MID = _make_waves(6, 150.0, 300.0)  # ~0.02-0.04 (blotches, 6-12 px @96)
-_FINE = _make_waves(6, 600.0, 900.0)  # ~0.008 (pores, fabric weave @450)
+# Radians per scene unit: face-scale shading, blotches, pores and weave.
+_LOW = _make_waves(4, 40.0, 90.0)
+_MID = _make_waves(6, 150.0, 300.0)
+_FINE = _make_waves(6, 600.0, 900.0)
 
 
 def sine_noise(p, waves):
-  """Sum of plane waves, roughly in [-1, 1]; p [R, 3] -> [R]."""
+  """[R] sum of plane waves at points p [R, 3], roughly in [-1, 1]."""
   freqs, phases = waves
   return np.sin(p @ freqs.T + phases).sum(-1) / np.sqrt(len(phases) * 2)
 
 
 def _mix(a, b, w):
-  """Per-ray blend of colours a and b ([3] or [R, 3]) by w [R] in [0, 1]."""
   w = np.asarray(w, np.float64)[:, None]
   return np.asarray(a) * (1.0 - w) + np.asarray(b) * w
 
@@ -68,16 +60,10 @@ def brows(p):
 
 
 def eyes(p, centers, radius):
-  """Eyeball: sclera, striated iris, pupil, from the angle off +z, [R, 3].
-
-  Args:
-    p: [R, 3] points on the eyeballs.
-    centers: [2, 3] eye centres (left, right); the nearest one is used.
-    radius: eyeball radius.
-  """
+  """Eyeballs [R, 3]: sclera, iris, pupil about the nearer of centers [2, 3]."""
   left = np.abs(p[:, 0] - centers[0, 0]) < np.abs(p[:, 0] - centers[1, 0])
   q = (p - np.where(left[:, None], centers[0], centers[1])) / radius
-  forward = q[:, 2]  # cosine of the angle from the gaze direction
+  forward = q[:, 2]
   spokes = np.sin(14.0 * np.arctan2(q[:, 1], q[:, 0]))
   iris = np.array([0.38, 0.25, 0.14]) * (0.8 + 0.2 * spokes)[:, None]
   rgb = _mix([0.93, 0.91, 0.87], iris, forward > 0.78)
@@ -92,16 +78,8 @@ def lips(p):
 
 
 def mouth_interior(x, y_in_gap, half_gap):
-  """Mouth interior decal: dark cavity, tongue, upper and lower teeth.
-
-  Args:
-    x: [R] horizontal head-space offset from the mouth centre.
-    y_in_gap: [R] vertical offset from the centre of the lip gap.
-    half_gap: [R] half the lip gap (0 = closed).
-
-  Returns:
-    [R, 3] albedo.
-  """
+  """[R, 3] cavity, tongue and teeth at offsets x, y_in_gap [R] from the gap
+  centre, given half_gap [R] (0: closed)."""
   rgb = _mix([0.20, 0.05, 0.06], [0.55, 0.20, 0.22],
              np.clip(-y_in_gap / np.maximum(half_gap, 1e-6), 0.0, 1.0)**2)
   teeth = np.where(np.cos(2 * np.pi * x / 0.0042) > 0.85, 0.62, 0.95)
@@ -112,13 +90,7 @@ def mouth_interior(x, y_in_gap, half_gap):
 
 
 def ears(p, center, radii):
-  """Ears: skin a little redder, with a darker fold ring, [R, 3].
-
-  Args:
-    p: [R, 3] points on either ear.
-    center: [3] centre of the right ear (x > 0); the left one is mirrored.
-    radii: [3] ear ellipsoid radii.
-  """
+  """Ears [R, 3] with a fold ring; center [3] is the right ear's (x > 0)."""
   q = np.stack([np.abs(p[:, 0]), p[:, 1], p[:, 2]], -1) - center
   r = np.sqrt((q[:, 1] / radii[1])**2 + (q[:, 2] / radii[2])**2)
   fold = np.exp(-((r - 0.6) / 0.15)**2)
@@ -131,24 +103,17 @@ def nose(p):
 
 
 def neck(p):
-  """Neck skin, a little darker than the face (in shadow in real video)."""
+  """Neck skin, darker than the face (in shadow in real video)."""
   return skin(p, (0.74, 0.53, 0.42))
 
 
 def torso(p):
-  """Suit: pin-striped navy jacket, white shirt V with a striped red tie.
-
-  Args:
-    p: [R, 3] points in torso space (origin at the neck base, y up).
-
-  Returns:
-    [R, 3] albedo.
-  """
+  """Suit, shirt and tie [R, 3] at torso-space points p [R, 3]."""
   x, y = p[:, 0], p[:, 1]
   pins = (np.cos(2 * np.pi * x / 0.012) > 0.93).astype(np.float64)
   jacket = np.array([0.13, 0.15, 0.27]) * (1.0 + 0.6 * pins +
                                            0.08 * sine_noise(p, _FINE))[:, None]
-  shirt_v = np.abs(x) < 0.42 * (y + 0.16)  # V opening up from y = -0.16
+  shirt_v = np.abs(x) < 0.42 * (y + 0.16)
   tie = np.abs(x) < 0.008 + 0.08 * np.maximum(-0.03 - y, 0.0)
   tie_stripes = np.sin(2 * np.pi * (x + y) / 0.01) > 0.6
   tie_rgb = _mix([0.62, 0.12, 0.14], [0.82, 0.70, 0.35], tie_stripes)
@@ -157,14 +122,7 @@ def torso(p):
 
 
 def background_plate(height, width):
-  """Static background (wall, curtain folds, a window), a function of pixel.
-
-  Coordinates are normalised by the image size, so every resolution shows
-  the same picture.
-
-  Returns:
-    float64 [height * width, 3] colours in [0, 1].
-  """
+  """float64 [H * W, 3] in [0, 1]: the same picture at every resolution."""
   v, u = np.meshgrid((np.arange(height) + 0.5) / height,
                      (np.arange(width) + 0.5) / width, indexing='ij')
   u, v = u.ravel(), v.ravel()

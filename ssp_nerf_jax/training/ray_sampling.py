@@ -1,28 +1,8 @@
 """Pixel samplers: which pixels of a frame become training rays.
 
-Each sampler maps (key, frame data) to integer pixel coordinates [R, 2] as
-(row, col).  `config.sampling.strategy` picks one:
-  - 'uniform':   every pixel equally likely.
-  - 'face_rect': AD-NeRF's scheme: a share `face_rect_fraction` of the rays
-                 uniformly inside the face rectangle, the rest uniformly over
-                 the image.
-  - 'semantic':  SSP-NeRF's semantic-aware dynamic ray sampling: class k of
-                 the frame's parsing gets a share q_k of the rays that grows
-                 with its running loss L_k (`class_shares`), drawn uniformly
-                 among the frame's pixels of class k; optionally a fixed
-                 share `mouth_share` of its loss-driven part moved into a
-                 box around the lips and mouth interior (`mouth_box`),
-                 where the speech changes the frame.
-  - 'error_map': torch-ngp / RAD-NeRF's per-frame error map (`error_map`):
-                 pixels drawn in proportion to their cell's running error.
-All samplers draw with replacement; they are pure and run inside the jitted
-train step, once per frame.  `sample_pixels` also returns each ray's
-importance weight 1 / (H W p(pixel)) (1 for uniform sampling): the mean of
-weight x error over the rays estimates the uniform-pixel mean error.
-
-The semantic sampler's memory, each class's running loss over every
-device's rays, is `SemanticStats`, carried in the train state.
-"""
+'uniform', 'face_rect' (AD-NeRF), 'semantic' (SSP-NeRF) or 'error_map'; all
+draw with replacement in the jitted step, with importance weights
+1 / (H W p(pixel)): weight x error averages to the uniform-pixel mean error."""
 import flax
 import jax
 from jax import lax
@@ -31,15 +11,11 @@ import jax.numpy as jnp
 from ssp_nerf_jax.training import error_map
 
 STRATEGIES = ('uniform', 'face_rect', 'semantic', 'error_map')
-# Parsing classes whose box `mouth_box` covers (11-class parsing).
 MOUTH_CLASSES = ('lips', 'mouth')
 
 
 def uniform_in_box(key, num, row0, col0, height, width):
-  """Uniform integer pixels in the box [row0, row0+height) x [col0, col0+width).
-
-  Box corners and sizes may be traced scalars.  Returns int32 [num, 2].
-  """
+  """int32 [num, 2] uniform in [row0, row0 + height) x [col0, col0 + width)."""
   u = jax.random.uniform(key, (num, 2))
   size = jnp.stack([height, width]).astype(jnp.float32)
   offset = jnp.floor(u * size).astype(jnp.int32)
@@ -48,24 +24,13 @@ def uniform_in_box(key, num, row0, col0, height, width):
 
 
 def sample_uniform(key, num_rays, height, width):
-  """int32 [num_rays, 2] pixels uniform over an image of size height x width."""
+  """int32 [num_rays, 2] pixels uniform over the image."""
   return uniform_in_box(key, num_rays, 0, 0, height, width)
 
 
 def sample_face_rect(key, num_rays, height, width, face_rect, fraction):
-  """AD-NeRF face-rectangle sampling.
-
-  Args:
-    key: PRNG key.
-    num_rays: total rays R (static).
-    height, width: image size (static).
-    face_rect: int [4] as (x, y, w, h) = (col, row, width, height).
-    fraction: share of rays drawn inside the rectangle (static float).
-  Returns:
-    (int32 [R, 2] pixels (row, col), the first round(fraction * R) in the
-    rectangle (clipped to the image); float32 [R] importance weights
-    1 / (H W p(pixel)), p the mixture of the two uniform draws).
-  """
+  """(int32 [R, 2] pixels, float32 [R] weights): round(fraction R) uniform in
+  face_rect (x, y, w, h) clipped to the image, then the rest anywhere."""
   num_in = int(round(fraction * num_rays))
   key_in, key_out = jax.random.split(key)
   x, y, w, h = (face_rect[i].astype(jnp.int32) for i in range(4))
@@ -86,34 +51,11 @@ def sample_face_rect(key, num_rays, height, width, face_rect, fraction):
 
 def class_shares(class_loss, class_counts, power, floor, size_exponent=1.0,
                  uniform_mix=0.0, background_area=False):
-  """Share of a frame's rays per class, growing with the class's loss.
+  """float32 [K] ray shares (0 for absent classes), summing to one:
 
-    q_k = uniform_mix * n_k / N + (1 - uniform_mix) * s_k,
-    s_k ~ n_k^size_exponent * L_k^power  (over present classes),
-
-  then every present class gets at least `floor`.  With size_exponent 1 and
-  power 1, s is importance sampling of the photometric loss (rays per pixel
-  ~ its class's error), which still gives most rays to large classes (the
-  torso); size_exponent < 1 moves them to small, badly reconstructed classes
-  (mouth, eyes); the uniform part keeps every pixel seen (the background
-  needs rays to stay empty).
-
-  Args:
-    class_loss: float [K] running per-class loss L_k; negative means "not
-      measured yet" and counts as the largest measured loss.
-    class_counts: [K] pixels n_k of each class in the frame.
-    power: exponent on the loss (static or traced); 0 ignores it.
-    floor: minimum share of each present class (capped at 1 / #present).
-    size_exponent: exponent on the class size n_k.
-    uniform_mix: weight of uniform pixel sampling, in [0, 1].
-    background_area: class 0 (the background) keeps its area share n_0 / N
-      and the rule above shares the rest among the other classes: the
-      background needs rays where the model would put floaters, not rays
-      in proportion to its (small) loss.
-  Returns:
-    float32 [K] shares summing to one; zero for classes absent from the
-    frame.
-  """
+  q_k = uniform_mix n_k / N + (1 - uniform_mix) s_k, s_k ~ n_k^size_exponent
+  L_k^power, each present class >= `floor`; L_k < 0 (unmeasured) counts as
+  the largest.  background_area: class 0 keeps its area share n_0 / N."""
   if background_area:
     area = class_counts[0] / jnp.sum(class_counts)
     others = class_shares(class_loss, class_counts.at[0].set(0), power, floor,
@@ -137,21 +79,10 @@ def class_shares(class_loss, class_counts, power, floor, size_exponent=1.0,
 
 
 def sample_from_pixel_weights(key, num_rays, pixel_weights, width):
-  """Stratified inverse-CDF draws of pixels with probability ~ weights.
-
-  Args:
-    key: PRNG key.
-    num_rays: R (static).
-    pixel_weights: float [H * W] non-negative, raster order, positive sum.
-    width: W (static).
-  Returns:
-    (int32 [R, 2] pixels (row, col), float32 [R] importance weights
-    1 / (H W p(pixel))).  Pixels of weight zero are never drawn.
-  """
+  """(int32 [R, 2] pixels, float32 [R] weights) ~ pixel_weights [H * W]; one
+  uniform per stratum, so shares match at every step.  Weight 0: never drawn."""
   prob = pixel_weights / jnp.sum(pixel_weights)
   cdf = jnp.cumsum(prob)
-  # One uniform per stratum [i/R, (i+1)/R): shares match the probabilities
-  # closely at every step, not only on average.
   u = (jnp.arange(num_rays) + jax.random.uniform(key, (num_rays,))) / num_rays
   u = jnp.clip(u * cdf[-1], 1e-7, cdf[-1])
   index = jnp.minimum(jnp.searchsorted(cdf, u, side='left'), prob.size - 1)
@@ -161,17 +92,8 @@ def sample_from_pixel_weights(key, num_rays, pixel_weights, width):
 
 
 def mouth_box(parsing, mouth_classes, scale):
-  """The box around a frame's mouth, where the speech changes the picture.
-
-  Args:
-    parsing: int [H, W] the frame's classes.
-    mouth_classes: ids of the lips and mouth interior (static tuple).
-    scale: the box around those pixels is grown `scale` times about its
-      centre (the chin and cheeks move with the jaw).
-  Returns:
-    float32 [H, W]: 1 inside the box (clipped to the frame), 0 outside;
-    all 0 if the frame shows no mouth class.
-  """
+  """float32 [H, W] 0/1 box around the mouth classes, grown `scale` times about
+  its centre (the chin and cheeks move with the jaw); all 0 without a mouth."""
   mask = jnp.isin(parsing, jnp.asarray(mouth_classes))
   height, width = parsing.shape
 
@@ -189,9 +111,7 @@ def mouth_box(parsing, mouth_classes, scale):
 
 
 def with_mouth_share(pixel_weights, box, share):
-  """[H * W] pixel weights (summing to one) that draw `share` of the rays
-  uniformly in `box` ([H * W], 0/1) and the rest by `pixel_weights`.
-  Unchanged when the box is empty."""
+  """[H * W] weights: `share` uniform in `box`, the rest by `pixel_weights`."""
   mixed = ((1.0 - share) * pixel_weights +
            share * box / jnp.maximum(jnp.sum(box), 1.0))
   return jnp.where(jnp.sum(box) > 0, mixed, pixel_weights)
@@ -199,23 +119,8 @@ def with_mouth_share(pixel_weights, box, share):
 
 def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
                     sampling_config, mouth_classes=()):
-  """SSP-NeRF semantic sampling of one frame.
-
-  Args:
-    key: PRNG key.
-    num_rays: R (static).
-    parsing: int [H, W] the frame's ground-truth classes.
-    class_loss: float [K] running per-class loss (see `class_shares`).
-    use_loss: bool scalar; False samples uniformly over pixels (warm-up).
-    sampling_config: config.sampling (semantic_power, semantic_floor,
-      semantic_size_exponent, semantic_uniform_mix, mouth_share,
-      mouth_box_scale).
-    mouth_classes: the lips' and mouth interior's class ids (static);
-      none: no mouth share.
-  Returns:
-    (int32 [R, 2] pixels, float32 [R] importance weights, float32 [K] the
-    class shares asked for).
-  """
+  """(pixels [R, 2], weights [R], shares [K]) of one frame by `class_shares`;
+  use_loss False: area shares (warm-up); mouth_classes (): no mouth share."""
   num_classes = class_loss.shape[0]
   flat = parsing.reshape(-1).astype(jnp.int32)
   counts = jnp.bincount(flat, length=num_classes).astype(jnp.float32)
@@ -243,21 +148,8 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
 def sample_pixels(key, sampling_config, num_rays, height, width, frame,
                   class_loss=None, use_loss=True, frame_errors=None,
                   mouth_classes=()):
-  """Dispatches on `sampling_config.strategy`.
-
-  Args:
-    key: PRNG key for this frame.
-    sampling_config: the `config.sampling` section.
-    num_rays, height, width: static sizes.
-    frame: dict of this frame's arrays ('face_rect' [4], 'parsing' [H, W]).
-    class_loss: float [K] running per-class loss ('semantic' only).
-    use_loss: bool scalar, False during the semantic warm-up.
-    frame_errors: float [n, n] the frame's error map ('error_map' only).
-    mouth_classes: see `sample_semantic` ('semantic' only).
-  Returns:
-    (int32 [num_rays, 2] pixels (row, col), float32 [num_rays] importance
-    weights 1 / (H W p(pixel)); ones for the uniform sampler).
-  """
+  """(int32 [R, 2] pixels, float32 [R] weights) by config.sampling.strategy;
+  frame: {'face_rect' [4], 'parsing' [H, W]}, frame_errors [n, n]."""
   strategy = sampling_config.strategy
   if strategy == 'uniform':
     return (sample_uniform(key, num_rays, height, width),
@@ -287,27 +179,17 @@ def class_sums(values, class_id, num_classes):
 
 @flax.struct.dataclass
 class SemanticStats:
-  """The semantic sampler's state: the running (EMA) photometric loss of
-  each parsing class over all devices' rays; -1 until a class is seen."""
-  class_loss_ema: jax.Array  # float32 [K]
+  """Running (EMA) photometric loss [K] of each class over every device's
+  rays; -1 until a class is seen."""
+  class_loss_ema: jax.Array
 
   @classmethod
   def create(cls, num_classes: int) -> 'SemanticStats':
     return cls(class_loss_ema=-jnp.ones((num_classes,), jnp.float32))
 
   def update(self, sq_err, class_id, decay, axis_name):
-    """Folds one step's rays into the running class losses.
-
-    Args:
-      sq_err: float [...] per-ray squared error of this device's rays.
-      class_id: int [...] their true classes.
-      decay: the EMA's decay (config.sampling.semantic_ema_decay).
-      axis_name: the mesh axis the rays are spread over (summed over).
-    Returns:
-      (updated stats, float [K] this step's class losses, float [K] rays
-      per class); classes without rays keep their EMA, and a class seen for
-      the first time starts at its measured loss.
-    """
+    """(stats, step class losses [K], rays per class [K]) from sq_err, class_id
+    [...]; classes without rays keep their EMA, new ones start at their loss."""
     num_classes = self.class_loss_ema.shape[0]
     err_sum, counts = lax.psum(class_sums(sq_err, class_id, num_classes),
                                axis_name)
