@@ -1,17 +1,6 @@
-"""Train on an AD-NeRF / SSP-NeRF / RAD-NeRF processed-data folder.
+"""Train on an AD-NeRF / SSP-NeRF / RAD-NeRF folder; `:cpu`: demo model, 96 px.
 
-  python train_main.py --config=configs/adnerf.py --config.data.path=DIR
-  python train_main.py --config=configs/adnerf.py:cpu --config.data.path=DIR
-
-The plain config is the accelerator starting point: the paper-scale model
-and schedule (configs/default.py) at the folder's own resolution.  `:cpu`
-is a CPU trial with the model size and step budget of the synthetic demo
-(configs/synthetic.py) on frames resized to 96 px, to see a real folder
-train on a laptop in minutes.  Precomputed audio features instead of
-aud.wav: `--config.data.audio_file=aud.npy` (then audio_dim must equal the
-file's last axis, e.g. 29 for DeepSpeech, 44 for RAD-NeRF's wav2vec, 1024
-for HuBERT).
-"""
+  python train_main.py --config=configs/adnerf.py[:cpu] --config.data.path=D"""
 from configs import default
 from configs import synthetic
 
@@ -26,7 +15,7 @@ def get_config(config_string=None):
     config.data.resolution = 96
   else:
     config = default.get_config()
-    config.data.resolution = 0  # the folder's own size (450 px in AD-NeRF)
+    config.data.resolution = 0  # the folder's own size
   config.data.builder_config = 'adnerf'
-  config.data.path = ''  # required: --config.data.path=DIR
+  config.data.path = ''
   return config

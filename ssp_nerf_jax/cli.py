@@ -1,9 +1,4 @@
-"""The shape of the package's command-line mains.
-
-A main takes flags only, logs warnings only unless --verbosity is given, and
-ends in one line: its result, or for bad input or settings
-(`errors.UserError`) `error: ...` with exit status 1 and no traceback.
-"""
+"""The shape of the package's mains: flags only, one result or `error:` line."""
 import json
 import sys
 
@@ -18,8 +13,7 @@ from ssp_nerf_jax.runtime import parallel
 
 
 def start(argv):
-  """Refuses positional arguments and quiets absl's INFO lines (progress
-  bars and the final line are the output) unless --verbosity was given."""
+  """Refuses positional arguments; logs warnings only unless --verbosity."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
@@ -49,13 +43,7 @@ def print_json(result):
 
 
 def dataset_main(argv, measure, example):
-  """The main of a benchmark that measures a config's dataset.
-
-  Takes `define_dataset_flags()`'s flags: --config (required; `example` shows
-  one) and --data_dir.  Builds the dataset if needed (preprocessing a video
-  config's video first), then prints `measure(config, builder)`, a dict, as
-  one JSON line.
-  """
+  """Builds --config's dataset if needed; prints `measure`'s dict as JSON."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   start(argv)
   require('config', example=example)
@@ -69,11 +57,7 @@ def dataset_main(argv, measure, example):
 
 
 def define_dataset_flags():
-  """--config and --data_dir, defined only when run as a program.
-
-  Defining them at import time would collide with the --config of other
-  entry points (train_main, benchmarks).
-  """
+  """--config and --data_dir; at import time they would collide with others'."""
   config_flags.DEFINE_config_file(
       'config', None, 'Path to a config file (configs/*.py).',
       lock_config=True)

@@ -3,15 +3,8 @@
   python -m ssp_nerf_jax.benchmarks.ablation --config=configs/synthetic.py \
       --out=/tmp/ablation
 
-Trains `warp_off` (config.model.torso_warp=False) and `warp_on` for the same
-steps and seeds on the config's data (the synthetic portrait's torso sways
-on its own, independently of the head), and writes to --out:
-  results.json, results.md  per-region val PSNR, parsing mIoU, step time
-                            (schema: benchmarks/sweep.py)
-  strip.png                 the val frame with the most turned head:
-                            ground truth | warp off | warp on
-  runs/                     the training workdirs
-Defaults finish in well under 30 minutes on a 2-core CPU.
+Writes sweep's results and strip.png (ground truth | warp off | warp on) of
+the val frame with the most turned head.
 """
 import os
 

@@ -1,36 +1,11 @@
-"""How much of the mouth's motion a dataset's audio features carry, as one
-JSON line.
+"""How much of the mouth's motion a dataset's audio features carry (JSON line).
 
-  python -m ssp_nerf_jax.benchmarks.audio_probe \
-      --config=configs/video.py:cpu --config.data.video=clip.mp4
-  python -m ssp_nerf_jax.benchmarks.audio_probe \
-      --config=configs/adnerf.py:cpu --config.data.path=DIR
+  python -m ssp_nerf_jax.benchmarks.audio_probe --config=configs/adnerf.py:cpu \
+      --config.data.path=DIR
 
-A ridge regression from each frame's audio feature window (the 16 steps
-AudioNet encodes) to the frame's measured mouth opening (`mouth_open`: the
-synthetic data's ground truth, or the landmarks that `python -m
-ssp_nerf_jax.preprocess` measured), fitted on the train split, its ridge
-strength chosen by cross-validation over contiguous blocks of the train
-frames, and scored on the val split by Pearson r.  A linear read-out is a
-floor on what a trained audio encoder can know about the mouth, so this
-compares audio features (log-mel, MFCC, a precomputed DeepSpeech / wav2vec
-/ HuBERT .npy) in a minute, before any NeRF is trained, and tells whether a
-lip-sync figure is held back by the audio or by the renderer.
-
-`mouth_sync_ceiling` puts the read-out next to val scoring's lip-sync
-metric (`ssp_nerf_jax.evaluation.lipsync`): the Pearson r of its predicted openings
-with the mouth opening that the face mesh finds on the real val frames at
-the training resolution.  A model that only knows the audio can draw at
-best the predicted opening, so this is about the highest mouth-sync that
-render_main's val scoring can report for this clip and audio feature,
-however good the renderer (None without mediapipe, or where no face is
-found).
-
-It also checks the clip's sync: `loudness_lag_frames` is the shift L that
-best correlates the mouth opening of frame i with the loudness (the waveform's
-level in dB) around frame i + L.  Speakers open the mouth slightly before the
-sound comes, so L is 0 to 3 frames (0-120 ms) on a well-synced clip; a value
-far outside that means the audio track is shifted against the picture.
+A ridge read-out from audio windows to `mouth_open`, scored on val, bounds what
+an audio encoder knows.  `mouth_sync_ceiling` is its r with val's face-mesh
+openings; `loudness_lag_frames` is the mouth-to-loudness shift (audio sync).
 """
 from absl import app
 import numpy as np
@@ -49,22 +24,21 @@ MAX_LAG_FRAMES = 6
 
 def frame_loudness(waveform: np.ndarray, num_frames: int,
                    fps: float = audio_features.FPS) -> np.ndarray:
-  """[num_frames] level in dB of 16 kHz `waveform` (RMS over two frame
-  periods centred on each frame's time; silence outside the audio).  In dB
-  because the mouth follows syllables, not how loud the vowels are."""
+  """[num_frames] log level (decibels) of 16 kHz audio over two frame periods.
+
+  Logarithmic because the mouth follows syllables, not how loud vowels are."""
   half = int(round(audio_features.SAMPLE_RATE / fps))
   padded = np.pad(np.asarray(waveform, np.float64), half)
   centres = np.round(np.arange(num_frames) * audio_features.SAMPLE_RATE /
                      fps).astype(int) + half
   rms = np.array([np.sqrt(np.mean(padded[c - half:c + half]**2))
                   for c in centres])
-  return 20 * np.log10(np.maximum(rms, 1e-4))  # dB, floored at -80 dB
+  return 20 * np.log10(np.maximum(rms, 1e-4))
 
 
 def best_lag(mouth: np.ndarray, loudness: np.ndarray,
              max_lag: int = MAX_LAG_FRAMES):
-  """(L, r): the shift L in [-max_lag, max_lag] maximising the correlation
-  of mouth[i] with loudness[i + L], and that correlation."""
+  """(L, r): the shift L best correlating mouth[i] with loudness[i + L]."""
   scores = {}
   for lag in range(-max_lag, max_lag + 1):
     if lag >= 0:
@@ -87,11 +61,10 @@ def measured_mouth(frames: dict, split: str) -> np.ndarray:
 
 
 def landmark_opening(images: np.ndarray):
-  """([N] mouth opening that val scoring's face mesh finds on uint8 [N, H,
-  W, 3] images, NaN where no face is found), or None without mediapipe."""
+  """[N] face-mesh mouth opening of [N, H, W, 3] images (NaN: no face)|None."""
   try:
     mesh = landmarks.FaceMesh(tracking=False)
-  except errors.UserError:  # mediapipe is an optional install
+  except errors.UserError:  # mediapipe is optional
     return None
   with mesh:
     points, _ = lipsync.find_landmarks(mesh, images)
@@ -99,8 +72,7 @@ def landmark_opening(images: np.ndarray):
 
 
 def mouth_sync_ceiling(predicted: np.ndarray, images: np.ndarray):
-  """Pearson r of `predicted` openings with `landmark_opening(images)` over
-  the frames with a face, rounded; None if it cannot be measured."""
+  """Pearson r of `predicted` with `landmark_opening(images)`, or None."""
   found = landmark_opening(images)
   if found is None or np.sum(np.isfinite(found)) < 2:
     return None
@@ -110,7 +82,7 @@ def mouth_sync_ceiling(predicted: np.ndarray, images: np.ndarray):
 
 
 def probe(config, builder) -> dict:
-  """The figures of the module docstring for a prepared dataset."""
+  """The probe's JSON dict for a prepared dataset."""
   train = input_pipeline.load_split(config, builder, 'train')
   val = input_pipeline.load_split(config, builder, 'val')
   y_train = measured_mouth(train, 'train')

@@ -1,21 +1,8 @@
-"""What the checkpoint manifest costs against the save it seals.
+"""What the checkpoint manifest costs against the save it seals (JSON).
 
-  python -m ssp_nerf_jax.benchmarks.checkpoint_integrity --config=configs/default.py
+  python -m ssp_nerf_jax.benchmarks.checkpoint_integrity --config=C
 
-Saves a train state of the config's shapes (random values: zstd cannot
-shrink them, as it cannot shrink trained weights) --repeats times into a
-temporary directory, each save timed until orbax has finished it, then the
-manifest written (`checkpoint_manifest.write_manifest`, as training does) and
-verified (`checkpoint_manifest.integrity_problem`, as a restore does).  Prints one
-JSON object of medians:
-  checkpoint_mib        bytes of one step directory
-  save_s                orbax save, from the call until finished
-  manifest_s            writing the manifest (CRC-32 of every file)
-  manifest_percent      manifest_s / save_s, in percent
-  verify_s              checking the files against the manifest
-  restore_s             orbax restore of the same step
-  verify_percent        verify_s / restore_s, in percent
-"""
+Random weights, as zstd can shrink them no more than trained ones."""
 import json
 import os
 import statistics
@@ -59,8 +46,7 @@ def timed(fn):
 
 
 def measure(config, repeats, devices=None):
-  """The figures of the module docstring; the state replicated on `devices`
-  (default: all)."""
+  """Median seconds and shares; the state is replicated on `devices`."""
   mesh = parallel.make_data_mesh(devices)
   state, abstract = random_state(config, mesh)
   figures = {'save_s': [], 'manifest_s': [], 'verify_s': [], 'restore_s': []}

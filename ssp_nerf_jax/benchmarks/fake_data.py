@@ -1,8 +1,6 @@
 """Random scenes and batches of the right shapes, for benchmarks and tests.
 
-They let the train step run at any config's scale without building a
-dataset (a 450 px paper-scale dataset takes minutes to generate).
-"""
+They run the train step at any config's scale without building a dataset."""
 import numpy as np
 
 from ssp_nerf_jax.data import scene as scene_lib
@@ -31,13 +29,10 @@ def random_scene(config, num_classes=11) -> scene_lib.SceneInfo:
 
 
 def random_batch(config, scene, num_frames, seed=1):
-  """Host batch of `num_frames` random frames with head-like camera poses.
-
-  Returns the dict layout of `input_pipeline.create_train_iterator`.
-  """
+  """Host batch of random frames with head-like poses (input_pipeline keys)."""
   rng = np.random.default_rng(seed)
   size, dim = scene.height, config.data.audio_dim
-  # Cameras 0.87 units in front of the head, turned by up to +-6 degrees.
+  # Cameras 0.87 units in front of the head, turned by up to 0.1 radians.
   angles = rng.uniform(-0.1, 0.1, num_frames)
   c2w = np.tile(np.eye(4, dtype=np.float32), (num_frames, 1, 1))
   c2w[:, 0, 0] = c2w[:, 2, 2] = np.cos(angles)

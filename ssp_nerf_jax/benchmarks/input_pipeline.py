@@ -2,11 +2,7 @@
 
   python -m ssp_nerf_jax.benchmarks.input_pipeline --config=configs/synthetic.py
 
-Builds the dataset if needed, then times `input_pipeline.create_train_iterator`
-(global jax.Arrays on the ('data',) mesh, every array made ready) over
-`--steps` steps after `--warmup` steps.  The training loop does nothing
-else, so this is the ceiling the input side puts on training speed.
-"""
+The input side's ceiling on training speed: the loop does nothing else."""
 import time
 
 from absl import app

@@ -1,14 +1,9 @@
 """Video preprocessing against exact ground truth, as one JSON line.
 
-  python -m ssp_nerf_jax.benchmarks.preprocess --size=256 --duration_s=10 \
-      --out=DIR
+  python -m ssp_nerf_jax.benchmarks.preprocess --size=256 --out=DIR
 
-Renders a synthetic talking-portrait clip with its audio to mp4 (the
-generator's head moves with a real tracked head-pose track), preprocesses
-the mp4 like a user's video, and compares what came out with the truth:
-head rotation error per frame after one global rotation between the two
-head frames (median, 95th percentile), the focal length, and the 11-class
-parsing (mean IoU, IoU of the mouth region = lips + mouth interior).
+A synthetic clip as mp4, preprocessed like a user's video: pose, focal,
+parsing and mouth-opening errors against the truth.
 """
 import json
 import os
@@ -39,8 +34,7 @@ def write_clip(clip: synthetic.Clip, path: str) -> str:
 
 
 def crop_truth(parsing: np.ndarray, crop, size: int) -> np.ndarray:
-  """Ground-truth class ids [N, H, W] cropped and resized (nearest) like
-  the preprocessed frames."""
+  """Ground-truth class ids [N, H, W] cropped and resized like the frames."""
   x, y, side = crop
   return np.stack([np.asarray(Image.fromarray(ids[y:y + side, x:x + side])
                               .resize((size, size), Image.Resampling.NEAREST))
@@ -85,7 +79,6 @@ def compare(folder: str, clip: synthetic.Clip) -> dict:
           'mouth_iou': iou(np.isin(pred, _MOUTH), np.isin(truth, _MOUTH)),
           'class_iou': {name: iou(pred == k, truth == k) for k, name in
                         enumerate(synthetic.CLASS_NAMES)}},
-      # Pearson r of the measured mouth opening with the true one.
       'mouth_open_r': float(np.corrcoef(mouth_open, clip.mouth_open)[0, 1]),
       'preprocess_seconds': info['seconds'],
   }
@@ -106,8 +99,7 @@ def run(size: int, duration_s: float, seed: int, out: str) -> dict:
 
 
 def define_flags():
-  """Defined only when run as a program: tests import this module next to
-  entry points that define their own --out."""
+  """Defined only when run as a program: other entry points define --out."""
   flags.DEFINE_integer('size', 256, 'Clip size (px), also the output.')
   flags.DEFINE_float('duration_s', 10.0, 'Clip length (s).')
   flags.DEFINE_integer('seed', 0, 'Synthetic clip seed.')

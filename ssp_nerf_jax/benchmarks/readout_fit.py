@@ -1,14 +1,8 @@
 """Seconds of the audio -> mouth read-out's fit at feature widths users bring.
 
-  python -m ssp_nerf_jax.benchmarks.readout_fit [--frames=1617]
-      [--dims=464,6144,16384]
+  python -m ssp_nerf_jax.benchmarks.readout_fit [--frames=N] [--dims=464,6144]
 
-For each width D, a random problem of --frames train frames (a linear
-signal in a few features plus noise) is fitted as training does before its
-first step (`mouth_readout.fit_readout`: the strength chosen over every
-cross-validation fold, then the final fit).  D = 464 is a 16 x 29 MFCC
-window, 6144 a 16 x 384 Whisper tiny window, 16384 a 16 x 1024 HuBERT one.
-Prints one JSON line: {dim: {"seconds", "strength", "r_cv"}}.
+Widths: 16-step windows of MFCC 29 (464), Whisper tiny (6144), HuBERT (16384).
 """
 import time
 

@@ -1,37 +1,10 @@
 """Seconds per rendered frame at a config's scale, and peak host memory.
 
   python -m ssp_nerf_jax.benchmarks.render_speed --config=configs/default.py
-
-Renders chunks of a full frame (config.data.size square, random parameters
-and audio: the cost does not depend on them) with the same `FrameRenderer`
-as eval and render_main, excluding the compiling first chunk, and prints
-one JSON object:
-  chunk_time_s          median seconds per chunk of `rays_per_chunk` rays
-  chunks_per_frame      chunks of one frame
-  seconds_per_frame     chunk_time_s x chunks_per_frame
-  measured_chunks       how many chunks were timed (--chunks; 0 = a frame)
-  peak_host_memory_gib  peak resident memory of this process
-
   python -m ssp_nerf_jax.benchmarks.render_speed --workdir=DIR --size=450
 
-renders val frames of a trained workdir (intrinsics and plate scaled to
---size) with and without each frame's occupancy grid
-(`FrameRenderer.frame_grid`, config.occupancy with --sample_fraction,
---threshold, --margin, --resolution, --stop_transmittance overriding it),
-alternating full / occupancy frame by frame after compiling both on one
-chunk, and prints one JSON line:
-  seconds_per_frame_full, seconds_per_frame_occupancy, speedup
-  psnr_between          occupancy render against full render (dB, mean
-                        over frames)
-  region_psnr_between   the same per region (of the full render's parsing)
-  psnr_full_vs_truth, psnr_occupancy_vs_truth, region_psnr_*_vs_truth
-                        against the val frames, at the dataset's own size
-                        only (where the truth exists)
-  hit_fraction          share of rays the grid leaves to render
-  grid_build_s          seconds to measure a frame's grid (part of
-                        seconds_per_frame_occupancy)
-The val frames: the most open mouth and the two poses furthest from the
-mean, then evenly spaced ones (--frames in all).
+With --workdir: val frames rendered with and without each frame's occupancy
+grid, their times and the PSNR between them (and against the truth).
 """
 import json
 import resource
@@ -90,8 +63,7 @@ def measure(config, num_chunks):
 
 
 def scaled_scene(scene, size):
-  """The scene seen by a camera of `size` x `size` pixels: intrinsics and
-  plate scaled (a square frame)."""
+  """The scene for a `size` x `size` camera: intrinsics and plate scaled."""
   scale = size / scene.height
   background = np.asarray(jax.image.resize(
       scene.background, (size, size, 3), 'linear'))
@@ -101,8 +73,7 @@ def scaled_scene(scene, size):
 
 
 def val_picks(builder, count):
-  """Val frame indices: the most open mouth, the two poses furthest from
-  the mean, then evenly spaced ones, `count` in all."""
+  """`count` val frames: most open mouth, two outlying poses, evenly spaced."""
   poses = input_pipeline.load_poses(builder, 'val')
   mouth = input_pipeline.load_feature(builder, 'val', 'mouth_open')
   distance = np.linalg.norm((poses - poses.mean(0)).reshape(len(poses), -1),
@@ -113,7 +84,7 @@ def val_picks(builder, count):
 
 
 def measure_workdir(workdir, size, count, overrides):
-  """The --workdir measurement (module docstring)."""
+  """Full vs occupancy renders of a workdir's val frames, alternating."""
   if size < 1 or count < 1:
     raise errors.UserError(f'--size and --frames must be positive, got '
                            f'{size} and {count}')

@@ -1,26 +1,9 @@
 """Pixel-sampling strategies compared at equal steps, rays and seeds.
 
   python -m ssp_nerf_jax.benchmarks.sampling --config=configs/synthetic.py \
-      --strategies=uniform,semantic,error_map --num_steps=700 --seeds=2 \
-      --variant='semantic_unbiased:sampling.strategy=semantic,sampling.unbiased=True' \
-      --out=/tmp/sampling
+      --strategies=uniform,semantic --variant='NAME:KEY=VALUE,...' --out=DIR
 
-Trains the config once per variant and seed, scores the val split by
-region and writes to --out (schema: benchmarks/sweep.py).  The variants
-are each of --strategies (config.sampling.strategy changed, nothing else)
-and each --variant NAME:KEY=VALUE,KEY=VALUE (dotted config keys, values as
-Python literals or else strings, applied to the base config in order).
-  results.json       {variant: {"psnr": {region: dB}, "miou": x,
-                      "step_time_s": t, "sampler_time_s": t, "steps": n,
-                      "std": {...}, "per_seed": [...]}}
-                     means over seeds, their spread and each seed's values
-  results.md         the same as a table (mean ± std over seeds)
-  psnr_vs_step.png   mouth and full val PSNR against step
-  runs/              the training workdirs
-`sampler_time_s` is the time of the jitted pixel sampler alone for one
-device's frames, so its share of `step_time_s` is the sampler's overhead.
-Defaults (three strategies x 2 seeds x 700 steps) take about 30 minutes on
-a 2-core CPU (27.5 min measured with face_rect in place of error_map).
+Writes sweep's results plus `sampler_time_s`, the jitted sampler alone.
 """
 import ast
 import functools
@@ -43,10 +26,7 @@ from ssp_nerf_jax.training import train_step
 
 
 def parse_variant(text):
-  """'NAME:KEY=VALUE,KEY=VALUE' -> (name, [(dotted key, value)]).
-
-  Values are Python literals (True, 0.5, 'x') or else plain strings.
-  """
+  """'NAME:KEY=VALUE,...' -> (name, [(dotted key, literal or string)])."""
   name, sep, body = text.partition(':')
   pairs = [item.partition('=') for item in body.split(',') if item]
   if not sep or not name or not pairs or any(not eq or not key
@@ -62,8 +42,7 @@ def parse_variant(text):
 
 
 def with_overrides(config, overrides, flag_text):
-  """A copy of `config` with [(dotted key, value)] set (UserError naming
-  `flag_text` for an unknown key or a value of the wrong type)."""
+  """A copy of `config` with [(dotted key, value)] set; UserError if invalid."""
   config = config.copy_and_resolve_references()
   for key, value in overrides:
     *path, field = key.split('.')
@@ -82,8 +61,7 @@ def with_overrides(config, overrides, flag_text):
 
 def strategy_configs(config, strategies, num_steps, eval_frames,
                      variants=()):
-  """{variant name: config} sharing one step budget: one per strategy, then
-  one per --variant text (see `parse_variant`)."""
+  """{variant name: config} with one step budget: strategies, then variants."""
   unknown = [s for s in strategies if s not in ray_sampling.STRATEGIES]
   if unknown or not (strategies or variants):
     raise errors.UserError(f'--strategies={",".join(strategies)}: each must be '
@@ -102,13 +80,9 @@ def strategy_configs(config, strategies, num_steps, eval_frames,
 
 
 def sampler_seconds(config, repeats=20):
-  """Median seconds of the jitted pixel sampler on one frame of the config.
+  """Median seconds of the jitted pixel sampler on one random frame.
 
-  The frame is random at the config's size with all classes present; the
-  running class losses are distinct so the semantic sampler does its full
-  work (class histogram, shares, inverse CDF over every pixel); the error
-  map is random.
-  """
+  Distinct class losses make the semantic sampler do its full work."""
   scene = fake_data.random_scene(config)
   batch = fake_data.random_batch(config, scene, num_frames=1)
   class_loss = jax.numpy.linspace(0.01, 0.1, scene.num_classes)

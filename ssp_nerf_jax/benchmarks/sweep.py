@@ -1,24 +1,7 @@
 """Shared machinery of the comparison benchmarks (sampling, ablation).
 
-A sweep trains variants of one config (same steps, same seeds), scores each
-run's last evaluation by image region (`metrics.REGIONS`), averages over
-seeds and writes:
-
-  results.json   {variant: {"psnr": {region: dB}, "miou": x,
-                            "step_time_s": t, "steps": n,
-                            "std": {"psnr": {region: dB}, "miou": x,
-                                    "step_time_s": t},
-                            "per_seed": [{"seed": k, "psnr": ..., "miou": x,
-                                          "step_time_s": t}, ...]}, ...}
-                 means over seeds, their standard deviation (population,
-                 ddof 0; 0 for one seed) and every seed's values
-  results.md     the same as a table (mean ± std)
-  psnr_vs_step.png  (optional) region PSNR against step, a line per variant
-
-Each run trains into `<out>/runs/<variant>_seed<k>` from scratch; results
-files are written atomically once every run has finished, so a crashed
-sweep never leaves results that look complete.
-"""
+Trains variants of one config over seeds into <out>/runs and writes
+results.json / results.md (means, std, per seed) once every run finished."""
 import os
 import shutil
 
@@ -34,17 +17,12 @@ from ssp_nerf_jax.training import train
 
 
 def with_step_budget(config, num_steps, eval_frames):
-  """A copy of `config` trained for `num_steps`, its schedule scaled to it.
-
-  The lr decays over the whole run, audio smoothing starts half-way, and
-  three evaluations (on `eval_frames` val frames) trace PSNR against step;
-  one checkpoint at the end.
-  """
+  """A copy of `config` trained for `num_steps`, its schedule scaled to it."""
   config = config.copy_and_resolve_references()
   config.train.num_steps = num_steps
   config.train.lr_decay_steps = num_steps
   config.train.audio_smoothing_start = num_steps // 2
-  config.train.eval_every = max(1, -(-num_steps // 3))  # the last at the end
+  config.train.eval_every = max(1, -(-num_steps // 3))  # last one at the end
   config.train.eval_frames = eval_frames
   config.train.checkpoint_every = num_steps
   config.train.log_every = max(1, min(config.train.log_every, num_steps))
@@ -56,12 +34,7 @@ def run_dir(out_dir, variant, seed):
 
 
 def train_run(config, workdir):
-  """Trains `config` from scratch in `workdir`; returns its eval history.
-
-  Returns:
-    The list of evaluation records (`periodic_eval.read_history`); the last
-    one is at the final step.
-  """
+  """Trains `config` from scratch in `workdir`; returns its eval records."""
   if os.path.exists(workdir):
     shutil.rmtree(workdir)  # a benchmark run never resumes an old one
   train.train_and_evaluate(config, workdir)
@@ -69,7 +42,7 @@ def train_run(config, workdir):
 
 
 def summarize(history):
-  """{'psnr': {region: dB}, 'miou': x, 'step_time_s': t, 'steps': n}."""
+  """{'psnr': {region: value}, 'miou', 'step_time_s', 'steps'}, last eval."""
   final = history[-1]
   return {'psnr': final['region_psnr'], 'miou': final['miou'],
           'step_time_s': final['step_time_s'], 'steps': final['step']}
@@ -96,8 +69,7 @@ def over_seeds(summaries, reduce):
 
 
 def average(summaries, seeds=None):
-  """Mean over seeds of `summarize` dicts (None where a seed has None),
-  with their standard deviation ('std') and the seeds' own ('per_seed')."""
+  """Means over seeds of `summarize` dicts, with 'std' and 'per_seed'."""
   seeds = list(range(len(summaries))) if seeds is None else seeds
   return {
       **over_seeds(summaries, mean_or_none),
@@ -110,15 +82,7 @@ def average(summaries, seeds=None):
 
 
 def run_sweep(variants, seeds, out_dir):
-  """Trains every (variant, seed) and averages over seeds.
-
-  Args:
-    variants: {name: config}; each config is copied per seed.
-    seeds: list of ints (config.seed of each run).
-    out_dir: where runs/ go.
-  Returns:
-    (results {name: averaged summary}, histories {name: [history per seed]}).
-  """
+  """Trains every (variant, seed): (results {name: average}, histories)."""
   errors.ensure_writable_dir(out_dir, '--out')
   runs = [(name, seed) for name in variants for seed in seeds]
   results, histories = {}, {name: [] for name in variants}
@@ -191,8 +155,7 @@ def plot_psnr_vs_step(path, histories, regions=('mouth', 'full')):
 
 
 def run_cli(run, out_dir):
-  """Runs a benchmark for its CLI: a bad setting exits with one `error:`
-  line; on success the results table is printed."""
+  """Runs a benchmark (UserError: one `error:` line) and prints results.md."""
   cli.exit_on_user_error(run)
   with open(os.path.join(out_dir, 'results.md')) as f:
     print(f.read())

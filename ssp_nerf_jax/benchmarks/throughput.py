@@ -2,27 +2,7 @@
 
   python -m ssp_nerf_jax.benchmarks.throughput --config=configs/default.py
 
-Runs the jitted data-parallel train step on random frames of the config's
-shape (no dataset build), excluding compilation and warm-up, and prints one
-JSON object:
-  rays_per_s            training rays per second (median step)
-  step_time_s           median seconds per step
-  model_gflop_per_step  analytic dense-layer FLOPs of one step, fwd + bwd
-  achieved_gflops       model_gflop_per_step / step_time_s
-  matmul_peak_gflops    measured dense float32 matmul rate (the ceiling)
-  fraction_of_peak      achieved_gflops / matmul_peak_gflops
-  peak_host_memory_gib  peak resident memory of this process
-
-With --config.occupancy.train=True the occupancy train step is measured
-(config.occupancy.train_grid: 'step' measures its frames' grids inside
-the step, so its time includes them; with 'clip' the state's grid is
-first measured from the (random) parameters on the batch's frames,
-`grid_s`, its second, compiled measurement), and `occupancy_hit` /
-`occupancy_interval` say how much it culled.  The step's shapes are
-fixed, so its time depends on config.occupancy.train_sample_fraction (and
-train_step_resolution), not on what the grid holds; the model GFLOPs
-above count the full sample counts.
-"""
+Random frames, no dataset build; GFLOPs count full samples, not culled ones."""
 import json
 import resource
 import statistics
@@ -46,11 +26,7 @@ flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
 
 
 def mlp_macs_per_point(model_config, num_classes):
-  """Multiply-accumulates of one NeRF MLP query (models/nerf.py layout).
-
-  Per-frame terms (the audio code's share of trunk_0 and the skip layer) and
-  per-ray terms (PE(d) in view_0) are left out: they are not per point.
-  """
+  """Multiply-accumulates of one NeRF MLP query, per-frame/per-ray terms out."""
   m = model_config
   pe_x = 3 + 6 * m.xyz_freqs
   macs = pe_x * m.width + (m.depth - 1) * m.width * m.width
@@ -63,10 +39,7 @@ def mlp_macs_per_point(model_config, num_classes):
 
 
 def warp_macs_per_point(model_config):
-  """Multiply-accumulates of one TorsoWarp query (0 without the warp).
-
-  The per-frame pose rows of its first layer are left out.
-  """
+  """Multiply-accumulates of one TorsoWarp query (0 without the warp)."""
   m = model_config
   if not m.get('torso_warp', False):
     return 0

@@ -1,25 +1,6 @@
 """Processed-data folders of AD-NeRF, SSP-NeRF and RAD-NeRF: read + validate.
 
-Layout:
-
-  transforms_train.json, transforms_val.json
-      {"focal_len": f, "cx": cx, "cy": cy, "frames": [{"img_id": i,
-       "aud_id": a, "transform_matrix": 4x4 camera-to-head,
-       "face_rect": [x, y, w, h] (optional), "mouth_open": m (optional,
-       the measured mouth opening in [0, 1], as `python -m
-       ssp_nerf_jax.preprocess` writes it), ...other keys ignored}]}
-  ori_imgs/<img_id>.jpg|png     frames (folder name configurable)
-  parsing/<img_id>.png          colour-coded parsing, one of two schemes
-  bc.jpg|png                    background plate
-  aud.wav                       16 kHz mono audio, or precomputed features
-  aud.npy | aud_ds.npy | aud_eo.npy | aud_hu.npy   [N, S, C], S <= 16
-
-`read_folder` checks everything before a dataset is written and raises one
-`FolderError` listing every problem, a line per file.  The parsing colour
-codes live in `parsing_schemes`.  The `load_*`
-functions then turn a validated folder into training arrays, resized to
-the training resolution with intrinsics and rectangles scaled alike.
-"""
+`read_folder` lists every problem in one FolderError; `load_*` give arrays."""
 import collections
 import dataclasses
 import hashlib
@@ -37,22 +18,23 @@ from ssp_nerf_jax.data import parsing_schemes
 from ssp_nerf_jax.rendering import rigid
 from ssp_nerf_jax.runtime import errors
 
+# Layout: transforms_{train,val}.json ({"focal_len", "cx", "cy", "frames":
+# [{"img_id", "aud_id", "transform_matrix" (camera-to-head), optional
+# "face_rect" [x, y, w, h], "mouth_open" in [0, 1]}]}), ori_imgs/<img_id>,
+# parsing/<img_id>.png, bc.jpg|png, aud.wav or a [N, S <= 16, C] .npy.
 SPLIT_FILES = {'train': 'transforms_train.json', 'val': 'transforms_val.json'}
 IMAGE_EXTENSIONS = ('.jpg', '.png', '.jpeg')
 PARSING_DIR = 'parsing'
 BACKGROUND_NAME = 'bc'
 WAV_FILE = 'aud.wav'
-# Parsing maps may hold this share of pixels in colours outside the
-# detected scheme (antialiased edges after a resize); they are snapped to
-# the nearest class colour (parsing_schemes.parsing_ids).  More is an error.
+# Off-scheme pixels allowed per parsing map (antialiased edges); they snap.
 MAX_OFF_SCHEME_FRACTION = 0.01
-# aud_id may run this many frames past the audio features and clamps to
-# the last one (AD-NeRF does the same); DeepSpeech and ffmpeg round the
-# length by a frame or two.  Further is an error: the audio is too short.
+# aud_id may pass the features' end by this much (clamped, as in AD-NeRF):
+# DeepSpeech and ffmpeg round the length by a frame or two.
 MAX_CLAMPED_FRAMES = 3
 # AD-NeRF's near/far: mean camera distance from the head origin -0.2/+0.4.
 NEAR_MARGIN, FAR_MARGIN = 0.2, 0.4
-_MAX_LINES_PER_KIND = 10  # Report lines per kind of problem, then a count.
+_MAX_LINES_PER_KIND = 10
 
 
 class FolderError(errors.DatasetError):
@@ -60,8 +42,7 @@ class FolderError(errors.DatasetError):
 
 
 class Problems:
-  """Collects problem lines in the order found, at most a few of each kind
-  (then a count), so that one report lists them all."""
+  """Problem lines in the order found, a few per kind and then a count."""
 
   def __init__(self, root: str):
     self.root = root
@@ -97,10 +78,10 @@ class FrameRecord:
   img_id: int
   aud_id: int
   c2w: np.ndarray  # float32 [4, 4]
-  face_rect: Optional[np.ndarray]  # float64 [4] x, y, w, h; None: compute.
+  face_rect: Optional[np.ndarray]  # float64 [4] x, y, w, h, or None
   image_path: Optional[str] = None
   parsing_path: Optional[str] = None
-  mouth_open: float = float('nan')  # NaN: not measured.
+  mouth_open: float = float('nan')
 
 
 @dataclasses.dataclass
@@ -117,22 +98,14 @@ class Folder:
   scheme: parsing_schemes.Scheme
   audio_path: str
   audio_shape: Optional[tuple[int, ...]]  # [N, S, C] of a .npy, None: wav
-  wav_path: Optional[str]  # aud.wav if present (muxed into val videos)
+  wav_path: Optional[str]
 
   def frames(self) -> list[FrameRecord]:
     return [f for split in SPLIT_FILES for f in self.splits[split]]
 
 
-# ---------------------------------------------------------------- reading --
-
-
 def fingerprint(root: str, audio_file: str = '') -> str:
-  """Hash of what identifies a folder's content, cheap to recompute.
-
-  The transforms jsons' bytes, and size + modification time of the audio
-  file, so that re-running a preprocessing script into the same folder is
-  noticed without re-reading every image.
-  """
+  """Cheap hash of the transforms jsons and the audio file's size and mtime."""
   digest = hashlib.sha1()
   for name in SPLIT_FILES.values():
     path = os.path.join(root, name)
@@ -165,7 +138,7 @@ def read_split(root: str, split: str, problems: Problems):
     return None, []
   try:
     with open(path) as f:
-      meta = json.load(f)  # NaN/Infinity literals load; reported below.
+      meta = json.load(f)  # NaN/Infinity load; reported below
     intrinsics = tuple(float(meta[k]) for k in ('focal_len', 'cx', 'cy'))
     frames = meta['frames']
   except (OSError, ValueError, KeyError, TypeError) as e:
@@ -295,9 +268,6 @@ def check_sizes(root: str, frames: Sequence[FrameRecord],
   return common
 
 
-# ---------------------------------------------------------------- parsing --
-
-
 def read_rgb(path: str) -> np.ndarray:
   """uint8 [H, W, 3] of an image file (grey/alpha/palette converted)."""
   with Image.open(path) as image:
@@ -314,7 +284,7 @@ def check_parsing(root: str, frames: Sequence[FrameRecord],
       try:
         counts = parsing_schemes.colour_counts(read_rgb(record.parsing_path))
       except (OSError, ValueError):
-        continue  # Reported as unreadable by check_sizes.
+        continue  # check_sizes reports it
       per_map.append((record.parsing_path, counts))
       total.update(counts)
   if not per_map:
@@ -344,20 +314,11 @@ def check_parsing(root: str, frames: Sequence[FrameRecord],
   return scheme
 
 
-# ------------------------------------------------------------------ audio --
-
-
 def check_audio(root: str, audio_file: str, audio_dim: int,
                 max_aud_id: int, problems: Problems):
   """(audio path, .npy shape or None) after checking it covers the frames.
 
-  Args:
-    root: the folder.
-    audio_file: '' for aud.wav, else a precomputed .npy in the folder.
-    audio_dim: config.data.audio_dim; must equal a .npy's last axis.
-    max_aud_id: the largest aud_id of both splits (-1: none).
-    problems: collects problems.
-  """
+  `audio_file` '' means aud.wav; a .npy's last axis must be `audio_dim`."""
   path = os.path.join(root, audio_file or WAV_FILE)
   name = audio_file or WAV_FILE
   if not os.path.isfile(path):
@@ -404,25 +365,11 @@ def check_audio(root: str, audio_file: str, audio_dim: int,
   return path, shape
 
 
-# ----------------------------------------------------------------- folder --
-
-
 def read_folder(root: str, *, images_dir: str = 'ori_imgs',
                 audio_file: str = '', audio_dim: int = 29) -> Folder:
-  """Reads and validates a processed folder; nothing is written.
+  """The validated `Folder`; nothing is written.
 
-  Args:
-    root: the folder (absolute or relative path).
-    images_dir: the frames' subfolder.
-    audio_file: '' (aud.wav) or a precomputed feature .npy in `root`.
-    audio_dim: expected feature width of a .npy (config.data.audio_dim).
-
-  Returns:
-    The validated `Folder` (every file listed exists and is consistent).
-
-  Raises:
-    FolderError: listing every problem found, a line per file.
-  """
+  Raises FolderError listing every problem found, a line per file."""
   problems = Problems(root)
   if not os.path.isdir(root):
     problems.add('missing file', f'{root}: not a folder')
@@ -455,9 +402,6 @@ def read_folder(root: str, *, images_dir: str = 'ori_imgs',
       audio_shape=audio_shape, wav_path=wav if os.path.isfile(wav) else None)
 
 
-# ---------------------------------------------------- arrays for training --
-
-
 def target_size(height: int, width: int, resolution: int) -> tuple[int, int]:
   """(height, width) with the longer side `resolution` (0: unchanged)."""
   if not resolution:
@@ -471,11 +415,7 @@ def scale_intrinsics(focal: float, cx: float, cy: float,
                      src_hw: tuple[int, int], dst_hw: tuple[int, int]):
   """(focal, cx, cy) for an image resized from src_hw to dst_hw.
 
-  Pixel centres sit at integer coordinates, so the image spans [-0.5,
-  W - 0.5] and a coordinate u maps to (u + 0.5) * s - 0.5.  The focal
-  length uses the mean of the two axis scales (they differ only by
-  rounding).
-  """
+  Pixel centres are at integers: u maps to (u + 0.5) * s - 0.5."""
   sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
   return (focal * (sx + sy) / 2, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5)
 
@@ -513,7 +453,7 @@ def load_frame(folder: Folder, record: FrameRecord,
   ids = parsing_schemes.parsing_ids(read_rgb(record.parsing_path),
                                     folder.scheme)
   rect = record.face_rect
-  if rect is None:  # RAD-NeRF folders: the head classes' bounding box.
+  if rect is None:  # RAD-NeRF folders
     rect = parsing_schemes.face_rect_from_ids(ids, folder.scheme)
   src = (folder.height, folder.width)
   return {'image': resize_rgb(read_rgb(record.image_path), hw),
@@ -535,13 +475,9 @@ def near_far(folder: Folder) -> tuple[float, float]:
 
 def load_audio_features(folder: Folder, feature: str, dim: int,
                         speech_model: str = '') -> np.ndarray:
-  """Per-video-frame feature windows float32 [N, S, C], indexed by aud_id.
+  """float32 [N, S, C] windows by aud_id: aud.wav's features or the .npy's.
 
-  aud.wav goes through our features (`audio_features.compute_features`:
-  S = 16; frames past the audio see silence); a .npy is used as the project that wrote it does: one
-  [S, C] window per frame (AD-NeRF/RAD-NeRF DeepSpeech and wav2vec [16, C],
-  ER-NeRF HuBERT [2, 1024]).
-  """
+  A .npy holds one window per frame (DeepSpeech [16, C], HuBERT [2, 1024])."""
   if folder.audio_shape is not None:
     return np.load(folder.audio_path, allow_pickle=False).astype(np.float32)
   num_frames = max(f.aud_id for f in folder.frames()) + 1
@@ -552,8 +488,7 @@ def load_audio_features(folder: Folder, feature: str, dim: int,
 
 def context_window(features: np.ndarray, aud_id: int,
                    offsets: np.ndarray) -> np.ndarray:
-  """[A, S, C]: windows of frames aud_id + offsets, clamped to the features
-  (aud_id past the end uses the last one, as AD-NeRF)."""
+  """[A, S, C] windows of frames aud_id + offsets, clamped to the features."""
   index = np.clip(aud_id + offsets, 0, len(features) - 1)
   return features[index]
 

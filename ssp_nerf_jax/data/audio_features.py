@@ -1,32 +1,7 @@
-"""Per-video-frame audio feature windows (AD-NeRF layout) with librosa.
+"""Per-video-frame windows of 16 audio feature steps of 20 ms (AD-NeRF layout).
 
-AD-NeRF conditions frame i on a window of 16 audio feature steps of 20 ms
-around the frame's time, and its AudioAttNet smooths over the windows of 8
-neighbouring frames.  This module computes the same layout from a waveform:
-
-* Audio is 16 kHz mono (`librosa.load(..., sr=16000, mono=True)` resamples
-  and mixes down any file; waveforms at other rates or with several
-  channels go through the same librosa calls).
-* Feature steps: hop 320 samples (20 ms) with a 640-sample (40 ms) Hann
-  window, `center=True`, so step k is centred at k * 20 ms.  Outside the
-  audio the signal counts as silence (zero padding).
-* Frame i (at fps frames/s) is centred at t_i = i / fps, i.e. step
-  c_i = round(t_i / 20 ms) (= 2 i at 25 fps).  Its window holds the 16
-  steps c_i - 8 .. c_i + 7: window row j is centred at t_i + (j - 8) * 20 ms,
-  so rows 7 and 8 are the centre of the window and row 8 is at t_i exactly.
-  (AD-NeRF's DeepSpeech windows are indexed the same way: [2i-8, 2i+8).)
-* Features, C per step:
-  - 'logmel': C mel bands (0-8 kHz, Slaney) of the power spectrum in dB
-    (ref 1.0, floor -80 dB), then a FIXED affine map x = dB / 40 + 1, so
-    silence is -1 and speech at a typical level (RMS ~0.1) is ~+0.8.
-  - 'mfcc': the first C coefficients of the orthonormal DCT-II of the
-    normalised log-mel (max(40, C) bands).  The DCT is orthonormal, so the
-    scale follows the log-mel's.
-  The normalisation is clip-independent on purpose: new audio at render time
-  gets exactly the features training saw, with no statistics to carry over.
-  - 'whisper': a pretrained Whisper encoder's rows (C = the model's width,
-    384 for tiny), in the same windows (`whisper_features`).
-"""
+Row 8 of frame i's window is at i / fps.  The log-mel normalisation is fixed,
+not per clip, so audio at render time gets the features training saw."""
 from typing import Optional, Union
 import os
 
@@ -34,23 +9,20 @@ import librosa
 import numpy as np
 
 SAMPLE_RATE = 16_000
-HOP_LENGTH = 320  # 20 ms at 16 kHz: one feature step.
-WIN_LENGTH = 640  # 40 ms analysis window (50 % overlap).
-N_FFT = 1024  # Zero-padded FFT: fine enough bins for up to ~80 mel bands.
-WINDOW_STEPS = 16  # Feature steps per video frame.
-WINDOW_CENTRE = 8  # Row of the window that is centred on the frame time.
+HOP_LENGTH = 320
+WIN_LENGTH = 640
+N_FFT = 1024  # zero-padded: fine enough bins for ~80 mel bands
+WINDOW_STEPS = 16
+WINDOW_CENTRE = 8
 STEP_S = HOP_LENGTH / SAMPLE_RATE
 FPS = 25.0
 LIBROSA_FEATURES = ('logmel', 'mfcc')
-# Features of a pretrained speech model (`whisper_features`).
 SPEECH_MODEL_FEATURES = ('whisper',)
 FEATURES = LIBROSA_FEATURES + SPEECH_MODEL_FEATURES
-# Feature name recorded for datasets built from a precomputed .npy (e.g.
-# 'precomputed:aud.npy'): features we cannot compute from a waveform.
+# Names datasets built from a precomputed .npy ('precomputed:aud.npy').
 PRECOMPUTED_PREFIX = 'precomputed:'
 
-# Fixed log-mel normalisation: dB values are floored at -80 dB (amin 1e-8)
-# and mapped by x = dB / _DB_SCALE + 1.
+# Log-mel in decibels (floor set by _AMIN) maps to x = db / _DB_SCALE + 1.
 _AMIN = 1e-8
 _DB_SCALE = 40.0
 _MFCC_MIN_MELS = 40
@@ -63,15 +35,7 @@ def load_audio(path: Union[str, os.PathLike]) -> np.ndarray:
 
 
 def to_16k_mono(waveform: np.ndarray, sample_rate: float) -> np.ndarray:
-  """Mixes down and resamples a waveform to 16 kHz mono.
-
-  Args:
-    waveform: float [T] or [channels, T] (librosa's channel-first layout).
-    sample_rate: rate of `waveform` in Hz.
-
-  Returns:
-    float32 [T'] at 16 kHz.
-  """
+  """float [T] or [channels, T] at `sample_rate` Hz -> float32 [T'] 16 kHz."""
   waveform = np.asarray(waveform, np.float32)
   if waveform.ndim == 2:
     waveform = librosa.to_mono(waveform)
@@ -92,16 +56,7 @@ def num_video_frames(num_samples: int, fps: float = FPS) -> int:
 
 def feature_steps(waveform: np.ndarray, feature: str = 'logmel',
                   dim: int = 29) -> np.ndarray:
-  """Normalised features of a 16 kHz mono waveform, one row per 20 ms.
-
-  Args:
-    waveform: float32 [T] at 16 kHz.
-    feature: 'logmel' or 'mfcc'.
-    dim: C, features per step.
-
-  Returns:
-    float32 [S, C] with S = T // 320 + 1; row k is centred at k * 20 ms.
-  """
+  """'logmel'/'mfcc' of 16 kHz [T]: float32 [T // 320 + 1, dim] (k * 20 ms)."""
   if feature not in LIBROSA_FEATURES:
     raise ValueError(f'audio feature must be one of {LIBROSA_FEATURES}, got '
                      f'{feature!r}')
@@ -113,7 +68,7 @@ def feature_steps(waveform: np.ndarray, feature: str = 'logmel',
       hop_length=HOP_LENGTH, win_length=WIN_LENGTH, center=True,
       pad_mode='constant', n_mels=n_mels, fmin=0.0, fmax=SAMPLE_RATE / 2)
   db = librosa.power_to_db(power, ref=1.0, amin=_AMIN, top_db=None)
-  logmel = db / _DB_SCALE + 1.0  # [n_mels, S]
+  logmel = db / _DB_SCALE + 1.0
   if feature == 'logmel':
     out = logmel
   else:
@@ -126,23 +81,9 @@ def compute_features(waveform: np.ndarray, sample_rate: float = SAMPLE_RATE,
                      *, feature: str = 'logmel', dim: int = 29,
                      num_frames: Optional[int] = None,
                      fps: float = FPS, speech_model: str = '') -> np.ndarray:
-  """Per-frame windows of 16 feature steps centred on each frame's time.
+  """[T] or [channels, T] audio -> float32 [num_frames, 16, dim] windows.
 
-  Args:
-    waveform: float [T] or [channels, T] at `sample_rate`.
-    sample_rate: rate of `waveform` in Hz (resampled to 16 kHz).
-    feature: one of FEATURES.
-    dim: C, features per step (for 'whisper', the model's width).
-    num_frames: N video frames; default: the frames the audio covers.
-      Windows reaching past the audio see silence.
-    fps: video frame rate.
-    speech_model: 'whisper' only: the model folder ('' = the installed
-      default, `whisper_features.resolve_model_dir`).
-
-  Returns:
-    float32 [N, 16, C]; row j of frame i is centred at i/fps + (j-8)*20 ms
-    (librosa features: at the nearest 20 ms step; Whisper's: interpolated).
-  """
+  Windows past the audio see silence; `speech_model`: Whisper folder or ''."""
   waveform = to_16k_mono(waveform, sample_rate)
   if num_frames is None:
     num_frames = num_video_frames(len(waveform), fps)
@@ -151,8 +92,7 @@ def compute_features(waveform: np.ndarray, sample_rate: float = SAMPLE_RATE,
     return whisper_features.compute_features(waveform, num_frames, fps,
                                              speech_model, dim)
   centres = np.round(np.arange(num_frames) / fps / STEP_S).astype(np.int64)
-  # Zero-pad so every window lies inside the padded signal: `pad_steps` of
-  # silence before step 0 and enough after the last window's end.
+  # Zero-pad so every window lies inside the padded signal.
   pad_steps = WINDOW_CENTRE
   rows_needed = int(centres[-1]) + WINDOW_STEPS if num_frames else 0
   total = max(len(waveform) + 2 * pad_steps * HOP_LENGTH,
@@ -160,8 +100,7 @@ def compute_features(waveform: np.ndarray, sample_rate: float = SAMPLE_RATE,
   padded = np.zeros(total, np.float32)
   padded[pad_steps * HOP_LENGTH:pad_steps * HOP_LENGTH + len(waveform)] = (
       waveform)
-  steps = feature_steps(padded, feature, dim)  # Row k+8 <-> time k * 20 ms.
-  # Window of frame i: padded rows c_i .. c_i + 15 (= steps c_i-8 .. c_i+7).
+  steps = feature_steps(padded, feature, dim)  # row k+8 is at k * 20 ms
   rows = centres[:, None] + np.arange(WINDOW_STEPS)[None, :]
   return steps[rows]
 
@@ -177,29 +116,14 @@ def features_from_file(path: Union[str, os.PathLike], *,
 
 
 def context_offsets(context: int = 8) -> np.ndarray:
-  """Frame offsets seen by AudioAttNet: -context//2 .. context - context//2 - 1.
-
-  For the default 8 that is -4..+3 (AD-NeRF's smoothing window: frames
-  i-4 .. i+3, the current frame at position 4).
-  """
+  """Frame offsets AudioAttNet smooths over: -4 .. +3 for context 8."""
   if context < 1:
     raise ValueError(f'audio context must be >= 1, got {context}')
   return np.arange(context) - context // 2
 
 
 def context_windows(features: np.ndarray, context: int = 8) -> np.ndarray:
-  """Stacks the windows of neighbouring frames for temporal smoothing.
-
-  Args:
-    features: [N, 16, C] per-frame windows.
-    context: number of neighbouring frames (8 in AD-NeRF).
-
-  Returns:
-    [N, context, 16, C]: entry [i, k] is the window of frame
-    i + context_offsets(context)[k] (i-4 .. i+3 for 8), with edge padding:
-    offsets before frame 0 repeat frame 0, offsets past frame N-1 repeat
-    frame N-1.
-  """
+  """[N, 16, C] -> [N, context, 16, C], frames i + offsets, edge-padded."""
   features = np.asarray(features)
   num_frames = features.shape[0]
   if num_frames == 0:

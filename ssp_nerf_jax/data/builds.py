@@ -1,9 +1,4 @@
-"""Where dataset builds live, and building one (once) from a config.
-
-`build_dataset(config)` returns the prepared builder (train_main calls it on
-first use; `python -m ssp_nerf_jax.data` is its command line);
-`resolve_data_dir(config)` says where builds live.
-"""
+"""Where dataset builds live, and building one (once) from a config."""
 import os
 from typing import Optional
 
@@ -20,24 +15,16 @@ DEFAULT_DATA_DIR = os.path.join('~', '.cache', 'ssp_nerf_jax',
 
 
 def resolve_data_dir(config) -> str:
-  """Root of all builds: config.data.data_dir, $SSP_NERF_DATA_DIR or ~/.cache.
-
-  Returns:
-    An absolute path (user-expanded); it need not exist yet.
-  """
+  """Absolute root of builds: data.data_dir, $SSP_NERF_DATA_DIR or ~/.cache."""
   data_dir = (config.data.get('data_dir') or os.environ.get(DATA_DIR_ENV) or
               DEFAULT_DATA_DIR)
   return os.path.abspath(os.path.expanduser(data_dir))
 
 
 def resolve_video(config, data_dir: Optional[str] = None):
-  """`config` itself, or for builder_config 'video' a copy reading the
-  video's processed folder (builder_config 'adnerf', data.path = the
-  folder), preprocessing the video first if its folder is not cached.
+  """'video' config -> 'adnerf' config on its (cached) preprocessed folder.
 
-  The folder is `<data_dir>/videos/video-<content hash>-<size>px-v<version>`;
-  process 0 makes it first, as `build_dataset` builds.
-  """
+  Other builder_configs return `config` itself."""
   if config.data.builder_config != 'video':
     return config
   video = config.data.get('video', '')
@@ -57,19 +44,9 @@ def resolve_video(config, data_dir: Optional[str] = None):
 
 
 def build_dataset(config, data_dir: Optional[str] = None):
-  """Returns the builder for `config.data`, building the data if needed.
+  """The prepared `portrait_dataset.SspPortrait`, built if needed.
 
-  Args:
-    config: the run config (uses config.data.*).
-    data_dir: root of all builds; default `resolve_data_dir(config)`.
-
-  Returns:
-    A prepared `portrait_dataset.SspPortrait`; read it with
-    `builder.as_data_source(split)` or `input_pipeline`.
-
-  Raises:
-    portrait_dataset.DatasetError: invalid settings or unusable data_dir.
-  """
+  Raises portrait_dataset.DatasetError for invalid settings or data_dir."""
   config = resolve_video(config, data_dir)
   builder_config = portrait_dataset.config_from_data_config(config.data)
   data_dir = data_dir or resolve_data_dir(config)
@@ -77,21 +54,14 @@ def build_dataset(config, data_dir: Optional[str] = None):
                              'ssp_nerf_jax.data.builds.build_dataset')
 
 
-# How long the other processes wait for process 0 to preprocess a video or
-# build a dataset (paper-scale builds and long clips take tens of minutes).
+# Paper-scale builds and long clips take tens of minutes on process 0.
 _MAKE_TIMEOUT_S = 6 * 3600
 
 
 def _main_process_first(make, barrier: str):
-  """`make()` on every process, process 0's call finishing first.
+  """`make()` on every process, process 0's first (shared folders would race).
 
-  Process 0 makes a file-system cache (a build, a preprocessed video);
-  the others then find it on a shared file system, or make their own copy
-  on a local disk (making is deterministic).  Concurrent makes into one
-  shared folder would race on the final rename.  Every process takes the
-  same path (even when the cache exists) so that the barrier always pairs
-  up.
-  """
+  Every process passes the barrier, even when cached, so it always pairs up."""
   if jax.process_count() == 1:
     return make()
   if parallel.is_main_process():

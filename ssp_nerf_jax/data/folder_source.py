@@ -1,15 +1,6 @@
-"""An AD-NeRF / SSP-NeRF / RAD-NeRF processed folder as a `ssp_portrait`
-source.
+"""An AD-NeRF / SSP-NeRF / RAD-NeRF processed folder as a `ssp_portrait` source.
 
-`FolderConfig` is builder config `adnerf`: the folder (`path`), its frames'
-subfolder, the training resolution, the audio file and the shared audio
-settings.  `FolderSource` reads the folder through `adnerf_folder`: it is
-validated completely (every problem in one FolderError) the first time the
-source is asked anything, before TFDS writes a file, and its frames are
-then served resized to the training resolution, 4 or 11 parsing classes
-depending on the folder's colours.  The splits are the frames of
-transforms_train.json and transforms_val.json.
-"""
+The folder is validated completely before TFDS writes a file."""
 import dataclasses
 import functools
 import hashlib
@@ -28,9 +19,8 @@ from ssp_nerf_jax.runtime import errors
 class FolderConfig(portrait_source.PortraitConfig):
   """Builder config `adnerf`.
 
-  `path` (absolute), `images_dir`, `resolution` (longer side in px, 0 keeps
-  the folder's), `audio_file` ('' = aud.wav through `audio_feature`, else a
-  precomputed .npy) and the audio settings.
+  `resolution`: longer side in px, 0 keeps the folder's; `audio_file`: '' reads
+  aud.wav through `audio_feature`, else a precomputed .npy in the folder.
   """
   name: str = 'adnerf'
   description: Optional[str] = (
@@ -176,10 +166,7 @@ class FolderSource(portrait_source.Source):
       }
 
   def check_built(self, metadata: dict[str, Any], built_dir: str) -> None:
-    """DatasetError if the folder changed since the build.
-
-    A folder that is gone is fine: the built dataset is self-contained.
-    """
+    """DatasetError if the folder changed since the build (gone is fine)."""
     path, audio_file = self.config.path, self.config.audio_file
     if not os.path.isdir(path):
       return

@@ -1,24 +1,6 @@
 """TFDS data source -> grain -> global batches on the ('data',) mesh.
 
-Every position m of the ('data',) mesh (D devices) has its own shard of the
-train split and its own stream of frames:
-
-  split source (TFDS array_record, no TensorFlow)
-    -> shard m: frames m, m + D, m + 2D, ...
-    -> shuffle (seed from config.seed and m), reshuffled every epoch
-    -> repeat forever
-    -> batch(frames_per_device)
-
-and the global batch of step s is the concatenation of element s of every
-position's stream, in mesh order.  A process reads only the shards of its own
-devices and contributes those rows to the global jax.Arrays.  The batch of a
-step is thus a pure function of (seed, s, D, frames_per_device): it does not
-depend on how the devices are spread over processes (2 processes x 2 devices
-train exactly like 1 x 4), and a run resumed at `start_step` sees exactly the
-batches an uninterrupted run would.  Reading/decoding runs in grain threads,
-and a further background thread assembles the global jax.Arrays, so the
-training loop only dequeues.
-"""
+Step s's batch depends only on (seed, s, mesh size, frames_per_device)."""
 import atexit
 import functools
 from typing import Any, Iterator, Optional, Sequence
@@ -33,26 +15,23 @@ import tensorflow_datasets as tfds
 from ssp_nerf_jax.data import portrait_dataset
 from ssp_nerf_jax.runtime import parallel
 
-# Per-frame features and their dtypes (scalars decode as Python numbers).
+# Per frame: image [H, W, 3], parsing [H, W], audio [A, 16, C], c2w [4, 4],
+# face_rect [4], scalars (TFDS decodes those as Python numbers).
 FEATURE_DTYPES = {
-    'image': np.uint8,  # [H, W, 3]
-    'parsing': np.uint8,  # [H, W]
-    'audio': np.float32,  # [A, 16, C]
-    'c2w': np.float32,  # [4, 4]
-    'face_rect': np.int32,  # [4]
-    'frame_id': np.int32,  # []
-    'mouth_open': np.float32,  # []
+    'image': np.uint8,
+    'parsing': np.uint8,
+    'audio': np.float32,
+    'c2w': np.float32,
+    'face_rect': np.int32,
+    'frame_id': np.int32,
+    'mouth_open': np.float32,
 }
 _READ_THREADS = 4
 _READ_BUFFER = 8
 
 
 def load_feature(builder, split: str, name: str) -> np.ndarray:
-  """One per-frame feature of a split, [N, ...] in frame order.
-
-  Images and parsing maps are skipped, not decoded: a fraction of a second
-  even for paper-scale splits.
-  """
+  """One per-frame feature of a split, [N, ...] (images are not decoded)."""
   skip = tfds.decode.SkipDecoding()
   source = builder.as_data_source(split, decoders={'image': skip,
                                                    'parsing': skip})
@@ -62,8 +41,7 @@ def load_feature(builder, split: str, name: str) -> np.ndarray:
 
 def load_parsing(builder, split: str,
                  frames: Sequence[int]) -> np.ndarray:
-  """uint8 [len(frames), H, W] parsing maps of some frames of a split
-  (images are skipped, not decoded)."""
+  """uint8 [len(frames), H, W] parsing maps of some frames of a split."""
   source = builder.as_data_source(
       split, decoders={'image': tfds.decode.SkipDecoding()})
   return np.stack([np.asarray(source[int(i)]['parsing'], np.uint8)
@@ -76,7 +54,7 @@ def load_poses(builder, split: str) -> np.ndarray:
 
 
 def load_dataset_waveform(builder) -> np.ndarray:
-  """The clip's audio, float32 [T] at 16 kHz mono (e.g. to mux into video)."""
+  """The clip's audio, float32 [T] at 16 kHz mono."""
   return np.asarray(builder.info.metadata['waveform'], np.float32)
 
 
@@ -97,12 +75,7 @@ def cast_example(example: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def data_shard(dataset: grain.MapDataset, index: int,
                count: int) -> grain.MapDataset:
-  """Elements index, index + count, ... : shard `index` of `count`.
-
-  The shards are disjoint and together cover the split.  (Strided rather
-  than contiguous so that each shard spans the whole clip: poses and mouth
-  shapes vary over time.)
-  """
+  """Elements index, index + count, ...: each shard spans the whole clip."""
   if not 0 <= index < count:
     raise ValueError(f'shard index {index} not in [0, {count})')
   return dataset[index::count]
@@ -116,39 +89,25 @@ def split_dataset(builder, split: str) -> grain.MapDataset:
 
 def device_batches(config, builder, *, position: int,
                    num_positions: int) -> grain.MapDataset:
-  """Infinite dataset whose element s is mesh position `position`'s frames
-  at step s (config.data.frames_per_device of them, from its own shard)."""
+  """Infinite dataset: element s is mesh position `position`'s step-s frames."""
   split = split_dataset(builder, 'train')
   dataset = data_shard(split, position, num_positions)
   if len(dataset) == 0:  # pylint: disable=g-explicit-length-test
     raise portrait_dataset.DatasetError(
         f'the train split has {len(split)} frames, fewer than the '
         f'{num_positions} devices; device {position} would have none')
-  # Each position shuffles with its own seed: with one shared seed, the
-  # equally long shards would be permuted alike and frames m, m+1, ...
-  # would always share a global batch.
+  # One seed per position: a shared one would permute equal shards alike.
   seed = np.random.SeedSequence([config.seed, position]).generate_state(1)
-  # Epoch boundaries are not batch boundaries: with repeat before batch
-  # every batch is full and step s maps to fixed frames.
+  # Repeat before batch: every batch is full and step s maps to fixed frames.
   return (dataset.shuffle(seed=int(seed[0])).repeat()
           .batch(config.data.frames_per_device, drop_remainder=True))
 
 
 def train_batches(config, builder, *, positions: Sequence[int],
                   num_positions: int) -> grain.MapDataset:
-  """Infinite dataset whose element s is this process's part of batch s.
+  """Infinite dataset: element s is this process's part of batch s.
 
-  Args:
-    config: run config (config.seed, config.data.frames_per_device).
-    builder: prepared portrait_dataset builder.
-    positions: the mesh positions of this process's devices, ascending
-      (see `local_positions`).
-    num_positions: devices in the mesh.
-
-  Returns:
-    grain.MapDataset of dicts of [frames_per_device * len(positions), ...]
-    numpy arrays: the positions' frames, one after the other.
-  """
+  Elements: dicts of [frames_per_device * len(positions), ...] arrays."""
   streams = [device_batches(config, builder, position=m,
                             num_positions=num_positions) for m in positions]
   return grain.experimental.ZipMapDataset(streams).map(_concatenate)
@@ -159,11 +118,7 @@ def _concatenate(parts):
 
 
 def local_positions(mesh: jax.sharding.Mesh) -> list[int]:
-  """Positions along the 1-D mesh of this process's devices, ascending.
-
-  `make_array_from_process_local_data` maps a process's rows to its
-  devices' slices of the global array in this (ascending) order.
-  """
+  """Mesh positions of this process's devices, ascending (as rows map)."""
   return [m for m, device in enumerate(mesh.devices.flat)
           if device.process_index == jax.process_index()]
 
@@ -178,22 +133,9 @@ def to_global(batch: dict[str, np.ndarray],
 def create_train_iterator(
     config, builder, mesh: jax.sharding.Mesh,
     start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
-  """Yields global training batches, the first one for step `start_step`.
+  """Yields global batches of FEATURE_DTYPES from step `start_step`.
 
-  Args:
-    config: run config (config.seed, config.data.frames_per_device,
-      config.data.prefetch).
-    builder: prepared portrait_dataset builder (see data.build_dataset).
-    mesh: 1-D ('data',) mesh over all devices of all processes.
-    start_step: index of the first batch (a resumed run's step).
-
-  Yields:
-    dicts of jax.Arrays sharded NamedSharding(mesh, P('data')) on the frame
-    axis, B = frames_per_device * mesh size: image uint8 [B, H, W, 3],
-    parsing uint8 [B, H, W], audio float32 [B, A, 16, C], c2w float32
-    [B, 4, 4], face_rect int32 [B, 4], frame_id int32 [B], mouth_open
-    float32 [B].
-  """
+  Sharded on the frame axis: B = frames_per_device * mesh size."""
   check_builder_matches(config, builder)
   if mesh.axis_names != (parallel.DATA_AXIS,):
     raise ValueError(f"mesh must be 1-D with axis {parallel.DATA_AXIS!r}, got "
@@ -206,20 +148,13 @@ def create_train_iterator(
       .to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS,
                                          prefetch_buffer_size=_READ_BUFFER))
       .map(functools.partial(to_global, sharding=sharding)))
-  # Device placement runs in a background thread too, `prefetch` ahead.
   dataset = grain.experimental.ThreadPrefetchIterDataset(
       dataset, prefetch_buffer_size=max(1, config.data.prefetch))
   return _ClosingIterator(iter(dataset))
 
 
 class _ClosingIterator:
-  """A grain iterator that is closed and dropped before interpreter exit.
-
-  A grain prefetch iterator still alive at exit is closed by its __del__
-  after module globals are gone, which prints "Exception ignored ...
-  'NoneType' object has no attribute ...".  An atexit hook (holding only a
-  weak reference) releases it while everything still works.
-  """
+  """A grain iterator closed at exit (its late __del__ prints errors)."""
 
   def __init__(self, iterator):
     self._iterator = iterator
@@ -249,19 +184,7 @@ def _close_if_alive(ref) -> None:
 def load_split(
     config, builder, split: str,
     indices: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
-  """Frames of a split stacked into numpy arrays, in frame order.
-
-  Args:
-    config: run config (checked against the builder).
-    builder: prepared portrait_dataset builder.
-    split: 'train' or 'val'.
-    indices: positions within the split (default: all; mind memory at
-      paper scale).
-
-  Returns:
-    dict of [n, ...] numpy arrays with the keys and dtypes of
-    FEATURE_DTYPES.
-  """
+  """Frames of a split (default: all) as [n, ...] arrays of FEATURE_DTYPES."""
   check_builder_matches(config, builder)
   dataset = split_dataset(builder, split)
   if indices is None:

@@ -1,10 +1,7 @@
 """The two colour codes of face-parsing maps on disk, and class ids.
 
-AD-NeRF / RAD-NeRF draw 4 classes, SSP-NeRF 11 (RGB
-as on disk: their cv2 code wrote BGR arrays).  White is background in
-both, and AD-NeRF's head blue is SSP-NeRF's ears blue, so a folder's
-scheme is told by the colours only one scheme uses (`detect_scheme`).
-"""
+AD-NeRF / RAD-NeRF draw 4 classes, SSP-NeRF 11 (RGB as on disk: their cv2 code
+wrote BGR arrays)."""
 import collections
 import dataclasses
 from typing import Optional
@@ -51,7 +48,6 @@ def pack(rgb: np.ndarray) -> np.ndarray:
   return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
-# Every colour of either scheme, sorted, for np.searchsorted.
 _ALL_COLORS = np.unique(np.concatenate(
     [pack(s.colors) for s in SCHEMES.values()]))
 
@@ -68,15 +64,13 @@ def colour_counts(rgb: np.ndarray) -> collections.Counter:
   if not known.all():
     other, other_counts = np.unique(packed[~known], return_counts=True)
     counts.update(dict(zip(other.tolist(), other_counts.tolist())))
-  return +counts  # Drops zero counts.
+  return +counts  # drops zero counts
 
 
 def detect_scheme(total: collections.Counter) -> Scheme:
   """The scheme whose own colours cover the most pixels (ties: 4-class).
 
-  White and the blue of AD-NeRF's head (= SSP-NeRF's ears) belong to both
-  schemes, so only the colours unique to a scheme decide.
-  """
+  White and AD-NeRF's head blue (SSP-NeRF's ears) are in both schemes."""
   def own_pixels(scheme):
     others = set().union(*(pack(s.colors).tolist() for s in SCHEMES.values()
                            if s is not scheme))
@@ -86,11 +80,7 @@ def detect_scheme(total: collections.Counter) -> Scheme:
 
 
 def parsing_ids(rgb: np.ndarray, scheme: Scheme) -> np.ndarray:
-  """Class ids uint8 [H, W] of a colour-coded map.
-
-  Exact class colours map directly; any other colour (validation allows a
-  tiny share) snaps to the nearest class colour in RGB.
-  """
+  """Class ids uint8 [H, W]; unknown colours snap to the nearest class's."""
   packed = pack(rgb)
   colours = pack(scheme.colors)
   order = np.argsort(colours)
@@ -117,8 +107,7 @@ def face_rect_from_ids(ids: np.ndarray, scheme: Scheme) -> np.ndarray:
 
 
 def palette(num_classes: int) -> np.ndarray:
-  """uint8 [K, 3] colours for class ids: the parsing maps' own colours for
-  SSP-NeRF's 11 and AD-NeRF's 4 classes, else random (background white)."""
+  """uint8 [K, 3] colours for class ids: a scheme's own, else random."""
   scheme = scheme_for_classes(num_classes)
   if scheme is not None:
     return scheme.colors.copy()

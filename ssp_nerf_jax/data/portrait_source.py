@@ -1,19 +1,4 @@
-"""Sources of `ssp_portrait` builds: the interface and the shared config base.
-
-A source is where one build's frames come from.  The TFDS builder
-(`portrait_dataset.SspPortrait`) asks it only what this interface names:
-the frame size and audio window length its features declare, the per-clip
-metadata, and the examples of each split.  Each implementation lives in
-its own module, beside the builder config that describes it:
-
-  synthetic_source   `SyntheticConfig` (builder config `synthetic`): the
-                     procedural portrait of ssp_nerf_jax.synthetic.
-  folder_source      `FolderConfig` (builder config `adnerf`): an AD-NeRF /
-                     SSP-NeRF / RAD-NeRF processed-data folder.
-
-`PortraitConfig` is the builder configs' base: the audio settings every
-source shares, and what each config must say about itself.
-"""
+"""Sources of `ssp_portrait` builds: the interface, the shared config base."""
 import abc
 import dataclasses
 from typing import Any, Iterator
@@ -25,10 +10,9 @@ from ssp_nerf_jax.data import audio_features
 from ssp_nerf_jax.runtime import errors
 
 SPLITS = ('train', 'val')
-MIN_SIZE = 16  # Smallest frame side a build accepts, in pixels.
-TRAIN_FRACTION = (10, 11)  # AD-NeRF: train = first int(N * 10 / 11) frames.
+MIN_SIZE = 16
+TRAIN_FRACTION = (10, 11)
 
-# One record: the feature dict of portrait_dataset's module docstring.
 Example = dict[str, np.ndarray]
 
 
@@ -58,28 +42,17 @@ class Source(abc.ABC):
     """(key, example) of `split` (one of SPLITS), in frame order."""
 
   def check_built(self, metadata: dict[str, Any], built_dir: str) -> None:
-    """Raises DatasetError if the dataset built at `built_dir` (with
-    `metadata`) no longer matches this source.
-
-    The default trusts it: the builder compares the parameters, which
-    determine the data unless the source can change under them.
-    """
+    """DatasetError if the build at `built_dir` no longer matches the source."""
     del metadata, built_dir
 
 
 @dataclasses.dataclass(eq=False)
 class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
-  """Builder-config base: the audio settings every source shares.
-
-  A subclass adds its source's parameters and says how to read them from
-  `config.data` (`from_data_config`), which values determine the data
-  (`params`, recorded in the built dataset), the name of its cache folder
-  (`key`) and which source builds it (`source`).
-  """
+  """Builder-config base: the audio settings every source shares."""
   audio_feature: str = 'logmel'
   audio_dim: int = 29
   audio_context: int = 8
-  speech_model: str = ''  # 'whisper' only: the model folder ('' = default)
+  speech_model: str = ''
 
   @classmethod
   @abc.abstractmethod
@@ -107,8 +80,7 @@ class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
             'speech_model': data_config.get('speech_model', '')}
 
   def speech_fingerprint(self) -> str:
-    """Which pretrained speech model's weights make the features
-    (`whisper_features.fingerprint`); '' for librosa's features."""
+    """`whisper_features.fingerprint` of the speech model; '' for librosa's."""
     if self.audio_feature not in audio_features.SPEECH_MODEL_FEATURES:
       return ''
     from ssp_nerf_jax.data import whisper_features  # pylint: disable=g-import-not-at-top
@@ -119,8 +91,7 @@ class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
     return whisper_features.fingerprint(model_dir)
 
   def audio_params(self) -> dict[str, Any]:
-    """The audio settings that determine the data (with the speech model's
-    fingerprint for its features, so that another model builds anew)."""
+    """Audio settings that determine the data (incl. the speech model's)."""
     fingerprint = self.speech_fingerprint()
     return {'audio_feature': str(self.audio_feature),
             'audio_dim': int(self.audio_dim),
@@ -128,18 +99,14 @@ class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
             **({'speech_model': fingerprint} if fingerprint else {})}
 
   def audio_key(self) -> str:
-    """The audio settings in a cache folder name, e.g. 'mfcc29-ctx8' or
-    'whisper384-1a2b3c4d-ctx8'."""
+    """The audio settings in a cache folder name, e.g. 'mfcc29-ctx8'."""
     fingerprint = self.speech_fingerprint()
     return (f'{self.audio_feature}{self.audio_dim}'
             f'{"-" + fingerprint[:8] if fingerprint else ""}'
             f'-ctx{self.audio_context}')
 
   def validate(self) -> None:
-    """Raises DatasetError (one line) for values no build can use.
-
-    Subclasses check their own fields after these.
-    """
+    """DatasetError for values no build can use (incl. a missing model)."""
     if self.audio_feature not in audio_features.FEATURES:
       raise errors.DatasetError(
           f'config.data.audio_feature must be one of '
@@ -150,19 +117,12 @@ class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
     if self.audio_context < 1:
       raise errors.DatasetError(
           f'config.data.audio_context must be >= 1, got {self.audio_context}')
-    self.speech_fingerprint()  # a missing speech model, named
+    self.speech_fingerprint()
 
 
 def audio_metadata(config: PortraitConfig, feature: str,
                    window_steps: int) -> dict[str, Any]:
-  """The metadata's 'audio' entry: how the `audio` windows were made.
-
-  Args:
-    config: the build's config (dim, context).
-    feature: the feature's name as recorded (e.g. 'logmel', or
-      'precomputed:aud.npy').
-    window_steps: feature steps per window; the centre row is the middle.
-  """
+  """The metadata's 'audio' entry: how the `audio` windows were made."""
   fingerprint = (config.speech_fingerprint()
                  if feature in audio_features.SPEECH_MODEL_FEATURES else '')
   return {

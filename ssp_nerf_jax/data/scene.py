@@ -1,6 +1,4 @@
-"""The constants of a dataset's scene: frame size, intrinsics, bounds,
-classes, audio settings, background plate and the torso warp's reference
-pose, read once from a built dataset's metadata."""
+"""The constants of a dataset's scene, read once from its built metadata."""
 import flax
 import numpy as np
 
@@ -24,18 +22,14 @@ class SceneInfo:
   class_names: tuple[str, ...] = flax.struct.field(pytree_node=False)
   num_train: int = flax.struct.field(pytree_node=False)
   num_val: int = flax.struct.field(pytree_node=False)
-  # Audio settings (defaults: configs/default.py) so that tests can build a
-  # SceneInfo by hand without them.
+  # Defaults let tests build a SceneInfo by hand.
   audio_feature: str = flax.struct.field(pytree_node=False, default='logmel')
   audio_dim: int = flax.struct.field(pytree_node=False, default=29)
   audio_context: int = flax.struct.field(pytree_node=False, default=8)
-  # Feature steps per frame window: 16 (ours, DeepSpeech), 2 (HuBERT).
   audio_window_steps: int = flax.struct.field(pytree_node=False, default=16)
-  # Frame offsets of the context windows: frame i sees i-4 .. i+3.
   audio_context_offsets: tuple[int, ...] = flax.struct.field(
       pytree_node=False, default=(-4, -3, -2, -1, 0, 1, 2, 3))
-  # The torso warp's reference pose: the mean training pose as 16 floats
-  # (row-major 4x4); None for hand-built scenes without poses.
+  # Torso warp reference: mean training pose, row-major 4x4 (or None).
   reference_c2w: tuple[float, ...] | None = flax.struct.field(
       pytree_node=False, default=None)
 

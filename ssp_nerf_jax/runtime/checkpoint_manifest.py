@@ -1,12 +1,7 @@
-"""The integrity manifest of a checkpoint step: `integrity.json`, the size
-and CRC-32 of each of the step's files, and the check of a step against it.
+"""A checkpoint step's `integrity.json` (size, CRC-32 per file) and its check.
 
-orbax notices some damage (a truncated or missing file) only deep inside an
-asynchronous restore, and none at all of bytes changed in place; checking
-the files against the manifest first catches all three in milliseconds.
-A step without a manifest has no problem here (it is verified by
-restoring it, see `checkpoints`).
-"""
+orbax notices truncated or missing files only deep in an asynchronous restore,
+and bytes changed in place not at all."""
 import json
 import os
 import zlib
@@ -21,13 +16,7 @@ _READ_BYTES = 8 << 20
 
 
 def file_crc32(path) -> int:
-  """CRC-32 of a file's bytes.
-
-  zlib's CRC-32 over sha256 and blake2b: 3.5 GB/s against 1.5 and 0.8 on
-  this project's CPU, in the standard library (crc32c is not installed),
-  and it catches any burst of damage up to 32 bits and random damage with
-  probability 1 - 2**-32, which is all a checkpoint check needs.
-  """
+  """CRC-32 of a file's bytes: fast, standard library, enough to find damage."""
   crc = 0
   with open(path, 'rb') as f:
     while chunk := f.read(_READ_BYTES):
@@ -36,14 +25,13 @@ def file_crc32(path) -> int:
 
 
 def checkpoint_files(step_dir) -> list[str]:
-  """Paths (relative, '/'-separated, sorted) of a step's files, bar the
-  manifest and its tmp file."""
+  """Sorted relative '/'-paths of a step's files, bar the manifest."""
   step_dir = os.fspath(step_dir)
   names = []
   for root, _, file_names in os.walk(step_dir):
     for name in file_names:
       relative = os.path.relpath(os.path.join(root, name), step_dir)
-      # integrity.json and the temporary integrity.tmp.json it is written as.
+      # Also skips integrity.tmp.json.
       if not relative.startswith(_MANIFEST_PREFIX):
         names.append(relative.replace(os.sep, '/'))
   return sorted(names)
@@ -58,8 +46,7 @@ def describe_files(step_dir) -> dict[str, list[int]]:
 
 
 def write_manifest(step_dir) -> None:
-  """Records the step's files in `<step_dir>/integrity.json`, atomically:
-  a reader sees the whole manifest or none."""
+  """Records the step's files in `<step_dir>/integrity.json`, atomically."""
   manifest = {'format': MANIFEST_FORMAT, 'checksum': 'crc32',
               'files': describe_files(step_dir)}
   files.write_json(os.path.join(os.fspath(step_dir), MANIFEST_NAME), manifest,
@@ -67,11 +54,7 @@ def write_manifest(step_dir) -> None:
 
 
 def read_manifest(step_dir) -> Optional[dict[str, list[int]]]:
-  """The manifest's {file: [size, crc]}; None if the step has none.
-
-  Raises:
-    ValueError: the manifest exists but cannot be read (itself damaged).
-  """
+  """The manifest's {file: [size, crc]}; None if none, ValueError if damaged."""
   path = os.path.join(os.fspath(step_dir), MANIFEST_NAME)
   try:
     with open(path) as f:
@@ -86,11 +69,9 @@ def read_manifest(step_dir) -> Optional[dict[str, list[int]]]:
 
 
 def integrity_problem(step_dir) -> Optional[str]:
-  """Why a step's files do not match its manifest, or None if they do (or
-  the step has no manifest: an older checkpoint, verified by restoring it).
+  """Why a step's files do not match its manifest; None if they do or none.
 
-  Sizes are compared first: a truncated or missing file costs no reading.
-  """
+  Sizes go first: a truncated or missing file costs no reading."""
   step_dir = os.fspath(step_dir)
   try:
     expected = read_manifest(step_dir)

@@ -1,26 +1,7 @@
-"""Orbax checkpoints of the train state, verified on restore, and the resolved
-config beside them.
+"""Orbax checkpoints of the train state, verified on restore, and the config.
 
-Saves are atomic (orbax writes a tmp dir and renames it when complete), so a
-run killed mid-save resumes from the last complete step.
-
-Integrity: orbax notices some damage (a truncated or missing file) only deep
-inside an asynchronous restore, with hundreds of lines of traceback, and
-none at all of bytes changed in place.  So every complete step directory gets
-a manifest (`checkpoint_manifest`): the size and CRC-32 of each of its files,
-written by process 0 once orbax has finalized the step (write to a tmp name,
-then rename).  Readers check the files against it before restoring.
-
-A step without a manifest (saved by an older version, or the process died
-between orbax's finalize and the manifest's rename) is "verified by
-restore": it is used if orbax restores it, silently, as before.
-
-Training resumes from the newest step that verifies and restores; newer
-steps that do not are moved aside to `checkpoints/corrupt-<step>` (orbax
-only takes all-digit names for steps), one warning line each.  Readers
-(`restore_for_reading`) stop with one line naming the step and the steps
-that verify.
-"""
+Each complete step gets a `checkpoint_manifest`; a step without one is
+verified by restoring it.  Damaged newer steps move to `corrupt-<step>`."""
 import contextlib
 import dataclasses
 import gc
@@ -67,8 +48,7 @@ def checkpoint_dir(workdir) -> epath.Path:
 
 def open_read_only(workdir) -> ocp.CheckpointManager:
   """A manager that reads a workdir's checkpoints and never writes there."""
-  # The values read_only forces anyway, given so that orbax does not warn
-  # about them; it still warns that the directory is read-only.
+  # Values read_only forces anyway, given so that orbax does not warn.
   options = ocp.CheckpointManagerOptions(
       read_only=True, save_interval_steps=0, create=False,
       cleanup_tmp_directories=False)
@@ -78,23 +58,16 @@ def open_read_only(workdir) -> ocp.CheckpointManager:
 
 
 def write_config(workdir, config):
-  """Writes the resolved config as `<workdir>/config.json` (human-readable)."""
+  """Writes the resolved config as `<workdir>/config.json`."""
   files.write_text(os.path.join(workdir, 'config.json'),
                    config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-# ----------------------------------------------------------------- saving --
-
-
 class Saver:
-  """Saves train states through `manager` and seals each complete step
-  with its manifest.
+  """Saves train states and seals each complete step with its manifest.
 
-  Orbax saves in the background and a step is complete only once its save
-  has finished.  A save first waits for the previous one, so that is when
-  the previous step is sealed (while the new one is written), and `finish`
-  seals the last: training is never held up for a manifest.
-  """
+  A step is sealed when the next save (which waits for it) or `finish` starts,
+  so training never waits for a manifest."""
 
   def __init__(self, manager: ocp.CheckpointManager):
     self.manager = manager
@@ -130,9 +103,6 @@ def step_path(manager, step) -> epath.Path:
   return manager.directory / str(step)
 
 
-# -------------------------------------------------------------- restoring --
-
-
 def key_name(key) -> str:
   """One path element of a pytree key path, as orbax's metadata names it."""
   for attribute in ('key', 'name', 'idx'):
@@ -142,15 +112,13 @@ def key_name(key) -> str:
 
 
 def state_layout(tree) -> dict[str, tuple[int, ...]]:
-  """{'params/.../kernel': shape} of a pytree of arrays or array metadata,
-  whatever its containers (dicts on disk, dataclasses in the code)."""
+  """{'params/.../kernel': shape} of a pytree of arrays or array metadata."""
   return {'/'.join(key_name(k) for k in path): tuple(leaf.shape)
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def layout_mismatch(saved: dict, wanted: dict) -> Optional[str]:
-  """What differs between a saved state layout and the one the code wants
-  (first difference only), or None."""
+  """The first difference between a saved and the wanted layout, or None."""
   missing = sorted(set(wanted) - set(saved))
   extra = sorted(set(saved) - set(wanted))
   if missing:
@@ -165,8 +133,7 @@ def layout_mismatch(saved: dict, wanted: dict) -> Optional[str]:
 
 
 def root_cause(error: BaseException) -> str:
-  """The first line of the innermost error of a chain (orbax wraps the
-  TensorStore error that names the bad file in one that dumps its spec)."""
+  """First line of a chain's innermost error: TensorStore's names the file."""
   while error.__cause__ is not None:
     error = error.__cause__
   lines = str(error).strip().splitlines()
@@ -184,8 +151,6 @@ def _raised_in_orbax(exc_traceback) -> bool:
 
 
 def _from_orbax(unraisable) -> bool:
-  """Whether an unraisable error was raised in orbax's code, or by an
-  orbax coroutine that was dropped unfinished."""
   code = getattr(unraisable.object, 'cr_code', None)
   return (_raised_in_orbax(unraisable.exc_traceback) or
           (code is not None and _in_orbax([code.co_filename])))
@@ -209,9 +174,7 @@ def _drop_restore_noise(default_hook):
 
 
 class _AbandonedOrbaxTasks(python_logging.Filter):
-  """Drops asyncio's "exception was never retrieved" records of tasks that
-  failed in orbax's code (a failed restore's reads, collected whenever the
-  garbage collector gets to them, possibly long after the restore)."""
+  """Drops asyncio's "never retrieved" records of tasks failed in orbax."""
 
   def filter(self, record):
     if record.name != 'asyncio' or not record.exc_info:
@@ -229,8 +192,7 @@ class _OrbaxFilter(python_logging.Filter):
 
 @contextlib.contextmanager
 def orbax_logs_off():
-  """Keeps orbax's and asyncio's log records off stderr meanwhile: this
-  module reports what matters in one line (tracebacks at INFO level)."""
+  """Keeps orbax's and asyncio's log records off stderr meanwhile."""
   quiet = _OrbaxFilter()
   loggers = [python_logging.getLogger('asyncio'), python_logging.getLogger(),
              logging.get_absl_logger()]
@@ -248,17 +210,8 @@ def orbax_logs_off():
 def quiet_restore():
   """Keeps a failed restore's noise off stderr.
 
-  A failed orbax restore leaves TensorStore reads whose completion
-  callbacks find orbax's asyncio loop closed, and orbax read coroutines
-  dropped with their error: Python reports each as an unraisable error
-  (dozens, each with TensorStore's whole spec), possibly after the restore
-  returned, so that hook stays installed (it drops only those two kinds:
-  "Event loop is closed", and errors raised in orbax's code).  asyncio logs
-  "exception was never retrieved" for the abandoned tasks when they are
-  collected: collected here, while its logs are off, and a filter that
-  stays on the asyncio logger drops the records of the ones collected
-  later (only tasks that failed in orbax's code).
-  """
+  Its leftover reads raise unraisable errors and asyncio records, possibly
+  after the restore returned, so the hook and filter stay installed."""
   if not getattr(sys.unraisablehook, 'drops_restore_noise', False):
     sys.unraisablehook = _drop_restore_noise(sys.unraisablehook)
   asyncio_logger = python_logging.getLogger('asyncio')
@@ -275,17 +228,8 @@ def quiet_restore():
 def restore_step(manager, step, abstract_state, defaults=None):
   """`abstract_state` (shapes, dtypes, shardings) filled from `step`.
 
-  `defaults` ({field: host value}) gives the top-level fields of the state
-  that a checkpoint saved by older code may lack (none of its arrays on
-  disk): such a step restores the other fields and takes those values,
-  placed as the abstract state's.
-
-  Raises:
-    CheckpointError: the step's state has another structure (a workdir of
-      another config or code version), named.
-    Exception: whatever orbax raises on a damaged step (quiet; see
-      `quiet_restore`).
-  """
+  Top-level fields absent from the step take `defaults` ({field: host value}).
+  CheckpointError for another state structure; orbax's errors on damage."""
   with quiet_restore():
     saved = state_layout(manager.item_metadata(step))
     absent = {name: value for name, value in (defaults or {}).items()
@@ -310,8 +254,7 @@ def restore_step(manager, step, abstract_state, defaults=None):
 
 
 def _placed_like(value, abstract):
-  """A host value (the same on every process) as a global array with the
-  abstract array's dtype and sharding."""
+  """A host value (same on every process) as a global array like `abstract`."""
   value = np.asarray(value, abstract.dtype)
   if value.shape != tuple(abstract.shape):
     raise ValueError(f'default of shape {value.shape}, wanted '
@@ -321,12 +264,7 @@ def _placed_like(value, abstract):
 
 
 def restore_or_cause(manager, step, abstract_state, defaults=None):
-  """(state, None) if orbax restores `step`, else (None, the cause)
-  (`defaults`: see `restore_step`).
-
-  Raises:
-    CheckpointError: an incompatible state structure (not damage).
-  """
+  """(state, None) if orbax restores `step`, else (None, the cause)."""
   try:
     return restore_step(manager, step, abstract_state, defaults), None
   except CheckpointError:
@@ -337,8 +275,7 @@ def restore_or_cause(manager, step, abstract_state, defaults=None):
 
 
 def move_aside(manager, step) -> epath.Path:
-  """Renames step `step` to `corrupt-<step>` (`corrupt-<step>.<n>` if taken):
-  kept for inspection, invisible to orbax."""
+  """Renames `step` to `corrupt-<step>[.<n>]`, which orbax does not see."""
   source = step_path(manager, step)
   for n in range(1, 1000):
     name = f'{CORRUPT_PREFIX}{step}' + (f'.{n}' if n > 1 else '')
@@ -350,21 +287,14 @@ def move_aside(manager, step) -> epath.Path:
 
 
 def restore_latest(manager, abstract_state, defaults=None):
-  """(step, state) from the newest step that verifies and restores, or
-  (0, None) without checkpoints (`defaults`: see `restore_step`).
+  """(step, state) of the newest step that verifies and restores; (0, None).
 
-  Newer steps that fail are moved aside (`move_aside`), one warning line
-  each, once a good step is found.  Every process takes the same decision:
-  process 0 checks each step's files and says which step to try; a restore
-  counts only if it succeeded on every process.
-
-  Raises:
-    CheckpointError: no step verifies and restores (one line listing them,
-      nothing moved), or the state structure differs (see `restore_step`).
+  Newer failing steps are moved aside once a good one is found; process 0
+  checks the files, and a restore counts only if every process succeeded.
+  CheckpointError if no step restores (nothing moved) or structures differ.
   """
   is_main = parallel.is_main_process()
-  # Lined up first: the broadcasts below are collectives (see
-  # parallel.wait_for_all_processes).
+  # Lined up first: the broadcasts below are collectives.
   parallel.wait_for_all_processes('checkpoints_restore_latest')
   # Only process 0's list and file checks count.
   candidates = sorted(manager.all_steps(), reverse=True)
@@ -395,8 +325,7 @@ def restore_latest(manager, abstract_state, defaults=None):
 
 
 def _set_aside(manager, failed, good_step):
-  """Moves the failed steps aside (process 0) and makes every process's
-  manager forget them."""
+  """Moves failed steps aside on process 0; every manager forgets them."""
   if parallel.is_main_process():
     for step, cause in failed:
       target = move_aside(manager, step)
@@ -416,8 +345,7 @@ def verified_steps(workdir) -> list[int]:
 
 
 def check_step(workdir, step) -> None:
-  """Raises CheckpointError unless `step`'s files match its manifest; cheap
-  (no model, no restore), so a reader fails before building anything."""
+  """CheckpointError unless `step`'s files match its manifest (no restore)."""
   manager = open_read_only(workdir)
   problem = checkpoint_manifest.integrity_problem(step_path(manager, step))
   if problem:
@@ -434,13 +362,7 @@ def damaged_step_error(workdir, step, cause) -> CheckpointError:
 
 
 def restore_for_reading(workdir, step, abstract_state, defaults=None):
-  """The state of `step`, for renders and benchmarks (after `check_step`,
-  which fails before any model is built; `defaults`: see `restore_step`).
-
-  Raises:
-    CheckpointError: orbax cannot restore the step (names it and the steps
-      that verify), or its state has another structure.
-  """
+  """The state of `step` for renders and benchmarks; CheckpointError if not."""
   state, cause = restore_or_cause(open_read_only(workdir), step,
                                   abstract_state, defaults)
   if cause:

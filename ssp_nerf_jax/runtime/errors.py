@@ -12,14 +12,7 @@ class DatasetError(UserError, ValueError):
 
 
 def ensure_writable_dir(path, label, error=UserError):
-  """Creates folder `path` and checks a file can really be written there.
-
-  A real write, not os.access: root passes access checks even on a
-  read-only mount.
-
-  Raises:
-    `error` (a UserError type) naming `label` and `path` in one line.
-  """
+  """Creates `path` and writes a file there (root passes os.access checks)."""
   try:
     os.makedirs(path, exist_ok=True)
     with tempfile.TemporaryFile(dir=path):

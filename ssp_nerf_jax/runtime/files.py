@@ -1,10 +1,4 @@
-"""Writing files so that a reader never sees half of one.
-
-Every file a later run or reader trusts (configs, metrics, manifests,
-videos, results tables) is written under a temporary name beside its
-destination and renamed over it only once complete: `os.replace` is atomic
-on one file system, so a crash leaves the old file or none, never a torso.
-"""
+"""Writing files so that a reader never sees half of one (atomic rename)."""
 import contextlib
 import json
 import os
@@ -13,17 +7,9 @@ from typing import Any, Iterator
 
 @contextlib.contextmanager
 def atomic_path(path: str, sync: bool = False) -> Iterator[str]:
-  """Yields a temporary path to write `path` through.
+  """Yields a temporary path, renamed to `path` if the block ends normally.
 
-  The temporary name keeps `path`'s extension (writers such as imageio and
-  ffmpeg pick the format from it).  When the block ends normally it is
-  renamed to `path`; when it raises, the temporary file is removed.
-
-  Args:
-    path: the destination.
-    sync: fsync the file before the rename (for files a crash must not
-      leave empty, such as checkpoint manifests).
-  """
+  It keeps the extension, from which imageio and ffmpeg pick the format."""
   root, ext = os.path.splitext(path)
   tmp = f'{root}.tmp{ext}'
   try:

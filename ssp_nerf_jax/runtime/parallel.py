@@ -1,14 +1,4 @@
-"""Device mesh, data-parallel helpers and the multi-process job.
-
-One 1-D mesh with axis 'data' spans every device of every process, so the
-same program runs on one CPU, eight GPUs or a TPU pod.  Parameters are
-replicated; frames (and the rays drawn from them) are split along 'data'.
-
-Several processes (hosts) join one job through `initialize_distributed`,
-which the entry points call before JAX touches a device.  A job is joined
-only when asked (as big_vision does): by --distributed on a cluster JAX
-detects, or by --coordinator_address, --num_processes and --process_id.
-"""
+"""Device mesh over all processes' devices, data-parallel helpers, the job."""
 import sys
 from typing import Optional
 
@@ -20,10 +10,8 @@ import numpy as np
 from ssp_nerf_jax.runtime import errors
 
 DATA_AXIS = 'data'
-# JAX's default: a process silent for this long is declared dead, and the
-# coordination service then stops every other process with an error.
+# JAX's default: a process silent this long is dead and the job stops.
 DEFAULT_HEARTBEAT_TIMEOUT_S = 100
-# What jax.distributed.initialize() recognises by itself (its docstring).
 DETECTED_CLUSTERS = 'Cloud TPU, SLURM, Open MPI, Kubernetes'
 EXPLICIT_FLAGS = ('--coordinator_address', '--num_processes', '--process_id')
 
@@ -34,21 +22,9 @@ def initialize_distributed(
     process_id: Optional[int] = None,
     heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S,
     detect_cluster: bool = False) -> bool:
-  """Joins a multi-process job if asked to; otherwise does nothing.
+  """Joins the job of the three explicit settings or JAX's detected one.
 
-  With all three of `coordinator_address`, `num_processes` and `process_id`
-  the job is the one they describe.  With `detect_cluster` (--distributed)
-  `jax.distributed.initialize()` finds the job itself (Cloud TPU VMs and
-  pod slices, SLURM, Open MPI, Kubernetes).  With neither this is a
-  single-process run and JAX's distributed runtime is never started.
-  Must run before JAX touches a device.
-
-  Returns:
-    Whether jax.distributed was initialised.
-  Raises:
-    errors.UserError: an incomplete or invalid setting (named), or a job
-      that could not be joined.
-  """
+  Returns whether it did (run before JAX touches a device); UserError if not."""
   explicit = dict(zip(EXPLICIT_FLAGS,
                       (coordinator_address, num_processes, process_id)))
   given = [name for name, value in explicit.items() if value is not None]
@@ -73,11 +49,9 @@ def initialize_distributed(
              f'{", ".join(EXPLICIT_FLAGS)})')
   else:
     return False
-  # Cross-process collectives of the CPU backend (a CPU-only job, or the
-  # tests' simulated devices) need an implementation; gloo runs over TCP.
+  # The CPU backend's cross-process collectives need one (gloo: TCP).
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   try:
-    # All three None (--distributed): JAX detects the cluster.
     jax.distributed.initialize(coordinator_address, num_processes, process_id,
                                heartbeat_timeout_seconds=heartbeat_timeout_s)
   except (RuntimeError, ValueError) as e:
@@ -105,24 +79,20 @@ def is_main_process() -> bool:
 
 
 def progress(line: str) -> None:
-  """Prints a progress line on process 0 (stderr), before a start-up stage
-  that takes more than a few seconds, so that a user never waits in
-  silence."""
+  """Prints a progress line to stderr on process 0."""
   if is_main_process():
     print(line, file=sys.stderr, flush=True)
 
 
 def all_processes_agree(ok: bool) -> bool:
-  """Whether `ok` holds on every process (a collective; `ok` alone when
-  there is one process)."""
+  """Whether `ok` holds on every process (a collective)."""
   if jax.process_count() == 1:
     return ok
   return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
 
 
 def from_main_process(values: np.ndarray) -> np.ndarray:
-  """Process 0's `values`, an array of the same shape and dtype on every
-  process (a collective)."""
+  """Process 0's `values`, same shape and dtype everywhere (a collective)."""
   if jax.process_count() == 1:
     return values
   return np.asarray(multihost_utils.broadcast_one_to_all(values))
@@ -131,9 +101,7 @@ def from_main_process(values: np.ndarray) -> np.ndarray:
 def make_data_mesh(devices=None) -> jax.sharding.Mesh:
   """A ('data',) mesh over `devices` (default: all devices of all hosts).
 
-  Axes are Auto so that ops outside shard_map may reshard silently (JAX's
-  default Explicit axes reject e.g. concatenating sharded with replicated).
-  """
+  Auto axes: Explicit ones reject e.g. concatenating sharded and replicated."""
   devices = jax.devices() if devices is None else list(devices)
   return jax.make_mesh((len(devices),), (DATA_AXIS,),
                        axis_types=(jax.sharding.AxisType.Auto,),
@@ -150,36 +118,22 @@ def data_sharded(mesh, axis: int = 0) -> NamedSharding:
 
 
 def replicate(tree, mesh):
-  """Places a pytree, the same on every process, on every device of the mesh.
-
-  `tree` holds host values or arrays on this process's devices.
-  """
+  """Places a pytree, the same on every process, on every device of the mesh."""
   sharding = replicated(mesh)
   if not sharding.is_fully_addressable:
-    # Device-to-device copies to other processes' devices are unsupported
-    # (CPU) or slow; every process has the values, so each one places its
-    # own copies from host memory.
+    # Copies to other processes' devices are unsupported (CPU) or slow.
     tree = jax.device_get(tree)
   return jax.device_put(tree, sharding)
 
 
 def wait_for_all_processes(name: str, timeout_s: int = 1800) -> None:
-  """Blocks until every process has reached the barrier `name`.
+  """Blocks until every process has reached the barrier `name` (if distributed).
 
-  A no-op unless jax.distributed is initialised.  Uses the coordination
-  service, not a collective: on CPU, gloo gives the first collective over a
-  set of devices only 30 s to find every peer, less than what comes before
-  it can take (compiling the train step on a busy host, process 0 building
-  the dataset), so processes line up here first.  Every process calls it with the same
-  `name`.
-  """
+  Not a collective: gloo's first collective waits only briefly for peers."""
   if not jax.distributed.is_initialized():
     return
-  # The only private JAX API of the project, checked against JAX 0.10.2:
-  # JAX has no public barrier that is not a collective
-  # (multihost_utils.sync_global_devices is one).  The client is
-  # jax.distributed's connection to the coordination service;
-  # tests/test_parallel.py fails if it moves.
+  # Private JAX API (no public non-collective barrier); tests/test_parallel.py
+  # fails if it moves.
   from jax._src import distributed  # pylint: disable=g-import-not-at-top
   distributed.global_state.client.wait_at_barrier(
       name, timeout_in_ms=timeout_s * 1000)
