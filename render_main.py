@@ -28,6 +28,11 @@ from absl import app
 from absl import flags
 
 from ssp_nerf_jax import cli
+from ssp_nerf_jax.evaluation import scores
+from ssp_nerf_jax.offline import job_inputs
+from ssp_nerf_jax.offline import jobs
+from ssp_nerf_jax.offline import trained as trained_lib
+from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax.runtime import parallel
 
 flags.DEFINE_string('workdir', None, 'Training workdir (config.json + '
@@ -61,11 +66,6 @@ FLAGS = flags.FLAGS
 
 def run():
   """Does what the flags ask; raises UserError on bad input."""
-  from ssp_nerf_jax.evaluation import scores
-  from ssp_nerf_jax.offline import job_inputs
-  from ssp_nerf_jax.offline import jobs
-  from ssp_nerf_jax.offline import trained as trained_lib
-  from ssp_nerf_jax.runtime import errors  # after flag parsing: jax reads XLA_FLAGS
   if not FLAGS.workdir or not FLAGS.out:
     raise errors.UserError('--workdir and --out are required')
   if bool(FLAGS.audio) == bool(FLAGS.split):
@@ -92,10 +92,8 @@ def run():
   track = job_inputs.load_track(FLAGS.poses, trained)
   bound = jobs.make_renderer(trained)  # one compilation for all videos
   for path, windows in zip(FLAGS.audio, inputs):
-    mp4 = jobs.render_audio(trained, path, FLAGS.out, track,
-                                 FLAGS.frames, FLAGS.parsing, bound=bound,
-                                 inputs=windows)
-    report(mp4)
+    report(jobs.render_audio(trained, path, FLAGS.out, track, FLAGS.frames,
+                             FLAGS.parsing, bound=bound, inputs=windows))
 
 
 def report(line):
@@ -106,7 +104,6 @@ def report(line):
 
 def main(argv):
   cli.start(argv)
-  from ssp_nerf_jax.runtime import errors  # pylint: disable=g-import-not-at-top
   try:
     run()
   except errors.UserError as e:

@@ -1,8 +1,9 @@
 """Trains SSP-NeRF.
 
-  python train_main.py                                  # embedded synthetic demo
+  python train_main.py          # the embedded synthetic demo
   python train_main.py --config=configs/tiny.py --workdir=/tmp/tiny
-  python train_main.py --config=configs/synthetic.py --config.train.num_steps=100
+  python train_main.py --config=configs/synthetic.py \
+      --config.train.num_steps=100
 
 Resumes from the latest checkpoint in --workdir.  The dataset is built on
 first use (see `python -m ssp_nerf_jax.data`).

@@ -75,7 +75,8 @@ def _model():
   model.warp_max_offset = 0.02
   model.warp_fine_gradients = False  # the warp learns through the coarse pass
   # The frame's mouth opening as an input next to the audio code: measured
-  # on train frames, predicted from the audio elsewhere (models/mouth_readout.py).
+  # on train frames, predicted from the audio elsewhere
+  # (models/mouth_readout.py).
   model.mouth_condition = False
   model.mouth_freqs = 4  # sinusoids of the opening: pi * 2^k, k < 4
   # Quantiles mapping predicted openings onto the measured distribution

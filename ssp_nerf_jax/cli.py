@@ -72,7 +72,8 @@ def define_process_flags():
   flags.DEFINE_bool(
       'distributed', False,
       'Join the multi-process job of the cluster this runs in, which JAX '
-      f'detects ({parallel.DETECTED_CLUSTERS}); run the same command on every host. '
+      f'detects ({parallel.DETECTED_CLUSTERS}); run the same command on '
+      'every host. '
       'Elsewhere give --coordinator_address, --num_processes and '
       '--process_id instead.')
   flags.DEFINE_string(
@@ -93,7 +94,7 @@ def define_process_flags():
 def join_processes_from_flags(flag_values=flags.FLAGS) -> bool:
   """`parallel.initialize_distributed` with `define_process_flags`' values."""
   return parallel.initialize_distributed(flag_values.coordinator_address,
-                                flag_values.num_processes,
-                                flag_values.process_id,
-                                flag_values.heartbeat_timeout_s,
-                                detect_cluster=flag_values.distributed)
+                                         flag_values.num_processes,
+                                         flag_values.process_id,
+                                         flag_values.heartbeat_timeout_s,
+                                         detect_cluster=flag_values.distributed)

@@ -39,7 +39,7 @@ def class_ids(size, frame, scheme):
     ids[head & (rows < 0.25)] = 10  # hair
     ids[head & (np.abs(rows - 0.45) < 0.03)] = 7  # lips
     ids[head & (np.abs(rows - 0.3) < 0.03) & (np.abs(cols - 0.5 - shift) >
-                                                0.05)] = 3  # eyes
+                                              0.05)] = 3  # eyes
   return ids
 
 

@@ -264,7 +264,7 @@ def test_npy_audio_problems(tmp_path):
   np.save(os.path.join(root, 'aud.npy'), written['features'][:50])
   with pytest.raises(portrait_dataset.DatasetError) as info:
     builds.build_dataset(adnerf_config(root, tmp_path / 'tfds',
-                                     audio_file='aud.npy', audio_dim=8))
+                                       audio_file='aud.npy', audio_dim=8))
   lines = str(info.value).splitlines()[1:]
   assert lines == [
       '  aud.npy: 29 features per step but config.data.audio_dim=8; set '

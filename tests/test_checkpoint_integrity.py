@@ -235,7 +235,7 @@ def test_no_good_step_is_one_error_and_nothing_moves(trained, tmp_path):
 
 
 def test_another_state_structure_is_one_line_not_a_fallback(trained,
-                                                           tmp_path):
+                                                            tmp_path):
   workdir = str(tmp_path / 'other_config')
   shutil.copytree(trained[0], workdir)
   manager = checkpoints.create_manager(workdir, tiny_config(trained[1]))

@@ -38,7 +38,7 @@ def test_strength_chosen_by_blocks_recovers_a_linear_signal():
   # Noise std 0.5 against signal std sqrt(3): the best r is ~0.96.
   assert r > 0.85
   assert mouth_readout.correlate_or_zero(mouth_readout.predict(readout, x[250:]),
-                               y[250:]) > 0.85
+                                         y[250:]) > 0.85
 
 
 def _reference_choice(x, y, strengths, folds=mouth_readout.CV_FOLDS):

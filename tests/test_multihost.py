@@ -100,7 +100,7 @@ def test_two_processes_train_like_one_with_the_same_devices(two_processes,
 
 
 def test_sigterm_to_one_process_stops_both_at_the_same_step(data_dir,
-                                                           tmp_path):
+                                                            tmp_path):
   workdir = str(tmp_path / 'job')
   runs = train_pair(tmp_path, workdir, data_dir,
                     {'num_steps': 100000, 'checkpoint_every': 2,

@@ -118,7 +118,7 @@ def test_tight_sampling_matches_full_sampling():
     inside = jnp.linalg.norm(points, axis=-1) < RADIUS
     rgb = jnp.broadcast_to(jnp.abs(points), points.shape)
     out = volume_rendering.volume_render(rgb, jnp.where(inside, SIGMA, -1.0), z,
-                               rays.directions)
+                                         rays.directions)
     return out['rgb'], out['acc']
 
   full = shade(jnp.full(near.shape, 1.05), jnp.full(far.shape, 2.95))
@@ -223,7 +223,7 @@ def test_offline_render_with_the_grid(trained):
 
 
 def test_render_main_nooccupancy_builds_no_grid(tiny_workdir, tmp_path,
-                                                 monkeypatch):
+                                                monkeypatch):
   import render_main  # pylint: disable=g-import-not-at-top
   def no_grid(*args):
     raise AssertionError('a grid was built')

@@ -113,7 +113,7 @@ def test_mouth_area_sync_is_pearson_of_mouth_area():
   assert scores.mouth_area(truth, four_classes) is None
   assert scores.mouth_area_sync(truth, truth, names) == pytest.approx(1.0)
   assert scores.mouth_area_sync(truth[::-1], truth,
-                                   names) == pytest.approx(-1.0)
+                                names) == pytest.approx(-1.0)
   assert scores.mouth_area_sync(truth, truth, four_classes) is None
   # A constant mouth area has no correlation.
   assert scores.mouth_area_sync(np.zeros_like(truth), truth, names) is None
@@ -126,7 +126,7 @@ def test_a_perfect_render_scores_lmd_zero_and_full_sync(trained):
   perfect = {'rgb': frames['image'], 'class_id': frames['parsing'],
              'rgb_float': frames['image'].astype(np.float32) / 255}
   result = scores.score_val(trained.step, trained.scene.class_names,
-                                frames, perfect)
+                            frames, perfect)
   assert 1 <= result['landmark_frames'] <= len(frames['image'])
   assert result['lmd'] == 0
   assert result['mouth_sync'] is None or result['mouth_sync'] == (
@@ -295,7 +295,7 @@ def test_streaming_writer_makes_n_frames_with_the_audio_duration(tmp_path):
   # 0.3 s of audio under 13 / 25 = 0.52 s of video: padded with silence.
   tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(0.3 * rate)) / rate)
   with mp4.Mp4Writer(str(path), 16, 9, 25.0, tone, rate,
-                       num_frames=len(frames)) as writer:
+                     num_frames=len(frames)) as writer:
     for frame in frames:
       writer.write(frame)
     assert not path.exists()  # nothing under the final name until the end
@@ -314,7 +314,7 @@ def test_exception_mid_stream_leaves_no_file(tmp_path):
   partial = tmp_path / 'clip.mp4.partial.mp4'
   with pytest.raises(RuntimeError, match='renderer failed'):
     with mp4.Mp4Writer(str(path), 16, 16, 25.0,
-                         num_frames=10) as writer:
+                       num_frames=10) as writer:
       for frame in gray_frames(3, 16, 16):
         writer.write(frame)
       # ffmpeg has started the file: the clean-up below has work to do.
@@ -330,7 +330,7 @@ def test_writer_refuses_fewer_frames_than_announced(tmp_path):
   path = tmp_path / 'clip.mp4'
   with pytest.raises(ValueError, match='2 frames written, 3 announced'):
     with mp4.Mp4Writer(str(path), 16, 16, 25.0, np.zeros(100), 16_000,
-                         num_frames=3) as writer:
+                       num_frames=3) as writer:
       for frame in gray_frames(2, 16, 16):
         writer.write(frame)
   assert not os.listdir(tmp_path)
@@ -408,7 +408,7 @@ def test_failure_mid_render_leaves_no_mp4(trained, tmp_path):
   failing = FailingRenderer(bound.renderer, 4, out / 'tone.mp4.partial.mp4')
   with pytest.raises(RuntimeError, match='device lost'):
     jobs.render_audio(trained, wav, str(out), poses='static',
-                           parsing=True, bound=bound._replace(renderer=failing))
+                      parsing=True, bound=bound._replace(renderer=failing))
   assert failing.calls == 4
   assert not os.listdir(out)  # neither mp4 nor a .partial file
 

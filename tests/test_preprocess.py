@@ -235,7 +235,7 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
                             method=run.model.mouth_opening)[0]
   np.testing.assert_allclose(
       jobs.render_one(bound, c2w, audio,
-                              float(opening))['semantics'], predicted,
+                      float(opening))['semantics'], predicted,
       atol=1e-7)
   # New speech is encoded by the same speech model at render time; another
   # model (other weights) is refused before anything is rendered.

@@ -63,7 +63,7 @@ def test_volume_render_matches_loop_reference(background_at_far):
       background_at_far=background_at_far)
   for idx in np.ndindex(2, 3):
     ref = reference_render(*(s[k][idx] for k in ('rgb', 'raw_sigma', 'z',
-                                                  'directions', 'logits')),
+                                                 'directions', 'logits')),
                            background_at_far)
     for key, value in ref.items():
       np.testing.assert_allclose(out[key][idx], value, atol=2e-5, err_msg=key)
@@ -138,7 +138,7 @@ def test_stratified_samples_in_bins_and_sorted():
   far = jnp.array([1.5, 1.2, 2.0])
   num = 8
   z = np.asarray(stratified_samples(jax.random.PRNGKey(0), near, far,
-                                           num))
+                                    num))
   z_det = np.asarray(stratified_samples(None, near, far, num))
   assert z.shape == (3, num)
   for r in range(3):
@@ -151,7 +151,7 @@ def test_stratified_samples_in_bins_and_sorted():
   # AD-NeRF pins the last (background) sample to the far plane.
   np.testing.assert_allclose(z[:, -1], far, atol=1e-6)
   free = np.asarray(stratified_samples(jax.random.PRNGKey(0), near,
-                                              far, num, pin_far=False))
+                                       far, num, pin_far=False))
   assert np.all(free[:, -1] < np.asarray(far))
 
 
@@ -161,8 +161,8 @@ def test_sample_pdf_follows_pdf():
   pdf = np.asarray(weights) / 8.0
   batch = 8
   samples = sample_pdf(jax.random.PRNGKey(0),
-                              jnp.broadcast_to(bins, (batch, 5)),
-                              jnp.broadcast_to(weights, (batch, 4)), 2500)
+                       jnp.broadcast_to(bins, (batch, 5)),
+                       jnp.broadcast_to(weights, (batch, 4)), 2500)
   samples = np.asarray(samples).ravel()
   assert samples.min() >= 0.0 and samples.max() <= 6.0
   counts, _ = np.histogram(samples, bins=np.asarray(bins))
@@ -183,7 +183,7 @@ def test_importance_samples_sorted_superset_without_gradient():
   z = jnp.asarray(np.sort(rng.uniform(1, 2, (3, 8)), -1), jnp.float32)
   weights = jnp.asarray(rng.uniform(size=(3, 8)), jnp.float32)
   z_all = np.asarray(importance_samples(jax.random.PRNGKey(1), z,
-                                               weights, 16))
+                                        weights, 16))
   assert z_all.shape == (3, 24)
   assert np.all(np.diff(z_all, axis=-1) >= 0)
   for r in range(3):

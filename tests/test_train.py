@@ -124,7 +124,7 @@ def test_semantic_stats_update_keeps_unseen_classes_and_starts_new_ones():
   class_id = jnp.array([[0, 1], [0, 1]])
   update = lambda e, c: stats.update(e, c, 0.9, 'devices')
   new, class_loss, counts = jax.vmap(update, axis_name='devices')(sq_err,
-                                                                 class_id)
+                                                                  class_id)
   np.testing.assert_allclose(counts[0], [2, 2, 0])
   np.testing.assert_allclose(class_loss[0], [0.25, 0.45, 0.0])
   np.testing.assert_allclose(new.class_loss_ema[0],

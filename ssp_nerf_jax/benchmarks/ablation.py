@@ -51,7 +51,7 @@ def write_strip(out_dir, workdirs):
   images = [frames['image'][i]]
   for trained in runs:
     rendered = jobs.render_to_memory(trained, frames['c2w'][i:i + 1],
-                                       frames['audio'][i:i + 1], desc='strip')
+                                     frames['audio'][i:i + 1], desc='strip')
     images.append(rendered['rgb'][0])
   path = os.path.join(out_dir, 'strip.png')
   with files.atomic_path(path) as tmp:

@@ -62,7 +62,8 @@ def measure(config, repeats, devices=None):
       step_dir = checkpoints.step_path(manager, step)
       figures['manifest_s'].append(
           timed(lambda: checkpoint_manifest.write_manifest(step_dir))[0])
-      seconds, problem = timed(lambda: checkpoint_manifest.integrity_problem(step_dir))
+      seconds, problem = timed(
+          lambda: checkpoint_manifest.integrity_problem(step_dir))
       assert problem is None, problem
       figures['verify_s'].append(seconds)
       figures['restore_s'].append(timed(lambda: jax.block_until_ready(
@@ -81,7 +82,8 @@ def measure(config, repeats, devices=None):
 def define_flags():
   config_flags.DEFINE_config_file('config', 'configs/default.py',
                                   'Config whose train state is saved.')
-  flags.DEFINE_integer('repeats', 5, 'Saves timed (medians reported).')
+  flags.DEFINE_integer('repeats', 5, 'Saves timed (medians reported).',
+                       lower_bound=1)
 
 
 def main(argv):

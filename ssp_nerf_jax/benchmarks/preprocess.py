@@ -30,7 +30,7 @@ _MOUTH = (synthetic.CLASS_NAMES.index('lips'),
 def write_clip(clip: synthetic.Clip, path: str) -> str:
   """The clip as H.264 mp4 with its audio (what a user would have)."""
   return mp4.write_mp4(path, clip.images, clip.fps, clip.audio,
-                         clip.sample_rate)
+                       clip.sample_rate)
 
 
 def crop_truth(parsing: np.ndarray, crop, size: int) -> np.ndarray:
@@ -87,10 +87,10 @@ def compare(folder: str, clip: synthetic.Clip) -> dict:
 def run(size: int, duration_s: float, seed: int, out: str) -> dict:
   clip = synthetic.generate_clip(size=size, duration_s=duration_s, seed=seed)
   os.makedirs(out, exist_ok=True)
-  mp4 = write_clip(clip, os.path.join(out, 'synthetic.mp4'))
+  video_path = write_clip(clip, os.path.join(out, 'synthetic.mp4'))
   folder = os.path.join(out, 'processed')
   tick = time.perf_counter()
-  pipeline.preprocess_video(mp4, folder, size)
+  pipeline.preprocess_video(video_path, folder, size)
   result = {'benchmark': 'preprocess', 'size': size,
             'duration_s': duration_s, 'seed': seed,
             'wall_s': time.perf_counter() - tick}

@@ -117,11 +117,17 @@ def run_sampling_benchmark(config, strategies, num_steps, seeds, eval_frames,
       f'Sampling strategies: {num_steps} steps x '
       f'{config.train.rays_per_frame} rays, {seeds} seed(s), mean ± std',
       notes=['Sampler time / step time: ' + ', '.join(
-          f'{name} {100 * r["sampler_time_s"] / r["step_time_s"]:.2f} %'
-          for name, r in results.items())])
+          f'{name} {sampler_share(r)}' for name, r in results.items())])
   sweep.plot_psnr_vs_step(os.path.join(out_dir, 'psnr_vs_step.png'),
                           histories)
   return results
+
+
+def sampler_share(result) -> str:
+  """The sampler's share of a step's time, or n/a without a timed step."""
+  if not result['step_time_s']:
+    return 'n/a'
+  return f'{100 * result["sampler_time_s"] / result["step_time_s"]:.2f} %'
 
 
 def define_flags():

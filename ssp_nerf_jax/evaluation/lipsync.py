@@ -90,7 +90,7 @@ def score(rendered: np.ndarray, real: np.ndarray) -> dict:
   real_lms = to_size(real_lms[both], np.shape(real)[1:3],
                      np.shape(rendered)[1:3])
   sync = correlate(landmarks.mouth_opening(rendered_lms),
-                 landmarks.mouth_opening(real_lms))
+                   landmarks.mouth_opening(real_lms))
   return {
       'lmd': lmd(mouth_points(rendered_lms), mouth_points(real_lms)),
       'mouth_sync': None if np.isnan(sync) else sync,

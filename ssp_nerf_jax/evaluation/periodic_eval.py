@@ -57,8 +57,8 @@ class Evaluator:
                     self.side_by_side(out, i))
     result = {'step': int(step),
               **scores.frame_scores(np.stack(rgbs), self.frames['image'],
-                             np.stack(preds), self.frames['parsing'],
-                             self.scene.class_names),
+                                    np.stack(preds), self.frames['parsing'],
+                                    self.scene.class_names),
               **(extra or {})}
     if is_main:
       files.write_json(os.path.join(workdir, 'eval_metrics.json'), result)

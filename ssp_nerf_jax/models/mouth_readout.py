@@ -104,7 +104,8 @@ def centre_windows(audio: np.ndarray) -> np.ndarray:
   return audio[:, audio.shape[1] // 2].reshape(len(audio), -1)
 
 
-def fit_readout(audio: np.ndarray, mouth_open: np.ndarray, knots: int = 0) -> dict:
+def fit_readout(audio: np.ndarray, mouth_open: np.ndarray,
+                knots: int = 0) -> dict:
   """`ridge_fit`'s dict in float32, with 'strength', 'r_cv' and with knots
   'map_in', 'map_out' [knots]; NaN openings are skipped."""
   measured = np.isfinite(mouth_open)

@@ -16,7 +16,7 @@ DEPTH_PRIOR_WEIGHT = 1e-5
 
 
 def mouth_pixels(parsing: np.ndarray, class_ids) -> tuple[np.ndarray,
-                                                            np.ndarray]:
+                                                          np.ndarray]:
   """uint8 [N, H, W] -> (row, col) centroids [N, 2], widths [N]; NaN: hidden."""
   centres = np.full((len(parsing), 2), np.nan)
   widths = np.full(len(parsing), np.nan)
@@ -41,7 +41,7 @@ def nearest_point(origins: np.ndarray, directions: np.ndarray,
 
 
 def fit_mouth_region(parsing: np.ndarray, c2w: np.ndarray, scene,
-        radius_in_widths: float) -> dict:
+                     radius_in_widths: float) -> dict:
   """{'centre' [3], 'radius', 'frames', 'width'} (head units) from parsing
   [N, H, W] and c2w [N, 4, 4]; UserError if too few frames show a mouth."""
   class_ids = [scene.class_names.index(n) for n in MOUTH_CLASSES

@@ -67,7 +67,8 @@ class PortraitNeRF(nerf.NeRFLayout):
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(config.model) - fields)
     if unknown:
-      raise ValueError(f'config.model has settings PortraitNeRF lacks: {unknown}')
+      raise ValueError(
+          f'config.model has settings PortraitNeRF lacks: {unknown}')
     if near is None:
       near = configured_bound(config.render.near)
     if far is None:
@@ -219,7 +220,8 @@ class PortraitNeRF(nerf.NeRFLayout):
 
     codes = (self.audio_code(audio, smooth_audio, mouth),
              self.encoded_opening(audio, mouth) if self.mouth_local else None)
-    z_coarse = volume_rendering.stratified_samples(keys[0], near, far, self.num_coarse)
+    z_coarse = volume_rendering.stratified_samples(keys[0], near, far,
+                                                   self.num_coarse)
     coarse_samples = self._points(rays, z_coarse, c2w)
     outputs = {
         'coarse': self._render_level(self.coarse, rays, z_coarse,
@@ -265,7 +267,8 @@ class PortraitNeRF(nerf.NeRFLayout):
   def _fine_samples(self, rays, z_coarse, coarse_samples, weights, c2w, key):
     """The fine pass's depths and samples (`_points`): the coarse ones and
     `num_fine` importance samples of `weights`, in depth order."""
-    z_new = volume_rendering.hierarchical_samples(key, z_coarse, weights, self.num_fine)
+    z_new = volume_rendering.hierarchical_samples(key, z_coarse, weights,
+                                                  self.num_fine)
     # The coarse samples' warp is reused, not recomputed.
     order = volume_rendering.merge_order(z_coarse, z_new)
     in_depth_order = lambda coarse, new: jnp.take_along_axis(

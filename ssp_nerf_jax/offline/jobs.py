@@ -61,7 +61,7 @@ def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
   with config.occupancy.enabled each frame gets its own occupancy grid."""
   mesh = mesh or parallel.make_data_mesh()
   renderer = frame_renderer.FrameRenderer(trained.config, trained.model,
-                                      trained.scene, mesh)
+                                          trained.scene, mesh)
   return BoundRenderer(renderer, parallel.replicate(trained.params, mesh),
                        trained_lib.uses_audio_smoothing(trained),
                        bool(trained.config.occupancy.enabled))
@@ -78,8 +78,8 @@ def render_one(bound: BoundRenderer, c2w, audio, mouth=None):
 
 
 def stream_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
-                desc: str = 'render', keep_float: bool = False,
-                mouth: Optional[np.ndarray] = None):
+                  desc: str = 'render', keep_float: bool = False,
+                  mouth: Optional[np.ndarray] = None):
   """Yields frames one at a time, each one's rays chunked over the mesh.
 
   Every process of a multi-process job must consume it to the end: each
@@ -112,9 +112,9 @@ def stack_frames(frames: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def render_to_memory(trained: Trained, c2w: np.ndarray, audio: np.ndarray,
-                  mesh=None, desc: str = 'render',
-                  bound: Optional[BoundRenderer] = None,
-                  keep_float: bool = False) -> dict[str, np.ndarray]:
+                     mesh=None, desc: str = 'render',
+                     bound: Optional[BoundRenderer] = None,
+                     keep_float: bool = False) -> dict[str, np.ndarray]:
   """`stream_frames`' outputs stacked to [N, ...]; N >= 1.  `bound` reuses a
   compilation, else one is made on `mesh` (default all devices)."""
   bound = bound or make_renderer(trained, mesh)
@@ -126,7 +126,7 @@ def video_writer(trained: Trained, path: str, num_frames: int,
   """An mp4 writer at the scene's size and fps, with 16 kHz `waveform`."""
   scene = trained.scene
   return mp4.Mp4Writer(path, scene.width, scene.height, scene.fps, waveform,
-                         audio_features.SAMPLE_RATE, num_frames=num_frames)
+                       audio_features.SAMPLE_RATE, num_frames=num_frames)
 
 
 def consume(frames) -> None:
@@ -158,12 +158,12 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
   windows, waveform = inputs or job_inputs.audio_windows(audio_path, trained)
   c2w = job_inputs.pose_track(poses, trained, len(windows))
   stem = os.path.splitext(os.path.basename(audio_path))[0]
-  mp4 = os.path.join(out_dir, f'{stem}.mp4')
+  video_path = os.path.join(out_dir, f'{stem}.mp4')
   frames = stream_frames(bound or make_renderer(trained, mesh), c2w, windows,
-                       desc=stem)
+                         desc=stem)
   if not parallel.is_main_process():
     consume(frames)
-    return mp4
+    return video_path
   frame_dir = os.path.join(out_dir, stem)
   if keep_frames:
     os.makedirs(frame_dir, exist_ok=True)
@@ -171,7 +171,7 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
   with contextlib.ExitStack() as stack:
     # On any failure both writers remove their partial files.
     writer = stack.enter_context(
-        video_writer(trained, mp4, len(windows), waveform))
+        video_writer(trained, video_path, len(windows), waveform))
     parsing_writer = None
     if parsing:
       parsing_writer = stack.enter_context(video_writer(
@@ -183,7 +183,7 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
         parsing_writer.write(palette[frame['class_id']])
       if keep_frames:
         write_png(os.path.join(frame_dir, f'{i:05d}.png'), frame['rgb'])
-  return mp4
+  return video_path
 
 
 def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
@@ -213,8 +213,8 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
                            f"'audio' or 'measured', not {mouth!r}")
   openings = frames['mouth_open'] if mouth == 'measured' else None
   stream = stream_frames(bound or make_renderer(trained, mesh), frames['c2w'],
-                       frames['audio'], desc='val', keep_float=True,
-                       mouth=openings)
+                         frames['audio'], desc='val', keep_float=True,
+                         mouth=openings)
   if parallel.is_main_process():
     rendered = write_val_frames(trained, out_dir, frames['frame_id'], stream)
   else:
@@ -222,7 +222,7 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   seconds = time.perf_counter() - tick
   rendered = stack_frames(rendered)
   result = scores.score_val(trained.step, trained.scene.class_names, frames,
-                                rendered)
+                            rendered)
   result['seconds_per_frame'] = seconds / len(frames['frame_id'])
   result['mouth'] = mouth
   if parallel.is_main_process():

@@ -341,7 +341,7 @@ def read_audio(path: str, num_frames: int, fps: float = audio_features.FPS,
         f'video {path}: ffmpeg could not decode the audio track '
         f'({_last_line(result.stderr.decode(errors="replace"))})')
   audio = mp4.fit_audio(np.frombuffer(result.stdout, np.float32),
-                          num_frames, fps, sample_rate)
+                        num_frames, fps, sample_rate)
   peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
   rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))
               ) if len(audio) else 0.0

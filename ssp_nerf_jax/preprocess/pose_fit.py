@@ -81,7 +81,8 @@ def initial_shape(points3d: np.ndarray, iterations: int = 3) -> np.ndarray:
 
 def initial_poses(shape: np.ndarray, points3d: np.ndarray, focal: float,
                   center: np.ndarray):
-  """Per-frame (rotvec [N, 3], t [N, 3]); a similarity scale s means depth f / s."""
+  """Per-frame (rotvec [N, 3], t [N, 3]); a similarity scale s means depth
+  f / s."""
   rotvecs, trans = [], []
   for frame in points3d:
     s, rot, t = umeyama(shape, frame)

@@ -110,7 +110,7 @@ class FrameRenderer:
     out = {k: v.reshape(scene.height, scene.width, *v.shape[1:])
            for k, v in out.items()}
     out['rgb'] = np.asarray(volume_rendering.composite(out['rgb'], out['acc'],
-                                             scene.background))
+                                                       scene.background))
     out['class_id'] = np.argmax(out['semantics'], axis=-1)
     return out
 

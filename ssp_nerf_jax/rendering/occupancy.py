@@ -219,7 +219,8 @@ def train_bounds(grid, rays, settings, near, far):
   """(near, far, hit) [...] through the clip-wide grid, without the opaque stop:
   the union's front surface lies in front of many frames' torso."""
   occ = occupied(grid, settings.threshold, settings.margin)
-  return find_occupied_interval(occ, grid.box, rays, near, far, settings.march_steps)
+  return find_occupied_interval(occ, grid.box, rays, near, far,
+                                settings.march_steps)
 
 
 def step_grids(model, params, audio, c2w, mouth, smooth, box, resolution):
@@ -246,7 +247,8 @@ def tight_bounds(grid, rays, settings, near, far):
   far cut `margin` cells behind `opaque_depth` if stop_transmittance > 0."""
   occ = occupied(grid, settings.threshold, settings.margin)
   num_steps = settings.march_steps
-  near_t, far_t, hit = find_occupied_interval(occ, grid.box, rays, near, far, num_steps)
+  near_t, far_t, hit = find_occupied_interval(occ, grid.box, rays, near, far,
+                                              num_steps)
   if settings.stop_transmittance > 0:
     cell = jnp.max((grid.box[1] - grid.box[0]) / grid.density.shape[0])
     opaque = opaque_depth(grid, rays, near, far, num_steps,

@@ -1,6 +1,7 @@
 """Pinhole camera rays, OpenGL axes: x right, y up, looking along -z.
 
-Pixel centres at integer (row, col); directions have camera z = -1 (t = depth)."""
+Pixel centres at integer (row, col); directions have camera z = -1, so t is
+the depth."""
 import flax
 import jax
 import jax.numpy as jnp

@@ -63,7 +63,8 @@ def read_manifest(step_dir) -> Optional[dict[str, list[int]]]:
     return None
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     raise ValueError(f'{MANIFEST_NAME} is unreadable ({e})') from None
-  if not isinstance(manifest, dict) or manifest.get('format') != MANIFEST_FORMAT:
+  if (not isinstance(manifest, dict) or
+      manifest.get('format') != MANIFEST_FORMAT):
     raise ValueError(f'{MANIFEST_NAME} has an unknown format')
   return manifest['files']
 

@@ -340,8 +340,9 @@ def _set_aside(manager, failed, good_step):
 def verified_steps(workdir) -> list[int]:
   """Steps whose files match their manifest (or that have none)."""
   manager = open_read_only(workdir)
-  return sorted(step for step in manager.all_steps()
-                if checkpoint_manifest.integrity_problem(step_path(manager, step)) is None)
+  intact = lambda step: checkpoint_manifest.integrity_problem(
+      step_path(manager, step)) is None
+  return sorted(filter(intact, manager.all_steps()))
 
 
 def check_step(workdir, step) -> None:

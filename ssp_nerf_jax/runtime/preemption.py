@@ -1,4 +1,5 @@
-"""Preemption notices (SIGTERM) turned into the step at which all processes stop."""
+"""Preemption notices (SIGTERM) turned into the step where all processes
+stop."""
 import signal
 import threading
 

@@ -91,8 +91,8 @@ def generate_clip(size=96, duration_s=24.0, seed=0):
   for start in range(0, num_frames, batch):
     s = slice(start, min(start + batch, num_frames))
     rgb, cls = shading.shade_frames(c2w[s], mouth_open[s], lip_width[s],
-                                     torso_rot[s], torso_trans[s], dirs,
-                                     background)
+                                    torso_rot[s], torso_trans[s], dirs,
+                                    background)
     images[s] = _to_uint8(rgb).reshape(-1, size, size, 3)
     parsing[s] = cls.reshape(-1, size, size)
 

@@ -38,7 +38,7 @@ AMBIENT = 0.35
 def skull_surface_z(x, y):
   """z of the skull's front surface above head-space (x, y)."""
   q = 1.0 - (x / SKULL_RADII[0])**2 - ((y - SKULL_CENTER[1]) /
-                                        SKULL_RADII[1])**2
+                                       SKULL_RADII[1])**2
   return SKULL_CENTER[2] + SKULL_RADII[2] * np.sqrt(np.maximum(q, 0.0))
 
 

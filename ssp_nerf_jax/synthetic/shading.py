@@ -99,7 +99,7 @@ def _albedo(prim, p, fidx, mouth):
 
 
 def shade_frames(c2w, mouth_open, lip_width, torso_rot, torso_trans, dirs,
-                  background):
+                 background):
   """(rgb float64 [B, P, 3] in [0, 1], parsing uint8 [B, P]) of B frames.
 
   c2w [B, 4, 4]; mouth_open, lip_width [B]; torso_rot [B, 3, 3], torso_trans

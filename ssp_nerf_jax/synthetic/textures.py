@@ -136,5 +136,5 @@ def background_plate(height, width):
   rgb = np.where((window & mullion)[:, None], np.array([0.45, 0.40, 0.35]),
                  rgb)
   grain = np.sin(2 * np.pi * (37 * u + 23 * v)) * np.sin(2 * np.pi *
-                                                          (29 * u - 31 * v))
+                                                         (29 * u - 31 * v))
   return np.clip(rgb + 0.025 * grain[:, None], 0.0, 1.0)

@@ -231,7 +231,7 @@ def _config_checks(config):
                  "sampler's rays: set config.sampling.strategy='semantic' or "
                  'mouth_share=0'))
   checks.append((0.0 <= sampling.mouth_share < 1.0 and
-                  sampling.mouth_share <= 1.0 - sampling.semantic_uniform_mix,
+                 sampling.mouth_share <= 1.0 - sampling.semantic_uniform_mix,
                  'config.sampling.mouth_share comes out of the semantic '
                  "sampler's loss-driven part: it must be in [0, 1 - "
                  f'semantic_uniform_mix={sampling.semantic_uniform_mix}] and '

@@ -28,7 +28,8 @@ def render_terms(outputs, targets):
   terms = {}
   for level in ('coarse', 'fine'):
     out = outputs[level]
-    rgb = volume_rendering.composite(out['rgb'], out['acc'], targets['background'])
+    rgb = volume_rendering.composite(out['rgb'], out['acc'],
+                                     targets['background'])
     sq_err = jnp.mean((rgb - targets['rgb'])**2, axis=-1)
     log_probs = jnp.log(jnp.clip(out['semantics'], 1e-6, 1.0))
     cross_ent = -jnp.take_along_axis(

@@ -83,7 +83,7 @@ def _train(config, workdir, watcher):
   if start_step >= config.train.num_steps:
     return state  # trained already: nothing to compile
   evaluator = periodic_eval.Evaluator(config, exp.model, exp.scene, exp.builder,
-                                   exp.mesh)
+                                      exp.mesh)
   batches = input_pipeline.create_train_iterator(config, exp.builder, exp.mesh,
                                                  start_step=start_step)
   progress = progress_lib.Progress(config, workdir, exp.scene.class_names,

@@ -167,7 +167,7 @@ def split_rays(tree, num_chunks):
 
 
 def merge_rays(tree):
-  """Inverse of `split_rays`: [num_chunks, F, r, ...] -> [F, num_chunks*r, ...]."""
+  """Inverse of `split_rays`: [C, F, r, ...] -> [F, C * r, ...]."""
   def merge(x):
     x = jnp.swapaxes(x, 0, 1)
     return x.reshape(x.shape[0], -1, *x.shape[3:])
@@ -179,7 +179,8 @@ def ray_chunk_problem(train_config):
   chunk = max(1, min(train_config.ray_chunk, train_config.rays_per_frame))
   if train_config.rays_per_frame % chunk:
     return (f'config.train.rays_per_frame={train_config.rays_per_frame} is '
-            f'not a multiple of config.train.ray_chunk={train_config.ray_chunk}')
+            'not a multiple of config.train.ray_chunk='
+            f'{train_config.ray_chunk}')
   return None
 
 
