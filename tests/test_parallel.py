@@ -97,7 +97,7 @@ def test_a_one_process_job_passes_the_barrier(tmp_path):
   """The private barrier for real, in a job of one process (fast)."""
   script = (
       'import sys\n'
-      'from ssp_nerf_jax import parallel\n'
+      'from ssp_nerf_jax.runtime import parallel\n'
       'assert parallel.initialize_distributed(sys.argv[1], 1, 0)\n'
       'parallel.wait_for_all_processes("test", timeout_s=30)\n'
       'parallel.wait_for_all_processes("test", timeout_s=30)\n'
