@@ -41,7 +41,7 @@ def mlp_macs_per_point(model_config, num_classes):
 def warp_macs_per_point(model_config):
   """Multiply-accumulates of one TorsoWarp query (0 without the warp)."""
   m = model_config
-  if not m.get('torso_warp', False):
+  if not m.torso_warp:
     return 0
   pe = 3 + 6 * m.warp_freqs
   return 2 * pe * m.warp_width + m.warp_width**2 + m.warp_width * 4

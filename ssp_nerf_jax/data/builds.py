@@ -16,7 +16,7 @@ DEFAULT_DATA_DIR = os.path.join('~', '.cache', 'ssp_nerf_jax',
 
 def resolve_data_dir(config) -> str:
   """Absolute root of builds: data.data_dir, $SSP_NERF_DATA_DIR or ~/.cache."""
-  data_dir = (config.data.get('data_dir') or os.environ.get(DATA_DIR_ENV) or
+  data_dir = (config.data.data_dir or os.environ.get(DATA_DIR_ENV) or
               DEFAULT_DATA_DIR)
   return os.path.abspath(os.path.expanduser(data_dir))
 
@@ -27,13 +27,13 @@ def resolve_video(config, data_dir: Optional[str] = None):
   Other builder_configs return `config` itself."""
   if config.data.builder_config != 'video':
     return config
-  video = config.data.get('video', '')
+  video = config.data.video
   if not video:
     raise portrait_dataset.DatasetError(
         'config.data.video must name the video (--config.data.video=clip.mp4)')
   from ssp_nerf_jax.preprocess import pipeline  # pylint: disable=g-import-not-at-top
   root = os.path.join(data_dir or resolve_data_dir(config), 'videos')
-  size = config.data.get('video_size', pipeline.DEFAULT_SIZE)
+  size = config.data.video_size
   folder = _main_process_first(
       lambda: pipeline.cached_folder(video, root, size),
       'ssp_nerf_jax.data.builds.resolve_video')

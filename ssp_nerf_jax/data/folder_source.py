@@ -32,12 +32,12 @@ class FolderConfig(portrait_source.PortraitConfig):
 
   @classmethod
   def from_data_config(cls, data_config) -> 'FolderConfig':
-    path = data_config.get('path', '')
+    path = data_config.path
     return cls(
         path=os.path.abspath(os.path.expanduser(path)) if path else '',
-        images_dir=data_config.get('images_dir', 'ori_imgs'),
-        resolution=data_config.get('resolution', 0),
-        audio_file=data_config.get('audio_file', ''),
+        images_dir=data_config.images_dir,
+        resolution=data_config.resolution,
+        audio_file=data_config.audio_file,
         **cls.audio_settings(data_config))
 
   def speech_fingerprint(self) -> str:

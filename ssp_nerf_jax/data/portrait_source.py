@@ -77,7 +77,7 @@ class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
     return {'audio_feature': data_config.audio_feature,
             'audio_dim': data_config.audio_dim,
             'audio_context': data_config.audio_context,
-            'speech_model': data_config.get('speech_model', '')}
+            'speech_model': data_config.speech_model}
 
   def speech_fingerprint(self) -> str:
     """`whisper_features.fingerprint` of the speech model; '' for librosa's."""

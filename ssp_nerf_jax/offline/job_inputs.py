@@ -66,7 +66,7 @@ def check_speech_model(trained) -> None:
     return
   from ssp_nerf_jax.data import whisper_features  # pylint: disable=g-import-not-at-top
   model_dir = whisper_features.resolve_model_dir(
-      trained.config.data.get('speech_model', ''))
+      trained.config.data.speech_model)
   found = whisper_features.fingerprint(model_dir)
   if found != trained_with:
     raise errors.UserError(

@@ -129,11 +129,12 @@ def replicate(tree, mesh):
 def wait_for_all_processes(name: str, timeout_s: int = 1800) -> None:
   """Blocks until every process has reached the barrier `name` (if distributed).
 
-  Not a collective: gloo's first collective waits only briefly for peers."""
+  Not a collective: gloo's first collective waits only briefly for peers.
+  Every process calls it with the same `name`."""
   if not jax.distributed.is_initialized():
     return
-  # Private JAX API (no public non-collective barrier); tests/test_parallel.py
-  # fails if it moves.
+  # The project's only private JAX API: JAX has no public barrier that is not
+  # a collective.  tests/test_parallel.py fails if it moves.
   from jax._src import distributed  # pylint: disable=g-import-not-at-top
   distributed.global_state.client.wait_at_barrier(
       name, timeout_in_ms=timeout_s * 1000)

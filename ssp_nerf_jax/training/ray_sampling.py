@@ -124,7 +124,7 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
   num_classes = class_loss.shape[0]
   flat = parsing.reshape(-1).astype(jnp.int32)
   counts = jnp.bincount(flat, length=num_classes).astype(jnp.float32)
-  mouth_share = (sampling_config.get('mouth_share', 0.0) if mouth_classes
+  mouth_share = (sampling_config.mouth_share if mouth_classes
                  else 0.0)
   # The mouth box's share comes out of the loss-driven part: the uniform
   # part is raised so that it keeps its share of all rays after the mix.
