@@ -21,6 +21,7 @@ from ssp_nerf_jax.offline import job_inputs
 from ssp_nerf_jax.offline import jobs
 from ssp_nerf_jax.offline import mp4
 from ssp_nerf_jax.offline import trained as trained_lib
+from ssp_nerf_jax.rendering import rigid
 from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax import synthetic
 from ssp_nerf_jax.training import experiment
@@ -79,7 +80,7 @@ def test_val_split_writes_images_video_and_finite_metrics(trained, val_here):
   # The mouths at a glance: real over rendered crops of open and shut ones.
   strip = iio.imread(tmp_path / 'mouth_strip.png')
   assert strip.ndim == 3 and strip.shape[1] > strip.shape[0]  # 2+ columns
-  frames, audio_s = mp4.probe(str(tmp_path / 'val.mp4'))
+  frames, audio_s = mp4.count_frames_and_audio(str(tmp_path / 'val.mp4'))
   assert frames == num_val
   assert audio_s == pytest.approx(num_val / trained.scene.fps, abs=0.05)
 
@@ -91,16 +92,16 @@ def test_wav_renders_mp4_with_sound(trained, tmp_path):
   written = jobs.render_audio(trained, wav, str(out), poses='train')
   assert written == str(out / 'tone.mp4')
   assert os.listdir(out) == ['tone.mp4']  # no .partial.mp4 left over
-  frames, audio_s = mp4.probe(written)
+  frames, audio_s = mp4.count_frames_and_audio(written)
   assert frames == 25
   assert audio_s == pytest.approx(1.0, abs=0.05)
 
 
 def test_pingpong_indices():
-  np.testing.assert_array_equal(job_inputs.pose_track_pingpong(3, 9),
+  np.testing.assert_array_equal(rigid.ping_pong_indices(9, 3),
                                 [0, 1, 2, 1, 0, 1, 2, 1, 0])
-  np.testing.assert_array_equal(job_inputs.pose_track_pingpong(4, 3), [0, 1, 2])
-  np.testing.assert_array_equal(job_inputs.pose_track_pingpong(1, 3), [0, 0, 0])
+  np.testing.assert_array_equal(rigid.ping_pong_indices(3, 4), [0, 1, 2])
+  np.testing.assert_array_equal(rigid.ping_pong_indices(3, 1), [0, 0, 0])
 
 
 def test_mouth_area_sync_is_pearson_of_mouth_area():
@@ -234,7 +235,7 @@ def test_cli_renders_several_files_and_fails_in_one_line(workdir, trained,
   render_main.FLAGS(argv)
   render_main.run()
   assert sorted(os.listdir(out)) == ['feats.mp4', 'short.mp4']
-  assert mp4.probe(str(out / 'feats.mp4')) == (3, 0.0)
+  assert mp4.count_frames_and_audio(str(out / 'feats.mp4')) == (3, 0.0)
   render_main.FLAGS.unparse_flags()
   render_main.FLAGS(argv[:1] + [f'--workdir={tmp_path / "none"}',
                                 f'--audio={wav}', f'--out={out}'])
@@ -300,7 +301,7 @@ def test_streaming_writer_makes_n_frames_with_the_audio_duration(tmp_path):
       writer.write(frame)
     assert not path.exists()  # nothing under the final name until the end
   assert os.listdir(tmp_path) == ['clip.mp4']
-  num_frames, audio_s = mp4.probe(str(path))
+  num_frames, audio_s = mp4.count_frames_and_audio(str(path))
   assert num_frames == 13
   assert audio_s == pytest.approx(13 / 25, abs=0.05)
   decoded = decode_rgb(path, 10, 16)
@@ -375,7 +376,8 @@ def test_two_processes_render_val_like_one(workdir, val_here, tmp_path):
   for region, value in here['region_psnr'].items():
     np.testing.assert_allclose(metrics['region_psnr'][region], value,
                                rtol=1e-4)
-  assert mp4.probe(str(outs[0] / 'val.mp4'))[0] == here['num_frames']
+  frames, _ = mp4.count_frames_and_audio(str(outs[0] / 'val.mp4'))
+  assert frames == here['num_frames']
 
 
 class FailingRenderer:

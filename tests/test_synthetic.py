@@ -5,6 +5,7 @@ import functools
 import numpy as np
 import pytest
 
+from ssp_nerf_jax.rendering import rigid
 from ssp_nerf_jax import synthetic
 from ssp_nerf_jax.synthetic import poses
 from ssp_nerf_jax.synthetic import raycast
@@ -183,7 +184,7 @@ def test_torso_moves_relative_to_head():
 def test_centre_pixel_ray_points_along_minus_z():
   size = 32
   focal = 1100.0 * size / 450
-  dirs = raycast.camera_directions(size, size, focal, size / 2, size / 2)
+  dirs = raycast.pixel_grid_directions(size, size, focal, size / 2, size / 2)
   centre = dirs.reshape(size, size, 3)[size // 2, size // 2]
   np.testing.assert_array_equal(centre, [0.0, 0.0, -1.0])
   # Right is +x, down the image is -y.
@@ -203,18 +204,18 @@ def test_pose_track_and_bounds():
   rot = c2w[:, :3, :3].astype(np.float64)
   np.testing.assert_allclose(rot @ rot.transpose(0, 2, 1),
                              np.broadcast_to(np.eye(3), rot.shape), atol=1e-4)
-  near, far = poses.near_far(c2w)
+  near, far = rigid.adnerf_bounds(c2w)
   assert far - near == pytest.approx(0.6)
   assert 0.55 < near < 0.58  # AD-NeRF's Obama: 0.568
   clip = _clip(32, 2.0, 0)
   np.testing.assert_array_equal(clip.c2w, c2w[:50])
-  assert (clip.near, clip.far) == pytest.approx(poses.near_far(clip.c2w))
+  assert (clip.near, clip.far) == pytest.approx(rigid.adnerf_bounds(clip.c2w))
 
 
 def test_ping_pong_indices():
-  idx = poses.ping_pong_indices(10, 4)
+  idx = rigid.ping_pong_indices(10, 4)
   assert idx.tolist() == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
-  assert poses.ping_pong_indices(3, 1).tolist() == [0, 0, 0]
+  assert rigid.ping_pong_indices(3, 1).tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize('kwargs, word', [

@@ -166,5 +166,5 @@ def test_missing_or_wrong_models_are_one_clear_error(tmp_path, monkeypatch):
 
 def test_width_must_match_the_configured_dim(encoder):
   with pytest.raises(errors.UserError, match='audio_dim='):
-    whisper_features.compute_features(speechy(1.0), 25, 25.0,
-                                      dim=encoder.width + 1)
+    whisper_features.encode_speech(speechy(1.0), 25, 25.0,
+                                   dim=encoder.width + 1)

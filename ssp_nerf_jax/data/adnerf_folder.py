@@ -32,8 +32,6 @@ MAX_OFF_SCHEME_FRACTION = 0.01
 # aud_id may pass the features' end by this much (clamped, as in AD-NeRF):
 # DeepSpeech and ffmpeg round the length by a frame or two.
 MAX_CLAMPED_FRAMES = 3
-# AD-NeRF's near/far: mean camera distance from the head origin -0.2/+0.4.
-NEAR_MARGIN, FAR_MARGIN = 0.2, 0.4
 _MAX_LINES_PER_KIND = 10
 
 
@@ -104,7 +102,7 @@ class Folder:
     return [f for split in SPLIT_FILES for f in self.splits[split]]
 
 
-def fingerprint(root: str, audio_file: str = '') -> str:
+def fingerprint_folder(root: str, audio_file: str = '') -> str:
   """Cheap hash of the transforms jsons and the audio file's size and mtime."""
   digest = hashlib.sha1()
   for name in SPLIT_FILES.values():
@@ -464,13 +462,6 @@ def load_frame(folder: Folder, record: FrameRecord,
 def load_background(folder: Folder, hw: tuple[int, int]) -> np.ndarray:
   """The background plate, uint8 [h, w, 3]."""
   return resize_rgb(read_rgb(folder.background_path), hw)
-
-
-def near_far(folder: Folder) -> tuple[float, float]:
-  """AD-NeRF's bounds: mean camera distance to the head origin -0.2/+0.4."""
-  c2w = np.stack([f.c2w for f in folder.frames()])
-  distance = float(np.mean(np.linalg.norm(c2w[:, :3, 3], axis=-1)))
-  return distance - NEAR_MARGIN, distance + FAR_MARGIN
 
 
 def load_audio_features(folder: Folder, feature: str, dim: int,

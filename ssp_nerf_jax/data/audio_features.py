@@ -89,8 +89,8 @@ def compute_features(waveform: np.ndarray, sample_rate: float = SAMPLE_RATE,
     num_frames = num_video_frames(len(waveform), fps)
   if feature in SPEECH_MODEL_FEATURES:
     from ssp_nerf_jax.data import whisper_features  # pylint: disable=g-import-not-at-top
-    return whisper_features.compute_features(waveform, num_frames, fps,
-                                             speech_model, dim)
+    return whisper_features.encode_speech(waveform, num_frames, fps,
+                                          speech_model, dim)
   centres = np.round(np.arange(num_frames) / fps / STEP_S).astype(np.int64)
   # Zero-pad so every window lies inside the padded signal.
   pad_steps = WINDOW_CENTRE

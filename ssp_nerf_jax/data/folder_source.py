@@ -12,6 +12,7 @@ import numpy as np
 from ssp_nerf_jax.data import adnerf_folder
 from ssp_nerf_jax.data import audio_features
 from ssp_nerf_jax.data import portrait_source
+from ssp_nerf_jax.rendering import rigid
 from ssp_nerf_jax.runtime import errors
 
 
@@ -122,15 +123,15 @@ class FolderSource(portrait_source.Source):
     cfg, folder, hw = self.config, self.folder, self.frame_shape()
     focal, cx, cy = adnerf_folder.scale_intrinsics(
         folder.focal, folder.cx, folder.cy, (folder.height, folder.width), hw)
-    near, far = adnerf_folder.near_far(folder)
+    near, far = rigid.adnerf_bounds(np.stack([f.c2w for f in folder.frames()]))
     num_train, num_val = (len(folder.splits[s])
                           for s in portrait_source.SPLITS)
     return {
         'params': cfg.params(),
         'source': 'adnerf',
         'source_path': folder.root,
-        'source_fingerprint': adnerf_folder.fingerprint(folder.root,
-                                                        cfg.audio_file),
+        'source_fingerprint': adnerf_folder.fingerprint_folder(folder.root,
+                                                               cfg.audio_file),
         'parsing_scheme': folder.scheme.name,
         'height': int(hw[0]), 'width': int(hw[1]),
         'source_height': int(folder.height),
@@ -170,7 +171,7 @@ class FolderSource(portrait_source.Source):
     path, audio_file = self.config.path, self.config.audio_file
     if not os.path.isdir(path):
       return
-    if metadata.get('source_fingerprint') != adnerf_folder.fingerprint(
+    if metadata.get('source_fingerprint') != adnerf_folder.fingerprint_folder(
         path, audio_file):
       raise errors.DatasetError(
           f'{path} changed (transforms json or audio) since the dataset at '

@@ -80,7 +80,8 @@ class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
             'speech_model': data_config.speech_model}
 
   def speech_fingerprint(self) -> str:
-    """`whisper_features.fingerprint` of the speech model; '' for librosa's."""
+    """The speech model's `whisper_features.fingerprint_model`; '' for
+    librosa's."""
     if self.audio_feature not in audio_features.SPEECH_MODEL_FEATURES:
       return ''
     from ssp_nerf_jax.data import whisper_features  # pylint: disable=g-import-not-at-top
@@ -88,7 +89,7 @@ class PortraitConfig(tfds.core.BuilderConfig, abc.ABC):
       model_dir = whisper_features.resolve_model_dir(self.speech_model)
     except errors.UserError as e:
       raise errors.DatasetError(str(e)) from None
-    return whisper_features.fingerprint(model_dir)
+    return whisper_features.fingerprint_model(model_dir)
 
   def audio_params(self) -> dict[str, Any]:
     """Audio settings that determine the data (incl. the speech model's)."""

@@ -139,7 +139,7 @@ def resolve_model_dir(speech_model: str = '') -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def fingerprint(model_dir: str) -> str:
+def fingerprint_model(model_dir: str) -> str:
   """16 hex digits of model.bin's SHA-256: which weights made the features."""
   digest = hashlib.sha256()
   with open(os.path.join(model_dir, 'model.bin'), 'rb') as f:
@@ -181,9 +181,9 @@ def load_encoder(model_dir: str) -> WhisperEncoder:
   return WhisperEncoder(model_dir)
 
 
-def compute_features(waveform: np.ndarray, num_frames: int, fps: float,
-                     speech_model: str = '',
-                     dim: Optional[int] = None) -> np.ndarray:
+def encode_speech(waveform: np.ndarray, num_frames: int, fps: float,
+                  speech_model: str = '',
+                  dim: Optional[int] = None) -> np.ndarray:
   """float32 [N, 16, D] Whisper windows of 16 kHz [T]; UserError if D != dim."""
   model_dir = resolve_model_dir(speech_model)
   parallel.progress(f'encoding {len(waveform) / SAMPLE_RATE:.1f} s of speech '

@@ -67,7 +67,7 @@ def check_speech_model(trained) -> None:
   from ssp_nerf_jax.data import whisper_features  # pylint: disable=g-import-not-at-top
   model_dir = whisper_features.resolve_model_dir(
       trained.config.data.speech_model)
-  found = whisper_features.fingerprint(model_dir)
+  found = whisper_features.fingerprint_model(model_dir)
   if found != trained_with:
     raise errors.UserError(
         f'the model was trained on the features of the speech model with '
@@ -100,17 +100,6 @@ def audio_windows(path: str, trained):
   windows = audio_features.context_windows(features,
                                            trained.config.data.audio_context)
   return windows, waveform
-
-
-def pose_track_pingpong(num_poses: int, num_frames: int) -> np.ndarray:
-  """int64 [num_frames] indices 0, 1, .., n-1, n-2, .., 1, 0, 1, ..."""
-  if num_poses < 1:
-    raise ValueError(f'num_poses must be >= 1, got {num_poses}')
-  if num_poses == 1:
-    return np.zeros(num_frames, np.int64)
-  period = 2 * (num_poses - 1)
-  phase = np.arange(num_frames) % period
-  return np.where(phase < num_poses, phase, period - phase)
 
 
 def check_rigid(c2w: np.ndarray, source: str) -> None:
@@ -161,4 +150,4 @@ def pose_track(spec, trained, num_frames: int) -> np.ndarray:
   """float32 [num_frames, 4, 4] from a `load_track` spec or a track [M, 4, 4],
   played forward then backward when shorter."""
   track = load_track(spec, trained) if isinstance(spec, str) else spec
-  return track[pose_track_pingpong(len(track), num_frames)]
+  return track[rigid.ping_pong_indices(num_frames, len(track))]

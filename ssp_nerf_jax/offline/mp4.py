@@ -198,7 +198,7 @@ def _remove(path):
     pass
 
 
-def probe(path: str) -> tuple[int, float]:
+def count_frames_and_audio(path: str) -> tuple[int, float]:
   """(video frames, audio seconds or 0.0), decoded as a player would, not
   read from container metadata."""
   num_frames, _ = imageio_ffmpeg.count_frames_and_secs(path)

@@ -1,8 +1,32 @@
-"""Rigid camera poses on the host: validity checks and their mean."""
+"""Rigid camera poses on the host: validity checks, their mean, AD-NeRF's
+bounds and track order."""
 import numpy as np
 
 # Tolerance on R R^T = I, det R = 1 and the last row 0 0 0 1.
 ATOL = 1e-3
+# AD-NeRF's ray bounds: the mean camera distance from the head origin
+# minus / plus these.
+NEAR_MARGIN, FAR_MARGIN = 0.2, 0.4
+
+
+def adnerf_bounds(c2w) -> tuple[float, float]:
+  """AD-NeRF's (near, far) of poses c2w [N, 4, 4]."""
+  distance = float(np.mean(np.linalg.norm(np.asarray(c2w)[:, :3, 3],
+                                          axis=-1)))
+  return distance - NEAR_MARGIN, distance + FAR_MARGIN
+
+
+def ping_pong_indices(num_frames: int, track_len: int) -> np.ndarray:
+  """int64 [num_frames] indices 0, 1, .., n-1, n-2, .., 1, 0, 1, ... into a
+  track of n poses played forward then backward: AD-NeRF's way for audio
+  longer than the track (unlike `i % n` it never jumps)."""
+  if track_len < 1:
+    raise ValueError(f'track_len must be >= 1, got {track_len}')
+  if track_len == 1:
+    return np.zeros(num_frames, np.int64)
+  period = 2 * (track_len - 1)
+  phase = np.arange(num_frames) % period
+  return np.where(phase < track_len, phase, period - phase)
 
 
 def pose_problems(c2w) -> list[tuple[int, str]]:

@@ -4,6 +4,7 @@ from typing import Tuple
 
 import numpy as np
 
+from ssp_nerf_jax.rendering import rigid
 from ssp_nerf_jax.synthetic import poses
 from ssp_nerf_jax.synthetic import raycast
 from ssp_nerf_jax.synthetic import scene
@@ -21,7 +22,7 @@ class Clip:
   """A synthetic clip: images uint8 [N, H, W, 3], parsing uint8 [N, H, W],
   c2w float32 [N, 4, 4] (camera-to-head, OpenGL), face_rect int32 [N, 4],
   mouth_open float32 [N], audio float32 [T], background uint8 [H, W, 3];
-  focal, cx, cy in pixels; near, far from poses.near_far."""
+  focal, cx, cy in pixels; near, far from rigid.adnerf_bounds."""
   images: np.ndarray
   parsing: np.ndarray
   c2w: np.ndarray
@@ -77,13 +78,13 @@ def generate_clip(size=96, duration_s=24.0, seed=0):
                                           num_frames)
 
   track, focal450, _, _, _ = poses.load_pose_track()
-  c2w = track[poses.ping_pong_indices(num_frames, len(track))]
+  c2w = track[rigid.ping_pong_indices(num_frames, len(track))]
   torso_rot, torso_trans = scene.torso_poses(num_frames, track, seed, FPS)
   focal = focal450 * size / poses.TRACK_SIZE
   cx = cy = size / 2.0
-  near, far = poses.near_far(c2w)
+  near, far = rigid.adnerf_bounds(c2w)
 
-  dirs = raycast.camera_directions(size, size, focal, cx, cy)
+  dirs = raycast.pixel_grid_directions(size, size, focal, cx, cy)
   background = textures.background_plate(size, size)
   images = np.empty((num_frames, size, size, 3), np.uint8)
   parsing = np.empty((num_frames, size, size), np.uint8)

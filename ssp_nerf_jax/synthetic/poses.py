@@ -27,19 +27,3 @@ def load_pose_track():
   int32 [N, 4] (x, y, w, h)), in pixels of TRACK_SIZE frames."""
   c2w, focal, cx, cy, rects = _read_track()
   return c2w.copy(), focal, cx, cy, rects.copy()
-
-
-def ping_pong_indices(num_frames, track_len):
-  """int64 [num_frames] indices into a track played forward then backward
-  (AD-NeRF's way for long audio; unlike `i % track_len` it never jumps)."""
-  if track_len == 1:
-    return np.zeros(num_frames, np.int64)
-  period = 2 * track_len - 2
-  i = np.arange(num_frames) % period
-  return np.where(i < track_len, i, period - i)
-
-
-def near_far(c2w):
-  """AD-NeRF's (near, far): c2w [N, 4, 4] mean camera distance -0.2, +0.4."""
-  dist = float(np.mean(np.linalg.norm(np.asarray(c2w)[:, :3, 3], axis=-1)))
-  return dist - 0.2, dist + 0.4

@@ -5,7 +5,7 @@ import numpy as np
 _EPS = 1e-6
 
 
-def camera_directions(height, width, focal, cx, cy):
+def pixel_grid_directions(height, width, focal, cx, cy):
   """float64 [H * W, 3] ((u - cx) / f, (cy - v) / f, -1), integer centres."""
   v, u = np.meshgrid(np.arange(height, dtype=np.float64),
                      np.arange(width, dtype=np.float64), indexing='ij')

@@ -103,7 +103,7 @@ def shade_frames(c2w, mouth_open, lip_width, torso_rot, torso_trans, dirs,
   """(rgb float64 [B, P, 3] in [0, 1], parsing uint8 [B, P]) of B frames.
 
   c2w [B, 4, 4]; mouth_open, lip_width [B]; torso_rot [B, 3, 3], torso_trans
-  [B, 3]; dirs [P, 3] from raycast.camera_directions; background [P, 3].
+  [B, 3]; dirs [P, 3] from raycast.pixel_grid_directions; background [P, 3].
   """
   c2w = np.asarray(c2w, np.float64)
   torso_rot = np.asarray(torso_rot, np.float64)

@@ -1,8 +1,8 @@
 """When training samples by an occupancy grid (config.occupancy.train).
 
-`create(exp, state)` gives the loop an object with `refresh(state, step)`
-(the state, its grid measured when due), `active` (use the occupancy train
-step) and `report()` (figures for the eval record).
+`create_schedule(exp, state)` gives the loop an object with
+`refresh(state, step)` (the state, its grid measured when due), `active`
+(use the occupancy train step) and `report()` (figures for the eval record).
 """
 import time
 
@@ -13,7 +13,7 @@ from ssp_nerf_jax.rendering import occupancy
 from ssp_nerf_jax.training import train_step
 
 
-def create(exp, state):
+def create_schedule(exp, state):
   """The schedule of config.occupancy.train_grid."""
   if exp.config.occupancy.train_grid in ('step', 'none'):
     return AfterWarmup(exp.config.occupancy)

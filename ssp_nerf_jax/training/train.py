@@ -112,8 +112,8 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
   key = parallel.replicate(jax.random.PRNGKey(config.seed), exp.mesh)
   scene_arrays = exp.scene_arrays()
   first_batch = next(batches)
-  grids = (occupancy_schedule.create(exp, state) if config.occupancy.train
-           else None)
+  grids = (occupancy_schedule.create_schedule(exp, state)
+           if config.occupancy.train else None)
   # Compiled ahead, then every process waits for the others: the first
   # step's collectives then start together (see parallel.wait_for_all_...).
   step_fn = exp.train_step.lower(state, first_batch, scene_arrays,
