@@ -1,4 +1,6 @@
-"""The shape of the package's mains: flags only, one result or `error:` line."""
+"""The shape of the package's mains: flags only, one result or `error:` line.
+
+Light to import (no JAX, no TFDS) for the mains that need neither."""
 import json
 import sys
 
@@ -7,9 +9,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from ssp_nerf_jax.data import builds
 from ssp_nerf_jax.runtime import errors
-from ssp_nerf_jax.runtime import parallel
 
 
 def start(argv):
@@ -44,7 +44,9 @@ def print_json(result):
 
 def dataset_main(argv, measure, example):
   """Builds --config's dataset if needed; prints `measure`'s dict as JSON."""
+  # JAX and TFDS only for the mains that build a dataset.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from ssp_nerf_jax.data import builds  # pylint: disable=g-import-not-at-top
   start(argv)
   require('config', example=example)
   tfds.disable_progress_bar()
@@ -58,6 +60,7 @@ def dataset_main(argv, measure, example):
 
 def define_dataset_flags():
   """--config and --data_dir; at import time they would collide with others'."""
+  from ssp_nerf_jax.data import builds  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file(
       'config', None, 'Path to a config file (configs/*.py).',
       lock_config=True)
@@ -69,6 +72,7 @@ def define_dataset_flags():
 
 def define_process_flags():
   """The multi-process flags shared by train_main.py and render_main.py."""
+  from ssp_nerf_jax.runtime import parallel  # pylint: disable=g-import-not-at-top
   flags.DEFINE_bool(
       'distributed', False,
       'Join the multi-process job of the cluster this runs in, which JAX '
@@ -93,6 +97,7 @@ def define_process_flags():
 
 def join_processes_from_flags(flag_values=flags.FLAGS) -> bool:
   """`parallel.initialize_distributed` with `define_process_flags`' values."""
+  from ssp_nerf_jax.runtime import parallel  # pylint: disable=g-import-not-at-top
   return parallel.initialize_distributed(flag_values.coordinator_address,
                                          flag_values.num_processes,
                                          flag_values.process_id,
