@@ -19,10 +19,9 @@ from ssp_nerf_jax.rendering import occupancy
 from ssp_nerf_jax.runtime import parallel
 from ssp_nerf_jax.training import experiment
 
-config_flags.DEFINE_config_file('config', 'configs/default.py',
-                                'Config whose train step is measured.')
-flags.DEFINE_integer('steps', 5, 'Timed steps (the median is reported).')
-flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
+# The probe's (m, k, n) shapes: square, and a batch of points through a
+# width-256 layer as the MLP multiplies them.
+MATMUL_SHAPES = ((2048, 2048, 2048), (32768, 256, 256))
 
 
 def mlp_macs_per_point(model_config, num_classes):
@@ -60,12 +59,13 @@ def model_gflop_per_step(config, num_classes, num_frames):
   return 3 * 2 * macs_per_ray * rays / 1e9
 
 
-def matmul_peak_gflops(reps=5):
-  """Best median float32 matmul rate over a square and an MLP-like shape."""
+def matmul_peak_gflops(reps=5, dtype=jnp.float32, shapes=MATMUL_SHAPES):
+  """Best median `dtype` matmul rate over `shapes` (m, k, n): the ceiling a
+  chip without a known peak is judged against."""
   rates = []
-  for m, k, n in ((2048, 2048, 2048), (32768, 256, 256)):
-    a = jnp.ones((m, k), jnp.float32)
-    b = jnp.ones((k, n), jnp.float32)
+  for m, k, n in shapes:
+    a = jnp.ones((m, k), dtype)
+    b = jnp.ones((k, n), dtype)
     matmul = jax.jit(jnp.dot)
     matmul(a, b).block_until_ready()
     times = []
@@ -147,5 +147,13 @@ def main(argv):
   print(json.dumps(result, indent=1))
 
 
+def define_flags():
+  config_flags.DEFINE_config_file('config', 'configs/default.py',
+                                  'Config whose train step is measured.')
+  flags.DEFINE_integer('steps', 5, 'Timed steps (the median is reported).')
+  flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
+
+
 if __name__ == '__main__':
+  define_flags()  # here, not at import: accelerator_check imports this module
   app.run(main)

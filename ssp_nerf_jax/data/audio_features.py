@@ -5,7 +5,6 @@ not per clip, so audio at render time gets the features training saw."""
 from typing import Optional, Union
 import os
 
-import librosa
 import numpy as np
 
 SAMPLE_RATE = 16_000
@@ -28,9 +27,16 @@ _DB_SCALE = 40.0
 _MFCC_MIN_MELS = 40
 
 
+def _librosa():
+  """librosa, imported where audio is decoded or featurised: code that only
+  reads built datasets (the accelerator check) runs without it."""
+  import librosa  # pylint: disable=g-import-not-at-top
+  return librosa
+
+
 def load_audio(path: Union[str, os.PathLike]) -> np.ndarray:
   """Reads any audio file as 16 kHz mono float32 [T] (librosa resamples)."""
-  waveform, _ = librosa.load(os.fspath(path), sr=SAMPLE_RATE, mono=True)
+  waveform, _ = _librosa().load(os.fspath(path), sr=SAMPLE_RATE, mono=True)
   return waveform.astype(np.float32)
 
 
@@ -38,12 +44,12 @@ def to_16k_mono(waveform: np.ndarray, sample_rate: float) -> np.ndarray:
   """float [T] or [channels, T] at `sample_rate` Hz -> float32 [T'] 16 kHz."""
   waveform = np.asarray(waveform, np.float32)
   if waveform.ndim == 2:
-    waveform = librosa.to_mono(waveform)
+    waveform = _librosa().to_mono(waveform)
   elif waveform.ndim != 1:
     raise ValueError(f'waveform must be [T] or [channels, T], got shape '
                      f'{waveform.shape}')
   if sample_rate != SAMPLE_RATE:
-    waveform = librosa.resample(waveform, orig_sr=sample_rate,
+    waveform = _librosa().resample(waveform, orig_sr=sample_rate,
                                 target_sr=SAMPLE_RATE)
   return waveform.astype(np.float32)
 
@@ -63,6 +69,7 @@ def feature_steps(waveform: np.ndarray, feature: str = 'logmel',
   if dim < 1:
     raise ValueError(f'audio feature dim must be >= 1, got {dim}')
   n_mels = dim if feature == 'logmel' else max(_MFCC_MIN_MELS, dim)
+  librosa = _librosa()
   power = librosa.feature.melspectrogram(
       y=np.asarray(waveform, np.float32), sr=SAMPLE_RATE, n_fft=N_FFT,
       hop_length=HOP_LENGTH, win_length=WIN_LENGTH, center=True,

@@ -6,7 +6,6 @@ import subprocess
 import tempfile
 from typing import Optional
 
-import imageio_ffmpeg
 import numpy as np
 import soundfile
 
@@ -32,9 +31,16 @@ def fit_audio(audio: np.ndarray, num_frames: int, fps: float,
   return np.pad(audio, (0, target - len(audio)))
 
 
+def _imageio_ffmpeg():
+  """imageio_ffmpeg (its ffmpeg binary), imported where a video is written or
+  probed: the val scoring of the accelerator check writes none."""
+  import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
+  return imageio_ffmpeg
+
+
 def _ffmpeg_command(path, width, height, fps, wav_path):
   """The ffmpeg argv: raw RGB frames on stdin (+ a wav) -> H.264 mp4."""
-  cmd = [imageio_ffmpeg.get_ffmpeg_exe(), '-y', '-loglevel', 'error',
+  cmd = [_imageio_ffmpeg().get_ffmpeg_exe(), '-y', '-loglevel', 'error',
          '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{width}x{height}',
          '-r', f'{fps:g}', '-i', '-']
   if wav_path:
@@ -201,10 +207,10 @@ def _remove(path):
 def count_frames_and_audio(path: str) -> tuple[int, float]:
   """(video frames, audio seconds or 0.0), decoded as a player would, not
   read from container metadata."""
-  num_frames, _ = imageio_ffmpeg.count_frames_and_secs(path)
+  num_frames, _ = _imageio_ffmpeg().count_frames_and_secs(path)
   if not has_audio_stream(path):
     return int(num_frames), 0.0
-  cmd = [imageio_ffmpeg.get_ffmpeg_exe(), '-loglevel', 'error', '-i', path,
+  cmd = [_imageio_ffmpeg().get_ffmpeg_exe(), '-loglevel', 'error', '-i', path,
          '-map', '0:a:0', '-f', 's16le', '-ac', '1', '-ar',
          str(_PROBE_RATE), '-']
   result = subprocess.run(cmd, capture_output=True, check=False)
@@ -216,7 +222,7 @@ def count_frames_and_audio(path: str) -> tuple[int, float]:
 
 def has_audio_stream(path: str) -> bool:
   """Whether ffmpeg lists an audio stream in `path`."""
-  result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), '-i', path],
+  result = subprocess.run([_imageio_ffmpeg().get_ffmpeg_exe(), '-i', path],
                           capture_output=True, check=False)
   return bool(re.search(r'Stream #\S+.*Audio:',
                         result.stderr.decode(errors='replace')))
