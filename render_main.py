@@ -58,6 +58,11 @@ flags.DEFINE_enum('mouth', 'audio', ['audio', 'measured'],
                   'predicts it from the speech (as for new audio); '
                   "'measured' gives the val frames' own, to see how well the "
                   'field draws an opening apart from the audio.')
+flags.DEFINE_enum('val_poses', 'refined', ['refined', 'fitted'],
+                  "--split=val of a run with pose refinement: 'refined' "
+                  'scores with the val poses corrected against their frames '
+                  "after training (field frozen), 'fitted' with the "
+                  'preprocessed ones.')
 flags.DEFINE_bool('frames', False, 'Also keep PNG frames in DIR/<stem>/.')
 flags.DEFINE_bool('parsing', False, 'Also write DIR/<stem>_parsing.mp4.')
 cli.define_process_flags()
@@ -83,7 +88,8 @@ def run():
     trained = jobs.with_background(trained, FLAGS.background)
   jobs.check_out_dir(FLAGS.out)
   if FLAGS.split:
-    result = jobs.render_val(trained, FLAGS.out, mouth=FLAGS.mouth)
+    result = jobs.render_val(trained, FLAGS.out, mouth=FLAGS.mouth,
+                             poses=FLAGS.val_poses)
     report(f'val: {scores.val_summary(result)} -> {FLAGS.out}')
     return
   # Every input is checked before the (slow) grid and the first render.

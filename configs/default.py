@@ -14,6 +14,7 @@ def get_config():
   config.sampling = _sampling()
   config.train = _train()
   config.occupancy = _occupancy()
+  config.pose_refinement = _pose_refinement()
   return config
 
 
@@ -207,3 +208,31 @@ def _occupancy():
   occupancy.train_update_every = 200
   occupancy.train_sample_fraction = 0.5
   return occupancy
+
+
+def _pose_refinement():
+  """Per-frame head-pose corrections learned with the field (nerfstudio's
+  camera optimiser): fitted poses are off by a few degrees, and a field
+  trained on them blurs what they disagree on."""
+  poses = ml_collections.ConfigDict()
+  poses.enabled = False
+  # Adam's rate for the corrections (radians, head units), its own: poses
+  # must settle while the field still changes.
+  poses.lr = 1e-3
+  # L2 penalties on each frame's rotation vector and translation: they keep
+  # the corrections small and the clip's frame (a turn of every pose and of
+  # the field together changes nothing else) where the fit put it.
+  # Corrections are frozen until the field has the clip's coarse shape:
+  # earlier, their gradients are mostly noise and they drift.
+  poses.start_step = 10_000
+  # Each step removes the corrections' mean: one turn of every pose is
+  # matched by a turn of the field, so the loss cannot hold it in place.
+  poses.fix_gauge = True
+  poses.rotation_penalty = 1e-3
+  poses.translation_penalty = 1e-2
+  # After training, val poses are refined against their frames with the
+  # field frozen: steps, frames per device and rays per frame of each step.
+  poses.val_steps = 300
+  poses.val_frames_per_device = 8
+  poses.val_rays_per_frame = 64
+  return poses

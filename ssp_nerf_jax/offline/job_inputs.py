@@ -8,6 +8,7 @@ import numpy as np
 
 from ssp_nerf_jax.data import audio_features
 from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.offline import trained as trained_lib
 from ssp_nerf_jax.rendering import rigid
 from ssp_nerf_jax.runtime import errors
 
@@ -128,9 +129,10 @@ def load_transforms(path: str) -> np.ndarray:
 
 
 def train_poses(trained) -> np.ndarray:
-  """The training split's camera track, float32 [N, 4, 4], read without
-  decoding the split's images (costly at paper scale)."""
-  return input_pipeline.load_poses(trained.builder, 'train')
+  """The training split's camera track, float32 [N, 4, 4] (as refined in
+  training, see config.pose_refinement), read without decoding the split's
+  images (costly at paper scale)."""
+  return trained_lib.split_poses(trained, 'train')
 
 
 def load_track(spec: str, trained) -> np.ndarray:

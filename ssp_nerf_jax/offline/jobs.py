@@ -197,12 +197,14 @@ def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
 
 def render_val(trained: Trained, out_dir: str, mesh=None,
                bound: Optional[BoundRenderer] = None,
-               mouth: str = 'audio') -> dict:
+               mouth: str = 'audio', poses: str = 'refined') -> dict:
   """Renders and scores the val split into `out_dir`; returns the metrics.
 
   Process 0 writes PNGs, val.mp4, metrics.json and mouth_strip.png.  `mouth`
   is the opening a mouth-conditioned model gets: 'audio' (predicted, as for
   new audio) or 'measured' (the frames' own: drawing apart from prediction).
+  `poses`: 'refined' (corrected against the val frames after training, with
+  config.pose_refinement) or 'fitted' (the preprocessed ones).
   """
   frames = input_pipeline.load_split(trained.config, trained.builder, 'val')
   if not len(frames['frame_id']):
@@ -211,6 +213,11 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   if mouth not in ('audio', 'measured'):
     raise errors.UserError(f"the val frames' mouth opening comes from "
                            f"'audio' or 'measured', not {mouth!r}")
+  if poses not in ('refined', 'fitted'):
+    raise errors.UserError(f"val poses are 'refined' or 'fitted', not "
+                           f'{poses!r}')
+  frames['c2w'] = trained_lib.split_poses(trained, 'val',
+                                          corrected=poses == 'refined')
   openings = frames['mouth_open'] if mouth == 'measured' else None
   stream = stream_frames(bound or make_renderer(trained, mesh), frames['c2w'],
                          frames['audio'], desc='val', keep_float=True,
@@ -225,6 +232,8 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
                             rendered)
   result['seconds_per_frame'] = seconds / len(frames['frame_id'])
   result['mouth'] = mouth
+  if trained.config.pose_refinement.enabled:
+    result['val_poses'] = poses
   if parallel.is_main_process():
     strip = mouth_strip.mouth_strip(frames['image'], rendered['rgb'],
                                     frames['parsing'],

@@ -8,14 +8,20 @@ from typing import Optional
 
 import jax
 import ml_collections
+import numpy as np
+
+from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.rendering import pose_correction
 
 from ssp_nerf_jax.runtime import checkpoints
 from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax.training import experiment
 from ssp_nerf_jax.training import train_step
 
+# poses: the checkpoint's `pose_refinement.PoseCorrections` (host arrays).
 Trained = collections.namedtuple(
-    'Trained', ['config', 'builder', 'scene', 'model', 'params', 'step'])
+    'Trained', ['config', 'builder', 'scene', 'model', 'params', 'step',
+                'poses'])
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -121,9 +127,20 @@ def load_trained(workdir: str,
           jax.sharding.SingleDeviceSharding(jax.local_devices()[0])),
       defaults=exp.state_defaults())
   return Trained(config, exp.builder, exp.scene, exp.model, state.params,
-                 int(step))
+                 int(step), state.poses)
 
 
 def uses_audio_smoothing(trained: Trained) -> bool:
   """Whether the checkpoint was trained past the audio-smoothing start."""
   return bool(train_step.is_smoothing_on(trained.step, trained.config.train))
+
+
+def split_poses(trained: Trained, split: str,
+                corrected: bool = True) -> np.ndarray:
+  """float32 [N, 4, 4] poses of a split ('train' or 'val') in frame order;
+  with config.pose_refinement and `corrected`, corrected as trained."""
+  c2w = input_pipeline.load_poses(trained.builder, split)
+  if not (corrected and trained.config.pose_refinement.enabled):
+    return c2w
+  deltas = np.asarray(getattr(trained.poses, split))
+  return np.asarray(pose_correction.apply_correction(c2w, deltas))

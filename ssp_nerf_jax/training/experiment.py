@@ -25,6 +25,7 @@ from ssp_nerf_jax.models import portrait
 from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax.runtime import parallel
 from ssp_nerf_jax.training import error_map
+from ssp_nerf_jax.training import pose_refinement
 from ssp_nerf_jax.training import ray_sampling
 from ssp_nerf_jax.training import train_step
 
@@ -134,14 +135,38 @@ class Experiment:
   def state_defaults(self) -> dict:
     """{field: host value} of the train state's fields that checkpoints
     saved by older code lack (see `checkpoints.restore_step`)."""
-    return {'occupancy': jax.tree.map(np.asarray, train_step.init_grid(
+    return {'poses': jax.tree.map(np.asarray, pose_refinement.create(
+        self.config.pose_refinement, self.scene.num_train,
+        self.scene.num_val)),
+            'occupancy': jax.tree.map(np.asarray, train_step.init_grid(
         self.config, self.model, self.scene))}
 
-  def scene_arrays(self):
-    """The step's replicated per-scene arrays: the background plate."""
-    return parallel.replicate(
-        {'background': np.asarray(self.scene.background, np.float32)},
-        self.mesh)
+  def scene_arrays(self, pose_rows=None):
+    """The step's replicated per-scene arrays: the background plate and,
+    with config.pose_refinement, `pose_rows` (default the train split's,
+    `pose_refinement.pose_rows`)."""
+    arrays = {'background': np.asarray(self.scene.background, np.float32)}
+    if self.config.pose_refinement.enabled:
+      if pose_rows is None:
+        pose_rows = pose_refinement.pose_rows(self.frame_ids('train'))
+      arrays['pose_rows'] = pose_rows
+    return parallel.replicate(arrays, self.mesh)
+
+  def frame_ids(self, split):
+    """int32 [N] frame_id of a split's frames, in order (0 .. N-1 for a
+    hand-made scene)."""
+    if self.builder is None:
+      return np.arange(getattr(self.scene, f'num_{split}'), dtype=np.int32)
+    return input_pipeline.load_feature(self.builder, split, 'frame_id')
+
+  @functools.cached_property
+  def val_pose_step(self):
+    """(train step refining val poses with the field frozen, its config),
+    see `pose_refinement.refine_val_poses`."""
+    val_config = pose_refinement.val_step_config(self.config)
+    return train_step.make_train_step(
+        val_config, self.model, pose_refinement.FROZEN_FIELD, self.scene,
+        self.mesh, occupancy_bounds=self.config.occupancy.train), val_config
 
 
 def fitted_params(fitted: dict, initial: dict) -> dict:

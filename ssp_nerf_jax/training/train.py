@@ -22,6 +22,7 @@ from ssp_nerf_jax.runtime import parallel
 from ssp_nerf_jax.runtime import preemption
 from ssp_nerf_jax.training import experiment
 from ssp_nerf_jax.training import occupancy_schedule
+from ssp_nerf_jax.training import pose_refinement
 from ssp_nerf_jax.training import progress as progress_lib
 
 
@@ -100,6 +101,18 @@ def _train(config, workdir, watcher):
   return state
 
 
+def refine_val_poses(exp, state, key):
+  """`state` with the val split's pose corrections fitted, field frozen."""
+  step_fn, val_config = exp.val_pose_step
+  frames = input_pipeline.load_split(exp.config, exp.builder, 'val')
+  tick = time.perf_counter()
+  state = pose_refinement.refine_val_poses(exp, state, step_fn, val_config,
+                                           frames, key)
+  parallel.progress(f'refined the poses of {len(frames["frame_id"])} val '
+                    f'frames in {time.perf_counter() - tick:.0f} s')
+  return state
+
+
 def _loop(exp, state, start_step, batches, saver, evaluator, progress,
           watcher):
   """Steps from `start_step` to config.train.num_steps.
@@ -138,11 +151,15 @@ def _loop(exp, state, start_step, batches, saver, evaluator, progress,
       # Before eval: the grace period before the kill is short.
       saver.save(step, state, force=True)
       return state, step
+    if step == num_steps and config.pose_refinement.enabled:
+      state = refine_val_poses(exp, state, key)
     if step % config.train.eval_every == 0 or step == num_steps:
       extra = {'step_time_s': progress.timer.mean_step_time()}
       if grids:
         extra.update(grids.report())
       progress.evaluated(step, evaluator.evaluate(
-          state.params, step, progress.workdir, extra=extra))
+          state.params, step, progress.workdir, extra=extra,
+          val_poses=(np.asarray(state.poses.val) if step == num_steps and
+                     config.pose_refinement.enabled else None)))
     saver.save(step, state, force=step == num_steps)
   return state, None

@@ -26,6 +26,7 @@ from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax.runtime import parallel
 from ssp_nerf_jax.training import error_map as error_map_lib
 from ssp_nerf_jax.training import losses
+from ssp_nerf_jax.training import pose_refinement
 from ssp_nerf_jax.training import ray_sampling
 
 P = jax.sharding.PartitionSpec
@@ -45,6 +46,9 @@ class TrainState:
   # The clip-wide training grid, measured by the loop (train_grid 'clip');
   # the step only carries it.  Checkpoints without it restore unmeasured.
   occupancy: occupancy.Grid
+  # Per-frame pose corrections (config.pose_refinement); checkpoints
+  # without them restore zero corrections.
+  poses: pose_refinement.PoseCorrections
 
 
 def init_state(config, model, scene, tx) -> TrainState:
@@ -67,7 +71,10 @@ def init_state(config, model, scene, tx) -> TrainState:
                         scene.num_train, config.sampling.error_map_resolution)
                                if uses_error_map(config) else
                                error_map_lib.ErrorMap.create(1, 1)),
-                    occupancy=init_grid(config, model, scene))
+                    occupancy=init_grid(config, model, scene),
+                    poses=pose_refinement.create(config.pose_refinement,
+                                                 scene.num_train,
+                                                 scene.num_val))
 
 
 def init_grid(config, model, scene) -> occupancy.Grid:
@@ -338,11 +345,59 @@ def next_state(state, grads, batch, targets, sq_err_fine, *, config, scene,
         batch['frame_id'], targets['pixels'], sq_err_fine, scene.height,
         scene.width, config.sampling.error_map_decay, parallel.DATA_AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  new_state = TrainState(step=state.step + 1,
-                         params=optax.apply_updates(state.params, updates),
-                         opt_state=opt_state, sampler=sampler,
-                         error_map=errors_map, occupancy=state.occupancy)
+  new_state = state.replace(step=state.step + 1,
+                            params=optax.apply_updates(state.params, updates),
+                            opt_state=opt_state, sampler=sampler,
+                            error_map=errors_map)
   return new_state, class_loss, counts
+
+
+def refined_rays(table, rows, fitted_c2w, pixels, batch, settings, scene):
+  """(rays [F, r] through `pixels` [F, r, 2], the batch with corrected c2w,
+  {'pose_penalty': scalar}): the frames' poses corrected by their `rows` of
+  `table` [T, 6], differentiably."""
+  c2w = pose_refinement.corrected_c2w(table, rows, fitted_c2w)
+  rays = rays_lib.pixel_rays(c2w[:, None], pixels, scene.focal, scene.cx,
+                             scene.cy)
+  return rays, {**batch, 'c2w': c2w}, {
+      'pose_penalty': pose_refinement.penalty(table[rows], settings)}
+
+
+def update_poses(state, grads, settings):
+  """(state with its train corrections updated, the field's gradients,
+  metrics) from `grads` = (field's, corrections')."""
+  grads, pose_grads = grads
+  poses = pose_refinement.update(state.poses, pose_grads, settings,
+                                 state.step)
+  return state.replace(poses=poses), grads, {
+      'pose_rotation_deg': pose_refinement.rotation_rms_deg(poses.train)}
+
+
+def make_loss_fn(config, render_model, scene, body_classes):
+  """`loss_fn(trainable, (chunk rays, bounds), chunk targets, keys, *, batch,
+  smooth, rows, fitted_c2w) -> (loss, terms)` of `loss_and_grads`.
+
+  `trainable`: the parameters, or with config.pose_refinement (parameters,
+  the train corrections [T, 6]); then each chunk's rays are cast from the
+  frames' fitted poses [F, 4, 4] corrected by their table `rows` [F].
+  """
+  poses = config.pose_refinement
+
+  def loss_fn(trainable, chunk_rays_bounds, chunk_targets, keys, *, batch,
+              smooth, rows, fitted_c2w):
+    chunk_rays, chunk_bounds = chunk_rays_bounds
+    params, frames, pose_loss = trainable, batch, {}
+    if poses.enabled:
+      params, table = trainable
+      chunk_rays, frames, pose_loss = refined_rays(
+          table, rows, fitted_c2w, chunk_targets['pixels'], batch, poses,
+          scene)
+    outputs = render_frame_rays(render_model, params, chunk_rays, frames,
+                                keys, smooth, chunk_bounds)
+    loss, terms = losses.total_loss(outputs, chunk_targets, config.train,
+                                    body_classes)
+    return loss + sum(pose_loss.values()), {**terms, **pose_loss}
+  return loss_fn
 
 
 def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
@@ -363,11 +418,20 @@ def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
   body_classes = (torso_warp.body_class_mask(scene.class_names)
                   if model.torso_warp else None)
   draw = functools.partial(draw_rays, config=config, scene=scene)
+  poses = config.pose_refinement
   update = functools.partial(next_state, config=config, scene=scene, tx=tx)
+  frame_loss = make_loss_fn(config, render_model, scene, body_classes)
 
   def per_device(state, batch, scene_arrays, key):
     sample_keys, render_keys = frame_keys(key, state.step,
                                           batch['image'].shape[0])
+    fitted_c2w, rows = batch['c2w'], None
+    if poses.enabled:
+      rows = scene_arrays['pose_rows'][batch['frame_id']]
+      batch = {**batch, 'c2w': pose_refinement.corrected_c2w(
+          state.poses.train, rows, fitted_c2w)}
+    loss_fn = functools.partial(frame_loss, batch=batch, rows=rows,
+                                fitted_c2w=fitted_c2w)
     use_loss = state.step >= config.sampling.semantic_warmup_steps
     frame_errors = (state.error_map.rows(batch['frame_id'])
                     if uses_error_map(config) else None)
@@ -375,18 +439,14 @@ def make_train_step(config, model, tx, scene, mesh, occupancy_bounds=False):
                          state.sampler.class_loss_ema, use_loss, frame_errors)
     smooth = is_smoothing_on(state.step, config.train)
     bounds, interval_metrics = ray_interval(state, batch, rays, smooth)
-
-    def loss_fn(params, chunk_rays_bounds, chunk_targets, keys):
-      chunk_rays, chunk_bounds = chunk_rays_bounds
-      outputs = render_frame_rays(render_model, params, chunk_rays, batch,
-                                  keys, smooth, chunk_bounds)
-      return losses.total_loss(outputs, chunk_targets, config.train,
-                               body_classes)
-
+    loss_fn = functools.partial(loss_fn, smooth=smooth)
     chunk_losses, grads, terms = loss_and_grads(
-        loss_fn, state.params, (rays, bounds), targets, render_keys,
-        num_chunks)
+        loss_fn, (state.params, state.poses.train) if poses.enabled else
+        state.params, (rays, bounds), targets, render_keys, num_chunks)
     grads = lax.pmean(grads, parallel.DATA_AXIS)
+    if poses.enabled:
+      state, grads, pose_metrics = update_poses(state, grads, poses)
+      interval_metrics.update(pose_metrics)
     sq_err_fine = merge_rays(terms.pop('sq_err_fine'))
     new_state, class_loss, counts = update(state, grads, batch, targets,
                                            sq_err_fine)

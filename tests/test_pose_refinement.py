@@ -1,0 +1,129 @@
+"""Pose refinement: the correction math against scipy, a perturbed camera
+moved back towards the truth, and refined poses saved and rendered."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.spatial import transform
+
+from configs import tiny
+from ssp_nerf_jax import synthetic
+from ssp_nerf_jax.data import scene as scene_lib
+from ssp_nerf_jax.rendering import pose_correction
+from ssp_nerf_jax.runtime import parallel
+from ssp_nerf_jax.training import experiment
+from ssp_nerf_jax.training import pose_refinement
+
+
+def test_rotation_matrix_matches_scipy_and_is_smooth_at_zero():
+  rng = np.random.default_rng(0)
+  rotvecs = np.concatenate([rng.normal(size=(5, 3)), 1e-6 * rng.normal(
+      size=(2, 3)), np.zeros((1, 3))]).astype(np.float32)
+  np.testing.assert_allclose(
+      pose_correction.rotation_matrix(jnp.asarray(rotvecs)),
+      transform.Rotation.from_rotvec(rotvecs).as_matrix(), atol=2e-6)
+  grad = jax.grad(lambda v: jnp.sum(pose_correction.rotation_matrix(v) *
+                                    jnp.arange(9.0).reshape(3, 3)))(
+                                        jnp.zeros(3))
+  assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+  delta = np.array([0.1, -0.2, 0.05, 0.01, 0.02, -0.03], np.float32)
+  c2w = np.eye(4, dtype=np.float32)
+  c2w[2, 3] = 0.9
+  expected = np.eye(4)
+  expected[:3, :3] = transform.Rotation.from_rotvec(delta[:3]).as_matrix()
+  expected[:3, 3] = delta[3:]
+  np.testing.assert_allclose(pose_correction.apply_correction(c2w, delta),
+                             expected @ c2w, atol=1e-6)
+
+
+def synthetic_scene_and_frames(config, num_frames):
+  """A SceneInfo and input_pipeline-style frames of a synthetic clip."""
+  clip = synthetic.generate_clip(size=config.data.size, duration_s=2.0)
+  picks = np.linspace(0, clip.num_frames - 1, num_frames).round().astype(int)
+  scene = scene_lib.SceneInfo(
+      background=clip.background.astype(np.float32) / 255, height=clip.images.shape[1],
+      width=clip.images.shape[2], focal=clip.focal, cx=clip.cx, cy=clip.cy,
+      near=clip.near, far=clip.far, fps=clip.fps,
+      num_classes=len(clip.class_names), class_names=clip.class_names,
+      num_train=num_frames, num_val=1, audio_dim=config.data.audio_dim)
+  frames = {
+      'image': clip.images[picks], 'parsing': clip.parsing[picks],
+      'audio': np.zeros((num_frames, config.data.audio_context, 16,
+                         config.data.audio_dim), np.float32),
+      'c2w': clip.c2w[picks].astype(np.float32),
+      'face_rect': clip.face_rect[picks].astype(np.int32),
+      'frame_id': np.arange(num_frames, dtype=np.int32),
+      'mouth_open': clip.mouth_open[picks].astype(np.float32)}
+  return scene, frames
+
+
+TURN = np.array([0.03, -0.06, 0.02, 0.02, -0.02, 0.0], np.float32)
+
+
+def camera_error(c2w, truth):
+  return np.linalg.norm(c2w[..., :3, 3] - truth[..., :3, 3], axis=-1)
+
+
+@pytest.fixture(scope='module')
+def trained_with_one_bad_pose():
+  """A tiny field trained on 8 synthetic frames, frame 0's camera turned by
+  TURN (4 degrees, a shift of 3 % of the camera distance)."""
+  config = tiny.get_config()
+  config.model.torso_warp = False
+  config.data.frames_per_device = 8
+  config.train.rays_per_frame = 128
+  config.train.ray_chunk = 128
+  config.train.lr_decay_steps = 10_000
+  config.train.lr = 5e-3
+  config.pose_refinement.enabled = True
+  config.pose_refinement.start_step = 250  # the field first
+  config.pose_refinement.lr = 3e-3
+  config.pose_refinement.val_steps = 150
+  config.pose_refinement.val_frames_per_device = 2
+  config.pose_refinement.val_rays_per_frame = 128
+  scene, frames = synthetic_scene_and_frames(config, 8)
+  truth = frames['c2w'].copy()
+  turn = np.zeros((8, 6), np.float32)
+  turn[0] = TURN
+  frames['c2w'] = np.asarray(pose_correction.apply_correction(truth, turn))
+  exp = experiment.setup(config, parallel.make_data_mesh(jax.devices()[:1]),
+                         scene=scene)
+  state = exp.init_state()
+  batch = jax.device_put(frames, parallel.data_sharded(exp.mesh))
+  arrays = exp.scene_arrays()
+  key = parallel.replicate(jax.random.PRNGKey(0), exp.mesh)
+  for _ in range(400):
+    state, _ = exp.train_step(state, batch, arrays, key)
+  return exp, state, frames, truth, key
+
+
+def test_training_moves_a_perturbed_camera_back_towards_the_truth(
+    trained_with_one_bad_pose):
+  _, state, frames, truth, _ = trained_with_one_bad_pose
+  table = np.asarray(state.poses.train)
+  # Relative to the other frames' mean correction: a turn of every camera
+  # is matched by one of the field (the gauge).
+  relative = table[0] - table[1:].mean(0)
+  moved = np.asarray(pose_correction.apply_correction(frames['c2w'][0],
+                                                      relative))
+  before = camera_error(frames['c2w'][0], truth[0])
+  assert camera_error(moved, truth[0]) < 0.8 * before
+
+
+def test_val_refinement_with_the_field_frozen(trained_with_one_bad_pose):
+  exp, state, frames, truth, key = trained_with_one_bad_pose
+  val = {k: v[1:3].copy() for k, v in frames.items()}
+  val['frame_id'] = np.arange(2, dtype=np.int32)
+  val['c2w'] = np.asarray(pose_correction.apply_correction(
+      truth[1:3], np.stack([TURN, -TURN])))
+  step_fn, val_config = exp.val_pose_step
+  refined = pose_refinement.refine_val_poses(exp, state, step_fn, val_config,
+                                             val, key)
+  moved = np.asarray(pose_correction.apply_correction(
+      val['c2w'], np.asarray(refined.poses.val)))
+  before = camera_error(val['c2w'], truth[1:3])
+  assert np.all(camera_error(moved, truth[1:3]) < 0.8 * before)
+  # Only the val corrections changed.
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params),
+               jax.device_get(refined.params))
+  np.testing.assert_array_equal(state.poses.train, refined.poses.train)
