@@ -68,14 +68,14 @@ def test_background_class_keeps_the_source():
   frame = random_frame(1)
   box = (10, 5, 30)
   class_id = np.zeros((10, 10), np.uint8)
-  class_id[3:7, 3:7] = 9  # torso in the middle only
+  class_id[2:8, 2:8] = 9  # torso in the middle only
   out = full_frame.composite(frame, np.full((10, 10, 3), 255, np.uint8),
                              class_id, box)
   alpha = full_frame.person_alpha(class_id, 30)
   inside = out[5:35, 10:40]
   np.testing.assert_array_equal(inside[alpha == 0], frame[5:35, 10:40][
       alpha == 0])
-  assert np.all(inside[alpha == 1] == 255)
+  assert np.any(alpha > 0.999) and np.all(inside[alpha > 0.999] >= 254)
 
 
 def test_feather_weights_shape_and_range():

@@ -70,9 +70,14 @@ def resize(image: np.ndarray, side: int, interpolation=None) -> np.ndarray:
 
 def person_alpha(class_id: np.ndarray, side: int) -> np.ndarray:
   """float32 [side, side] in [0, 1]: the rendered parsing's non-background
-  share, class ids [h, w] resized linearly (a soft edge, no staircase)."""
+  share, class ids [h, w] resized linearly and, when enlarged, blurred by
+  half a render pixel (a soft edge instead of the render's staircase)."""
   person = (np.asarray(class_id) != BACKGROUND_CLASS).astype(np.float32)
-  return np.clip(resize(person, side, cv2.INTER_LINEAR), 0.0, 1.0)
+  alpha = resize(person, side, cv2.INTER_LINEAR)
+  scale = side / person.shape[0]
+  if scale > 1:
+    alpha = cv2.GaussianBlur(alpha, (0, 0), sigmaX=scale / 2)
+  return np.clip(alpha, 0.0, 1.0)
 
 
 def paste_crop(frame: np.ndarray, crop_rgb: np.ndarray, alpha: np.ndarray,
