@@ -72,6 +72,8 @@ def test_folder_is_read_by_the_adnerf_reader(processed):
   records = folder.frames()
   mouth = np.array([r.mouth_open for r in records])
   assert np.all((mouth >= 0) & (mouth <= 1)) and mouth.max() == 1.0
+  eyes = np.array([r.eye_openness for r in records])
+  assert np.all((eyes > 0) & (eyes < 1))
   assert len(frame['face_rect']) == 4
   line = summary.line()
   assert f'{summary.num_frames} frames (25.00 -> 25 fps)' in line
