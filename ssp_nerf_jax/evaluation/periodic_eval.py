@@ -49,7 +49,8 @@ class Evaluator:
       os.makedirs(image_dir, exist_ok=True)
     for i, frame_id in enumerate(self.frames['frame_id']):
       out = self.renderer.render(params, self.frames['c2w'][i],
-                                 self.frames['audio'][i], smooth)
+                                 self.frames['audio'][i], smooth,
+                                 eyes=self.frames['eye_openness'][i])
       rgbs.append(np.clip(out['rgb'], 0, 1))
       preds.append(out['class_id'])
       if is_main:
