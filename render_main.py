@@ -4,12 +4,15 @@
   python render_main.py --workdir=W --split=val --out=DIR [--mouth=measured]
   [--checkpoint_step=N] [--poses=train|static|transforms.json]
   [--background=img.png] [--frames] [--parsing] [--nooccupancy]
-  [--full_frame [--source_video=clip.mp4]]
+  [--full_frame [--source_video=clip.mp4]] [--blinks=track|natural|open]
 
 New audio: one `DIR/<audio-stem>.mp4` (H.264, the dataset's fps, audio
 muxed in) per --audio, driven by the training pose track played forward
 then backward (`--poses=static` for a still head, `--poses=transforms.json`
-for a given track).  Val: `DIR/<frame_id>.png`, `DIR/parsing_<frame_id>.png`,
+for a given track).  A model given the eye openness (configs/video.py)
+blinks as the pose track's frames did (--blinks=track), on a natural
+schedule (--blinks=natural) or not at all (--blinks=open); val frames get
+their own.  Val: `DIR/<frame_id>.png`, `DIR/parsing_<frame_id>.png`,
 `DIR/val.mp4` and `DIR/metrics.json`.  A workdir trained on a video
 (configs/video.py) also gets the render pasted back into the source video's
 frames at their size: `DIR/<audio-stem>_full_frame.mp4` with --full_frame,
@@ -33,6 +36,7 @@ from absl import flags
 
 from ssp_nerf_jax import cli
 from ssp_nerf_jax.evaluation import scores
+from ssp_nerf_jax.offline import blinks
 from ssp_nerf_jax.offline import full_frame
 from ssp_nerf_jax.offline import job_inputs
 from ssp_nerf_jax.offline import jobs
@@ -63,6 +67,10 @@ flags.DEFINE_enum('mouth', 'audio', ['audio', 'measured'],
                   'predicts it from the speech (as for new audio); '
                   "'measured' gives the val frames' own, to see how well the "
                   'field draws an opening apart from the audio.')
+flags.DEFINE_enum('blinks', 'track', list(blinks.MODES),
+                  "New audio, a model given the eye openness: 'track' the "
+                  "pose track's own frames' (in the poses' order), 'natural' "
+                  "a seeded schedule of 15-20 blinks a minute, 'open' none.")
 flags.DEFINE_bool('frames', False, 'Also keep PNG frames in DIR/<stem>/.')
 flags.DEFINE_bool('parsing', False, 'Also write DIR/<stem>_parsing.mp4.')
 flags.DEFINE_bool('full_frame', False, 'Also write DIR/<stem>_full_frame.mp4: '
@@ -111,11 +119,14 @@ def run():
   inputs = [job_inputs.audio_windows(path, trained)
             for path in FLAGS.audio]
   track = job_inputs.load_track(FLAGS.poses, trained)
+  track_eyes = job_inputs.track_openness(FLAGS.poses, trained)
   bound = jobs.make_renderer(trained)  # one compilation for all videos
   for path, windows in zip(FLAGS.audio, inputs):
+    eyes = blinks.render_openness(FLAGS.blinks, trained, len(windows[0]),
+                                  track_eyes)
     report(jobs.render_audio(trained, path, FLAGS.out, track, FLAGS.frames,
                              FLAGS.parsing, bound=bound, inputs=windows,
-                             source=source))
+                             source=source, eyes=eyes))
 
 
 def report(line):

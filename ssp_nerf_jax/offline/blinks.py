@@ -1,4 +1,5 @@
-"""A natural blink schedule for renders of new speech (`--blinks=natural`).
+"""Eye openness of renders of new speech (`render_openness`), and a
+natural blink schedule for them (`--blinks=natural`).
 
 People blink about 15-20 times a minute, each blink 100-300 ms, at
 irregular intervals that are rarely under a second.  The schedule is drawn
@@ -7,6 +8,13 @@ per-frame eye openness in the units of `preprocess/landmarks.eye_openness`
 (lid gap over eye width), between the clip's open and closed levels.
 """
 import numpy as np
+
+from ssp_nerf_jax.rendering import rigid
+from ssp_nerf_jax.runtime import errors
+
+# render_main --blinks: the pose track's own openness, the natural
+# schedule, or held open.
+MODES = ('track', 'natural', 'open')
 
 # Blinks per minute, drawn once per schedule.
 RATE_PER_MINUTE = (15.0, 20.0)
@@ -57,3 +65,34 @@ def natural_openness(num_frames: int, fps: float, open_level: float,
   schedule[:, 0] = np.round(schedule[:, 0] * fps) / fps
   shut = closure(np.arange(num_frames) / fps, schedule)
   return (open_level + (closed_level - open_level) * shut).astype(np.float32)
+
+
+def openness_levels(params) -> tuple[float, float]:
+  """(open, closed) eye openness of the train split, as fitted into an
+  eye-conditioned model's params (`EyeRegion`)."""
+  region = params['params']['eye_region']
+  return float(region['open']), float(region['closed'])
+
+
+def render_openness(mode: str, trained, num_frames: int,
+                    track: np.ndarray, seed: int = 0):
+  """float32 [num_frames] eye openness of a render, or None (the model has
+  no eye input).
+
+  mode: one of MODES; track: [M] the pose track's openness, played as its
+  poses are (`rigid.ping_pong_indices`), NaN frames held open.
+  """
+  if mode not in MODES:
+    raise errors.UserError(f'--blinks must be one of {list(MODES)}, got '
+                           f'{mode!r}')
+  if not trained.model.eye_condition:
+    return None
+  open_level, closed_level = openness_levels(trained.params)
+  if mode == 'natural':
+    return natural_openness(num_frames, trained.scene.fps, open_level,
+                            closed_level, seed)
+  if mode == 'open' or not len(track):
+    return np.full(num_frames, open_level, np.float32)
+  played = np.asarray(track, np.float32)[
+      rigid.ping_pong_indices(num_frames, len(track))]
+  return np.where(np.isfinite(played), played, open_level).astype(np.float32)

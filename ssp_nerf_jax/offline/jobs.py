@@ -68,24 +68,27 @@ def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
                        bool(trained.config.occupancy.enabled))
 
 
-def render_one(bound: BoundRenderer, c2w, audio, mouth=None):
-  """`FrameRenderer.render`'s outputs for c2w [4, 4], audio [A, 16, C] and a
-  mouth opening (None: predicted from the audio)."""
+def render_one(bound: BoundRenderer, c2w, audio, mouth=None, eyes=None):
+  """`FrameRenderer.render`'s outputs for c2w [4, 4], audio [A, 16, C], a
+  mouth opening (None: predicted from the audio) and eye openness (None:
+  no eye input)."""
   grid = (bound.renderer.frame_grid(bound.params, c2w, audio, bound.smooth,
-                                    mouth)
+                                    mouth, eyes)
           if bound.occupancy else None)
   return bound.renderer.render(bound.params, c2w, audio, bound.smooth, grid,
-                               mouth)
+                               mouth, eyes)
 
 
 def stream_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
                   desc: str = 'render', keep_float: bool = False,
-                  mouth: Optional[np.ndarray] = None):
+                  mouth: Optional[np.ndarray] = None,
+                  eyes: Optional[np.ndarray] = None):
   """Yields frames one at a time, each one's rays chunked over the mesh.
 
   Every process of a multi-process job must consume it to the end: each
   chunk's rays are split over all processes' devices.  c2w float32
-  [N, 4, 4], audio [N, A, 16, C], mouth [N] or None (predicted).  Yields
+  [N, 4, 4], audio [N, A, 16, C], mouth [N] or None (predicted), eyes [N]
+  eye openness or None (no eye input).  Yields
   'rgb' uint8 [H, W, 3], 'class_id' uint8 [H, W] and, with keep_float,
   'rgb_float' float32 [H, W, 3].
   """
@@ -96,7 +99,7 @@ def stream_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
   try:
     for i in bar:
       out = render_one(bound, c2w[i], audio[i],
-                       None if mouth is None else mouth[i])
+                       *(None if v is None else v[i] for v in (mouth, eyes)))
       rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
       frame = {'rgb': frame_renderer.to_uint8(rgb),
                'class_id': out['class_id'].astype(np.uint8)}
@@ -150,14 +153,16 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
                  parsing: bool = False, mesh=None,
                  bound: Optional[BoundRenderer] = None,
                  inputs=None,
-                 source: Optional[full_frame.Source] = None) -> str:
+                 source: Optional[full_frame.Source] = None,
+                 eyes: Optional[np.ndarray] = None) -> str:
   """Renders one audio file to `<out_dir>/<stem>.mp4`; returns its path.
 
   audio_path: wav or `.npy` features [N, 16, C]; poses: a `load_track` spec
   or a track [M, 4, 4]; keep_frames, parsing: also PNGs, a parsing mp4;
   inputs: `audio_windows(audio_path, trained)` if computed; source: also
   `<stem>_full_frame.mp4`, the renders pasted into the frames of the source
-  video the training track came from (poses must be 'train').  Process 0
+  video the training track came from (poses must be 'train'); eyes: [N]
+  eye openness (`blinks.render_openness`; None: no eye input).  Process 0
   writes.
   """
   windows, waveform = inputs or job_inputs.audio_windows(audio_path, trained)
@@ -165,7 +170,7 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
   stem = os.path.splitext(os.path.basename(audio_path))[0]
   video_path = os.path.join(out_dir, f'{stem}.mp4')
   frames = stream_frames(bound or make_renderer(trained, mesh), c2w, windows,
-                         desc=stem)
+                         desc=stem, eyes=eyes)
   if not parallel.is_main_process():
     consume(frames)
     return video_path
@@ -253,7 +258,7 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   openings = frames['mouth_open'] if mouth == 'measured' else None
   stream = stream_frames(bound or make_renderer(trained, mesh), frames['c2w'],
                          frames['audio'], desc='val', keep_float=True,
-                         mouth=openings)
+                         mouth=openings, eyes=frames['eye_openness'])
   if parallel.is_main_process():
     rendered = write_val_frames(trained, out_dir, frames['frame_id'], stream)
     if source is not None:
