@@ -9,6 +9,7 @@ import pytest
 from ssp_nerf_jax.benchmarks import fake_data
 from ssp_nerf_jax.data import input_pipeline
 from ssp_nerf_jax.models import mouth_region
+from ssp_nerf_jax.rendering import rays as rays_lib
 from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax.runtime import parallel
 from ssp_nerf_jax.synthetic import scene as synthetic_scene
@@ -157,3 +158,20 @@ def test_eye_openness_acts_only_within_the_eye_region():
   # No openness (NaN, None): no eye input, the same field everywhere.
   np.testing.assert_array_equal(density(float('nan')), density(None))
   np.testing.assert_array_equal(density(0.3)[2:], density(None)[2:])
+
+  # Rendered rays: one through the region changes, one past it does not
+  # (a radius that the samples 1/8 of [near, far] apart cannot miss).
+  params['params']['eye_region']['radius'] = jnp.float32(0.2)
+  for level in ('coarse', 'fine'):  # some density all along the rays
+    params['params'][level]['sigma']['bias'] = jnp.ones(1)
+  rays = rays_lib.Rays(
+      origins=jnp.asarray([[[0.0, 0.0, 1.0], [0.0, 0.3, 1.0]]]),
+      directions=jnp.asarray([[[0.0, 0.0, -1.0]] * 2]),
+      viewdirs=jnp.asarray([[[0.0, 0.0, -1.0]] * 2]))
+
+  def rendered(eyes):
+    return model.apply(params, rays, audio, False, near=0.5, far=1.5,
+                       c2w=c2w, eyes=jnp.array([eyes]))['fine']['rgb'][0]
+
+  change = jnp.abs(rendered(0.3) - rendered(0.05)).max(axis=-1)
+  assert change[0] > 0 and change[1] == 0

@@ -80,7 +80,7 @@ def fit_mouth_region(parsing: np.ndarray, c2w: np.ndarray, scene,
 
 # Eye openness levels of a clip: shut frames are rare (blinks), so the
 # closed level is a low percentile, the open level the median.
-CLOSED_PERCENTILE = 1.0
+CLOSED_PERCENTILE = 0.5
 
 
 def openness_levels(openness: np.ndarray) -> dict | None:

@@ -196,8 +196,9 @@ class PortraitNeRF(nerf.NeRFLayout):
   def _render_level(self, mlp, rays, z, samples, codes, key):
     """Queries `mlp` at `samples` (from `_points`, depths z) and renders;
     codes: (`audio_code`, `encoded_opening` or None, `encoded_eyes`)."""
+    code, opening, eyes = codes
     raw = mlp(samples['points'], rays.viewdirs,
-              self.field_code(*codes, samples['points']))
+              self.field_code(code, opening, samples['points'], eyes))
     out = volume_rendering.volume_render(
         raw['rgb'],
         raw['raw_sigma'],
