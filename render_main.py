@@ -4,13 +4,20 @@
   python render_main.py --workdir=W --split=val --out=DIR [--mouth=measured]
   [--checkpoint_step=N] [--poses=train|static|transforms.json]
   [--background=img.png] [--frames] [--parsing] [--nooccupancy]
+  [--full_frame [--source_video=clip.mp4]] [--blinks=track|natural|open]
 
 New audio: one `DIR/<audio-stem>.mp4` (H.264, the dataset's fps, audio
 muxed in) per --audio, driven by the training pose track played forward
 then backward (`--poses=static` for a still head, `--poses=transforms.json`
-for a given track).  Val: `DIR/<frame_id>.png`, `DIR/parsing_<frame_id>.png`,
-`DIR/val.mp4` and `DIR/metrics.json`.  Bad input ends with one `error: ...`
-line and exit status 1.
+for a given track).  A model given the eye openness (configs/video.py)
+blinks as the pose track's frames did (--blinks=track), on a natural
+schedule (--blinks=natural) or not at all (--blinks=open); val frames get
+their own.  Val: `DIR/<frame_id>.png`, `DIR/parsing_<frame_id>.png`,
+`DIR/val.mp4` and `DIR/metrics.json`.  A workdir trained on a video
+(configs/video.py) also gets the render pasted back into the source video's
+frames at their size: `DIR/<audio-stem>_full_frame.mp4` with --full_frame,
+`DIR/val_full_frame.mp4` whenever the source video is found.  Bad input
+ends with one `error: ...` line and exit status 1.
 
 Each frame renders with its own occupancy grid, measured from the
 checkpoint first (config.occupancy: empty rays skipped, the others sampled
@@ -29,6 +36,8 @@ from absl import flags
 
 from ssp_nerf_jax import cli
 from ssp_nerf_jax.evaluation import scores
+from ssp_nerf_jax.offline import blinks
+from ssp_nerf_jax.offline import full_frame
 from ssp_nerf_jax.offline import job_inputs
 from ssp_nerf_jax.offline import jobs
 from ssp_nerf_jax.offline import trained as trained_lib
@@ -63,8 +72,19 @@ flags.DEFINE_enum('val_poses', 'refined', ['refined', 'fitted'],
                   'scores with the val poses corrected against their frames '
                   "after training (field frozen), 'fitted' with the "
                   'preprocessed ones.')
+flags.DEFINE_enum('blinks', 'track', list(blinks.MODES),
+                  "New audio, a model given the eye openness: 'track' the "
+                  "pose track's own frames' (in the poses' order), 'natural' "
+                  "a seeded schedule of 15-20 blinks a minute, 'open' none.")
 flags.DEFINE_bool('frames', False, 'Also keep PNG frames in DIR/<stem>/.')
 flags.DEFINE_bool('parsing', False, 'Also write DIR/<stem>_parsing.mp4.')
+flags.DEFINE_bool('full_frame', False, 'Also write DIR/<stem>_full_frame.mp4: '
+                  'the renders pasted back into the source video frames '
+                  'the training pose track came from (video-trained '
+                  'workdirs, --poses=train).')
+flags.DEFINE_string('source_video', None, 'The video the workdir was '
+                    "preprocessed from, if it moved from where the dataset's "
+                    'preprocess.json says.')
 cli.define_process_flags()
 FLAGS = flags.FLAGS
 
@@ -86,20 +106,33 @@ def run():
     trained.config.occupancy.enabled = FLAGS.occupancy
   if FLAGS.background:
     trained = jobs.with_background(trained, FLAGS.background)
+  if FLAGS.full_frame and not FLAGS.split and FLAGS.poses != 'train':
+    raise errors.UserError('--full_frame pastes renders into the frames of '
+                           f'the training track: use --poses=train, not '
+                           f'{FLAGS.poses}')
+  source = None  # val writes it when it can; new audio when asked
+  if FLAGS.split or FLAGS.full_frame:
+    source = full_frame.find_source(trained, FLAGS.source_video,
+                                    required=FLAGS.full_frame)
   jobs.check_out_dir(FLAGS.out)
   if FLAGS.split:
     result = jobs.render_val(trained, FLAGS.out, mouth=FLAGS.mouth,
-                             poses=FLAGS.val_poses)
+                             poses=FLAGS.val_poses,
+                             source=source)
     report(f'val: {scores.val_summary(result)} -> {FLAGS.out}')
     return
   # Every input is checked before the (slow) grid and the first render.
   inputs = [job_inputs.audio_windows(path, trained)
             for path in FLAGS.audio]
   track = job_inputs.load_track(FLAGS.poses, trained)
+  track_eyes = job_inputs.track_openness(FLAGS.poses, trained)
   bound = jobs.make_renderer(trained)  # one compilation for all videos
   for path, windows in zip(FLAGS.audio, inputs):
+    eyes = blinks.render_openness(FLAGS.blinks, trained, len(windows[0]),
+                                  track_eyes)
     report(jobs.render_audio(trained, path, FLAGS.out, track, FLAGS.frames,
-                             FLAGS.parsing, bound=bound, inputs=windows))
+                             FLAGS.parsing, bound=bound, inputs=windows,
+                             source=source, eyes=eyes))
 
 
 def report(line):

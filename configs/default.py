@@ -88,6 +88,12 @@ def _model():
   model.mouth_region_radius = 0.0
   # With the region: the audio code acts only there too.
   model.audio_in_mouth_region = False
+  # The frame's eye openness (the dataset's eye_openness: lids blink) as an
+  # input acting only within eye_region_radius (widths across both eyes)
+  # of the eyes' centre; frames without it get no eye input.
+  model.eye_condition = False
+  model.eye_freqs = 2  # sinusoids of the normalised openness
+  model.eye_region_radius = 0.7
   return model
 
 

@@ -17,6 +17,8 @@ def get_config(config_string=None):
   config.model.mouth_condition = True
   config.model.mouth_region_radius = 0.6
   config.model.audio_in_mouth_region = True
+  # Blinks: the measured eye openness acts near the eyes.
+  config.model.eye_condition = True
   # Whisper tiny's encoder predicts the mouth from audio better than MFCC.
   config.data.audio_feature = 'whisper'
   config.data.audio_dim = 384

@@ -57,6 +57,7 @@ def test_round_trip_4_classes_wav_face_rect(tmp_path):
   np.testing.assert_allclose(frames['c2w'], written['c2w'], atol=1e-6)
   np.testing.assert_array_equal(frames['face_rect'], written['face_rect'])
   assert np.all(np.isnan(frames['mouth_open']))  # not in these jsons
+  assert np.all(np.isnan(frames['eye_openness']))
   # Audio: our librosa windows of aud.wav (16-bit PCM as written) at each
   # aud_id (= img_id here).
   waveform = audio_features.load_audio(tmp_path / 'clip' / 'aud.wav')
@@ -239,9 +240,12 @@ def shorten_wav(root, written):
     (edit_json('train', lambda m: m['frames'][0].update(mouth_open=3.0)),
      'transforms_train.json: frame 0: mouth_open must be a number in '
      '[0, 1], got 3.0'),
+    (edit_json('train', lambda m: m['frames'][0].update(eye_openness='x')),
+     "transforms_train.json: frame 0: eye_openness must be a number >= 0 "
+     "(lid gap over eye width), got 'x'"),
 ], ids=['background', 'json', 'wav', 'frame', 'parsing', 'size', 'colours',
         'short_wav', 'nan_pose', 'non_rigid', 'empty_split', 'intrinsics',
-        'mouth_open'])
+        'mouth_open', 'eye_openness'])
 def test_each_problem_is_reported_and_nothing_written(tmp_path, mutate, line):
   root = str(tmp_path / 'clip')
   written = write_folder(root)

@@ -87,6 +87,7 @@ def test_global_batch_shapes_and_shardings(tiny_data):
       'face_rect': ((b, 4), np.int32),
       'frame_id': ((b,), np.int32),
       'mouth_open': ((b,), np.float32),
+      'eye_openness': ((b,), np.float32),
   }
   assert set(batch) == set(expected)
   for key, (shape, dtype) in expected.items():

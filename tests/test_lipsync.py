@@ -178,6 +178,11 @@ def test_score_is_lmd_and_pearson_of_the_faces_found(scripted):
   opening_t = np.array([2, 2, 3, 8]) / 20
   assert result['mouth_sync'] == pytest.approx(
       np.corrcoef(opening_r, opening_t)[0, 1])
+  # The eyes' the same way (lid gap over eye width).
+  eyes = lipsync.correlate(landmarks.eye_openness(rendered),
+                           landmarks.eye_openness(real))
+  assert result['eye_sync'] == (None if np.isnan(eyes) else
+                                pytest.approx(eyes))
 
 
 def test_frames_without_a_face_on_either_side_are_left_out(scripted):
@@ -205,7 +210,8 @@ def test_no_face_anywhere_gives_nulls_and_a_warning(scripted, caplog):
   with caplog.at_level(logging.WARNING):
     result = lipsync.score(keyed_images([255, 255], 32),
                            keyed_images([0, 255], 32))
-  assert result == {'lmd': None, 'mouth_sync': None, 'landmark_frames': 0}
+  assert result == {'lmd': None, 'mouth_sync': None, 'eye_sync': None,
+                    'landmark_frames': 0}
   assert 'found in 0 of 2 rendered and 1 of 2 real frames' in caplog.text
 
 
@@ -255,6 +261,7 @@ def test_real_metrics_are_finite_and_blank_frames_are_counted_out(faces):
   assert result['landmark_frames'] == len(faces)
   assert np.isfinite(result['lmd']) and result['lmd'] >= 0
   assert result['mouth_sync'] is None or -1 <= result['mouth_sync'] <= 1
+  assert result['eye_sync'] is None or -1 <= result['eye_sync'] <= 1
   # Static mode scores every frame on its own: identical frames, identical
   # landmarks.
   same = lipsync.score(faces, faces)

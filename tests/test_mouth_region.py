@@ -9,6 +9,7 @@ import pytest
 from ssp_nerf_jax.benchmarks import fake_data
 from ssp_nerf_jax.data import input_pipeline
 from ssp_nerf_jax.models import mouth_region
+from ssp_nerf_jax.rendering import rays as rays_lib
 from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax.runtime import parallel
 from ssp_nerf_jax.synthetic import scene as synthetic_scene
@@ -87,22 +88,33 @@ def test_fit_without_mouth_classes_names_the_setting(tiny_data):
     mouth_region.fit_mouth_region(np.zeros_like(parsing), poses, scene, 0.5)
 
 
-def test_opening_acts_only_around_the_mouth():
+def _tiny_field(**model_settings):
+  """(model, params, audio, c2w) of configs/tiny.py's field with
+  `model_settings` on a random scene, initialised at POINTS."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
-  config.model.mouth_condition = True
-  config.model.mouth_region_radius = 0.5
+  config.model.update(model_settings)
   model = experiment.setup(
       config, parallel.make_data_mesh(jax.devices()[:1]),
       scene=fake_data.random_scene(config)).model
   audio = jnp.asarray(np.random.default_rng(0).normal(
       size=(1, 8, 16, config.data.audio_dim)), jnp.float32)
-  # At the centre, 0.5 radii from it, and 15 radii away (weight e^-112).
-  points = jnp.asarray([[[0.0, 0.0, 0.05], [0.0, 0.01, 0.05],
-                         [0.0, 0.3, 0.05], [0.3, 0.0, -0.2]]], jnp.float32)
   c2w = jnp.eye(4)[None]
-  params = model.init(jax.random.PRNGKey(0), points, audio, False, c2w,
+  params = model.init(jax.random.PRNGKey(0), POINTS, audio, False, c2w,
                       method=model.density)
+  return model, params, audio, c2w
+
+
+# A region's centre, 0.5 radii from it (radius 0.02), 15 radii away
+# (Gaussian weight e^-112) and far away.
+POINTS = jnp.asarray([[[0.0, 0.0, 0.05], [0.0, 0.01, 0.05],
+                       [0.0, 0.3, 0.05], [0.3, 0.0, -0.2]]], jnp.float32)
+
+
+def test_opening_acts_only_around_the_mouth():
+  model, params, audio, c2w = _tiny_field(mouth_condition=True,
+                                          mouth_region_radius=0.5)
+  points = POINTS
   params['params']['mouth_region'] = {
       'centre': jnp.asarray([0.0, 0.0, 0.05]), 'radius': jnp.float32(0.02)}
 
@@ -127,3 +139,39 @@ def test_opening_acts_only_around_the_mouth():
   change = jnp.abs(grid_density(1.0) - grid_density(0.0))
   np.testing.assert_array_equal(change[2:], 0.0)
   assert change[0] > 0 and change[1] > 0
+
+
+def test_eye_openness_acts_only_within_the_eye_region():
+  model, params, audio, c2w = _tiny_field(eye_condition=True)
+  params['params']['eye_region'] = {
+      'centre': jnp.asarray([0.0, 0.0, 0.05]), 'radius': jnp.float32(0.02),
+      'closed': jnp.float32(0.05), 'open': jnp.float32(0.3)}
+
+  def density(eyes):
+    return model.apply(params, POINTS, audio, False, c2w,
+                       eyes=None if eyes is None else jnp.array([eyes]),
+                       coarse_only=True, method=model.density)[0]
+
+  change = jnp.abs(density(0.3) - density(0.05))
+  np.testing.assert_array_equal(change[2:], 0.0)  # beyond the radius
+  assert change[0] > 0 and change[1] > 0
+  # No openness (NaN, None): no eye input, the same field everywhere.
+  np.testing.assert_array_equal(density(float('nan')), density(None))
+  np.testing.assert_array_equal(density(0.3)[2:], density(None)[2:])
+
+  # Rendered rays: one through the region changes, one past it does not
+  # (a radius that the samples 1/8 of [near, far] apart cannot miss).
+  params['params']['eye_region']['radius'] = jnp.float32(0.2)
+  for level in ('coarse', 'fine'):  # some density all along the rays
+    params['params'][level]['sigma']['bias'] = jnp.ones(1)
+  rays = rays_lib.Rays(
+      origins=jnp.asarray([[[0.0, 0.0, 1.0], [0.0, 0.3, 1.0]]]),
+      directions=jnp.asarray([[[0.0, 0.0, -1.0]] * 2]),
+      viewdirs=jnp.asarray([[[0.0, 0.0, -1.0]] * 2]))
+
+  def rendered(eyes):
+    return model.apply(params, rays, audio, False, near=0.5, far=1.5,
+                       c2w=c2w, eyes=jnp.array([eyes]))['fine']['rgb'][0]
+
+  change = jnp.abs(rendered(0.3) - rendered(0.05)).max(axis=-1)
+  assert change[0] > 0 and change[1] == 0

@@ -28,8 +28,9 @@ class Spheres:
   states")."""
   density = None
 
-  def apply(self, params, points, audio, smooth, c2w, mouth, method=None):
-    del params, smooth, c2w, mouth, method
+  def apply(self, params, points, audio, smooth, c2w, mouth, method=None,
+            eyes=None):
+    del params, smooth, c2w, mouth, method, eyes
     centre = jnp.stack([audio[:, 0, 0, 0], jnp.zeros(audio.shape[0]),
                         jnp.zeros(audio.shape[0])], -1)[:, None]
     inside = jnp.linalg.norm(points - centre, axis=-1) < RADIUS

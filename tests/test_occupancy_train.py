@@ -81,8 +81,8 @@ class MouthSpheres(Spheres):
   one field as the coarse one)."""
 
   def apply(self, params, points, audio, smooth, c2w, mouth=None,
-            coarse_only=False, method=None):
-    del mouth, coarse_only
+            coarse_only=False, method=None, eyes=None):
+    del mouth, coarse_only, eyes
     return super().apply(params, points, audio, smooth, c2w, method)
 
 

@@ -134,7 +134,7 @@ def test_each_source_config_goes_through_the_constructor_silently(
       assert isinstance(builder.source, portrait_source.Source)
       assert builder.info.features['image'].shape == (16, 16, 3)
       assert builder.data_path.parts[-3:] == (
-          'ssp_portrait', config.name, '1.0.0')
+          'ssp_portrait', config.name, portrait_dataset.DATASET_VERSION)
       copy = pickle.loads(pickle.dumps(builder))
       assert copy.builder_config.params() == config.params()
       assert copy.data_dir == builder.data_dir

@@ -41,8 +41,8 @@ def synthetic_scene_and_frames(config, num_frames):
   clip = synthetic.generate_clip(size=config.data.size, duration_s=2.0)
   picks = np.linspace(0, clip.num_frames - 1, num_frames).round().astype(int)
   scene = scene_lib.SceneInfo(
-      background=clip.background.astype(np.float32) / 255, height=clip.images.shape[1],
-      width=clip.images.shape[2], focal=clip.focal, cx=clip.cx, cy=clip.cy,
+      background=clip.background.astype(np.float32) / 255,
+      height=clip.images.shape[1], width=clip.images.shape[2], focal=clip.focal, cx=clip.cx, cy=clip.cy,
       near=clip.near, far=clip.far, fps=clip.fps,
       num_classes=len(clip.class_names), class_names=clip.class_names,
       num_train=num_frames, num_val=1, audio_dim=config.data.audio_dim)
@@ -53,7 +53,8 @@ def synthetic_scene_and_frames(config, num_frames):
       'c2w': clip.c2w[picks].astype(np.float32),
       'face_rect': clip.face_rect[picks].astype(np.int32),
       'frame_id': np.arange(num_frames, dtype=np.int32),
-      'mouth_open': clip.mouth_open[picks].astype(np.float32)}
+      'mouth_open': clip.mouth_open[picks].astype(np.float32),
+      'eye_openness': np.full(num_frames, np.nan, np.float32)}
   return scene, frames
 
 

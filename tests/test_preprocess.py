@@ -13,17 +13,22 @@ import pytest
 import soundfile
 
 from configs import tiny
+import test_offline_jobs
 from configs import video as video_configs
+from ssp_nerf_jax.benchmarks import full_frame_seam
 from ssp_nerf_jax.benchmarks import preprocess as benchmark
 from ssp_nerf_jax.data import adnerf_folder
 from ssp_nerf_jax.data import builds
 from ssp_nerf_jax.data import input_pipeline
+from ssp_nerf_jax.data import portrait_dataset
 from ssp_nerf_jax.models import mouth_readout
 from ssp_nerf_jax.offline import job_inputs
 from ssp_nerf_jax.offline import jobs
 from ssp_nerf_jax.offline import mp4
 from ssp_nerf_jax.offline import trained
+from ssp_nerf_jax.preprocess import decode
 from ssp_nerf_jax.preprocess import pipeline
+from ssp_nerf_jax.rendering import rigid
 from ssp_nerf_jax.runtime import errors
 from ssp_nerf_jax import synthetic
 from ssp_nerf_jax.training import experiment
@@ -67,6 +72,8 @@ def test_folder_is_read_by_the_adnerf_reader(processed):
   records = folder.frames()
   mouth = np.array([r.mouth_open for r in records])
   assert np.all((mouth >= 0) & (mouth <= 1)) and mouth.max() == 1.0
+  eyes = np.array([r.eye_openness for r in records])
+  assert np.all((eyes > 0) & (eyes < 1))
   assert len(frame['face_rect']) == 4
   line = summary.line()
   assert f'{summary.num_frames} frames (25.00 -> 25 fps)' in line
@@ -177,7 +184,11 @@ def test_video_configs_pass_validation():
     experiment.validate_config(config)
 
 
-def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
+@pytest.fixture(scope='module')
+def video_run(clip_mp4, tmp_path_factory):
+  """(config, workdir) of configs/tiny.py trained 2 steps on the clip as a
+  video config (as configs/video.py: mouth region, Whisper features)."""
+  tmp_path = tmp_path_factory.mktemp('video_run')
   config = tiny.get_config()
   config.data.builder_config = 'video'
   config.data.video = clip_mp4
@@ -194,7 +205,13 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   config.train.eval_every = 2
   config.train.checkpoint_every = 2
   workdir = tmp_path / 'workdir'
-  train.train_and_evaluate(config, str(workdir))
+  train.train_and_evaluate(config.copy_and_resolve_references(), str(workdir))
+  return config, workdir
+
+
+def test_video_config_trains_end_to_end(clip_mp4, video_run, tmp_path):
+  config, workdir = video_run
+  config = config.copy_and_resolve_references()
   with open(workdir / 'config.json') as f:
     saved = json.load(f)['data']
   assert saved['builder_config'] == 'adnerf'
@@ -254,6 +271,66 @@ def test_video_config_trains_end_to_end(clip_mp4, tmp_path):
   copy.write_bytes(open(clip_mp4, 'rb').read())
   config.data.video = str(copy)
   assert builds.resolve_video(config).data.path == saved['path']
+
+
+def test_full_frame_seam_benchmark_on_the_folders_own_frames(processed):
+  """The folder's frames pasted back: feathered box sides show less of a
+  step than a hard paste's."""
+  out, summary = processed
+  result = full_frame_seam.measure(out, None, 32, None)
+  assert result['box'] == tuple(summary.crop)
+  assert result['feathered']['box_sides'] < result['hard_paste']['box_sides']
+
+
+def run_render_main(*args):
+  import render_main  # pylint: disable=g-import-not-at-top
+  render_main.FLAGS.unparse_flags()
+  render_main.FLAGS(['render_main', *args])
+  try:
+    render_main.main(['render_main'])
+  finally:
+    render_main.FLAGS.unparse_flags()
+
+
+def test_render_main_pastes_renders_into_the_source_frames(
+    clip_mp4, video_run, tmp_path):
+  """--full_frame: the source frames of the train track at the source size,
+  with the crop rendered; val gets val_full_frame.mp4."""
+  _, workdir = video_run
+  speech = tmp_path / 'speech.wav'
+  seconds = 1.2  # test_full_frame checks the track's order for long audio
+  soundfile.write(speech, 0.3 * np.sin(np.arange(int(seconds * 16000)) / 5.0),
+                  16000)
+  run_render_main(f'--workdir={workdir}', f'--audio={speech}',
+                  f'--out={tmp_path / "out"}', '--full_frame', '--nooccupancy')
+  path = str(tmp_path / 'out' / 'speech_full_frame.mp4')
+  num_frames = round(seconds * 25)
+  assert mp4.count_frames_and_audio(path)[0] == num_frames
+  written = test_offline_jobs.decode_rgb(path, SIZE, SIZE)
+  source = np.stack(list(decode.read_frames(clip_mp4)))
+  assert written.shape == (num_frames, SIZE, SIZE, 3)
+  with open(os.path.join(trained.load_config(str(workdir)).data.path,
+                         pipeline.INFO_FILE)) as f:
+    crop = json.load(f)['crop']
+  x, y, side = crop['x'], crop['y'], crop['side']
+  num_train, num_val = portrait_dataset.split_sizes(len(source))
+  ids = rigid.ping_pong_indices(num_frames, num_train)
+  out_of_box = np.ones((SIZE, SIZE), bool)
+  out_of_box[y:y + side, x:x + side] = False
+  # H.264 twice (the source, the output): close, not equal, off the crop.
+  error = np.abs(written.astype(float) - source[ids])
+  assert error[:, out_of_box].mean() < 2.0
+  assert error[:, ~out_of_box].mean() > error[:, out_of_box].mean()
+  run_render_main(f'--workdir={workdir}', '--split=val',
+                  f'--out={tmp_path / "val"}', '--nooccupancy')
+  val = str(tmp_path / 'val' / 'val_full_frame.mp4')
+  assert mp4.count_frames_and_audio(val)[0] == num_val
+  with pytest.raises(SystemExit, match=r'^error: --source_video .*absent'
+                     r'.mp4: no such file$'):
+    run_render_main(f'--workdir={workdir}', f'--audio={speech}',
+                    f'--out={tmp_path / "out2"}', '--full_frame',
+                    f'--source_video={tmp_path / "absent.mp4"}')
+  assert not (tmp_path / 'out2').exists()
 
 
 def test_mediapipe_and_tfds_share_one_protobuf():

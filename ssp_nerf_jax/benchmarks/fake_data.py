@@ -49,4 +49,5 @@ def random_batch(config, scene, num_frames, seed=1):
                                      size // 2], np.int32), (num_frames, 1)),
       'frame_id': np.arange(num_frames, dtype=np.int32),
       'mouth_open': np.zeros(num_frames, np.float32),
+      'eye_openness': np.full(num_frames, np.nan, np.float32),
   }

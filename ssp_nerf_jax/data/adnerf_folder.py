@@ -80,6 +80,7 @@ class FrameRecord:
   image_path: Optional[str] = None
   parsing_path: Optional[str] = None
   mouth_open: float = float('nan')
+  eye_openness: float = float('nan')
 
 
 @dataclasses.dataclass
@@ -190,8 +191,14 @@ def read_frame(frame, where: str, problems: Problems):
     problems.add('json', f'{where}: mouth_open must be a number in [0, 1], '
                  f'got {mouth!r}')
     mouth = float('nan')
+  eyes = frame.get('eye_openness', float('nan'))
+  if 'eye_openness' in frame and (not isinstance(eyes, (int, float)) or
+                                  not 0 <= eyes < 10):
+    problems.add('json', f'{where}: eye_openness must be a number >= 0 (lid '
+                 f'gap over eye width), got {eyes!r}')
+    eyes = float('nan')
   return FrameRecord(img_id, aud_id, c2w.astype(np.float32), rect,
-                     mouth_open=float(mouth))
+                     mouth_open=float(mouth), eye_openness=float(eyes))
 
 
 def check_transforms(records: Sequence[FrameRecord], name: str,

@@ -46,12 +46,21 @@ def resolve_video(config, data_dir: Optional[str] = None):
 def build_dataset(config, data_dir: Optional[str] = None):
   """The prepared `portrait_dataset.SspPortrait`, built if needed.
 
+  A build of an older version serves a run that reads none of the newer
+  features (`needs_newest`) instead of building the data again.
   Raises portrait_dataset.DatasetError for invalid settings or data_dir."""
+  older = not needs_newest(config)
   config = resolve_video(config, data_dir)
   builder_config = portrait_dataset.config_from_data_config(config.data)
   data_dir = data_dir or resolve_data_dir(config)
-  return _main_process_first(lambda: _prepare(builder_config, data_dir),
+  return _main_process_first(lambda: _prepare(builder_config, data_dir, older),
                              'ssp_nerf_jax.data.builds.build_dataset')
+
+
+def needs_newest(config) -> bool:
+  """Whether the run reads a feature older builds lack: eye_openness, with
+  config.model.eye_condition."""
+  return bool(config.get('model', {}).get('eye_condition', False))
 
 
 # Paper-scale builds and long clips take tens of minutes on process 0.
@@ -73,9 +82,10 @@ def _main_process_first(make, barrier: str):
   return result
 
 
-def _prepare(builder_config, data_dir):
-  """Builds unless present; returns a builder that reads the result."""
-  builder = portrait_dataset.make_builder(builder_config, data_dir)
+def _prepare(builder_config, data_dir, older=False):
+  """Builds unless present (with `older`, in an older version too);
+  returns a builder that reads the result."""
+  builder = portrait_dataset.make_builder(builder_config, data_dir, older)
   if portrait_dataset.is_prepared(builder):
     return builder
   errors.ensure_writable_dir(data_dir, 'data_dir',

@@ -164,6 +164,7 @@ class FolderSource(portrait_source.Source):
           'c2w': record.c2w,
           'frame_id': np.int32(record.img_id),
           'mouth_open': np.float32(record.mouth_open),
+          'eye_openness': np.float32(record.eye_openness),
       }
 
   def check_built(self, metadata: dict[str, Any], built_dir: str) -> None:

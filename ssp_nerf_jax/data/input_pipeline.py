@@ -25,7 +25,10 @@ FEATURE_DTYPES = {
     'face_rect': np.int32,
     'frame_id': np.int32,
     'mouth_open': np.float32,
+    'eye_openness': np.float32,
 }
+# Features that builds of older versions lack, read as this value instead.
+MISSING_VALUES = {'eye_openness': np.nan}
 _READ_THREADS = 4
 _READ_BUFFER = 8
 
@@ -35,8 +38,9 @@ def load_feature(builder, split: str, name: str) -> np.ndarray:
   skip = tfds.decode.SkipDecoding()
   source = builder.as_data_source(split, decoders={'image': skip,
                                                    'parsing': skip})
-  return np.asarray([source[i][name] for i in range(len(source))],
-                    FEATURE_DTYPES[name])
+  missing = MISSING_VALUES.get(name)
+  return np.asarray([source[i].get(name, missing)
+                     for i in range(len(source))], FEATURE_DTYPES[name])
 
 
 def load_parsing(builder, split: str,
@@ -68,9 +72,10 @@ def check_builder_matches(config, builder) -> None:
 
 
 def cast_example(example: dict[str, Any]) -> dict[str, np.ndarray]:
-  """Numpy arrays of the declared dtypes (TFDS decodes scalars to Python)."""
-  return {k: np.asarray(example[k], dtype) for k, dtype in
-          FEATURE_DTYPES.items()}
+  """Numpy arrays of the declared dtypes (TFDS decodes scalars to Python);
+  features of older builds' versions that lack them: MISSING_VALUES."""
+  return {k: np.asarray(example.get(k, MISSING_VALUES.get(k)), dtype)
+          for k, dtype in FEATURE_DTYPES.items()}
 
 
 def data_shard(dataset: grain.MapDataset, index: int,
@@ -192,5 +197,6 @@ def load_split(
   examples = [dataset[int(i)] for i in indices]
   if not examples:
     return {k: np.zeros((0, *builder.info.features[k].shape), dtype)
+            if k in builder.info.features else np.zeros(0, dtype)
             for k, dtype in FEATURE_DTYPES.items()}
   return {k: np.stack([e[k] for e in examples]) for k in FEATURE_DTYPES}

@@ -17,7 +17,11 @@ from ssp_nerf_jax.data import synthetic_source
 from ssp_nerf_jax.runtime import errors
 
 NAME = 'ssp_portrait'
-DATASET_VERSION = '1.0.0'
+# 1.1.0 adds each frame's eye_openness.  Builds of older versions still
+# load (`make_builder`): they are the same data without the newer features.
+DATASET_VERSION = '1.1.0'
+OLDER_VERSIONS = ('1.0.0',)
+EYE_VERSION = '1.1.0'  # the first with eye_openness
 CONFIG_CLASSES = {'synthetic': synthetic_source.SyntheticConfig,
                   'adnerf': folder_source.FolderConfig}
 CONFIG_NAMES = tuple(CONFIG_CLASSES)
@@ -78,7 +82,9 @@ class SspPortrait(tfds.core.GeneratorBasedBuilder):
   """Talking-portrait frames with parsing, pose and audio windows."""
 
   VERSION = tfds.core.Version(DATASET_VERSION)
-  RELEASE_NOTES = {DATASET_VERSION: 'Initial release: synthetic portraits.'}
+  SUPPORTED_VERSIONS = [tfds.core.Version(v) for v in OLDER_VERSIONS]
+  RELEASE_NOTES = {'1.0.0': 'Initial release: synthetic portraits.',
+                   EYE_VERSION: "Each frame's eye openness."}
   BUILDER_CONFIGS = [cls() for cls in CONFIG_CLASSES.values()]
   # TFDS's default needs importlib_resources.abc (ModuleNotFoundError) for
   # builders outside its package; the path only locates a checksums file.
@@ -113,10 +119,13 @@ class SspPortrait(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     zlib = tfds.features.Encoding.ZLIB
     tensor = tfds.features.Tensor
+    newer = ({'eye_openness': tensor(shape=(), dtype=np.float32)}
+             if self.version >= EYE_VERSION else {})
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.split('\n\n')[0],
         features=tfds.features.FeaturesDict({
+            **newer,
             'image': tensor(shape=(*size, 3), dtype=np.uint8, encoding=zlib),
             'parsing': tensor(shape=size, dtype=np.uint8, encoding=zlib),
             # [context, steps, dim] windows of frames i-4 .. i+3; no zlib:
@@ -155,14 +164,22 @@ class SspPortrait(tfds.core.GeneratorBasedBuilder):
 
 
 def make_builder(builder_config: portrait_source.PortraitConfig,
-                 data_dir: str) -> SspPortrait:
+                 data_dir: str, older: bool = False) -> SspPortrait:
   """The builder (prepared or not) in data_dir/<builder_config.key()>/.
 
-  Raises DatasetError if the folder holds a build of other parameters or of a
-  changed source, or the source is unusable (nothing is written then).
+  DATASET_VERSION's; with `older`, a prepared build of an OLDER_VERSIONS
+  one when DATASET_VERSION's is not (what runs that need no newer feature
+  read, so that their data is not built again).  Raises DatasetError if
+  the folder holds a build of other parameters or of a changed source, or
+  the source is unusable (nothing is written then).
   """
-  builder = SspPortrait(data_dir=os.path.join(data_dir, builder_config.key()),
-                        config=builder_config)
+  root = os.path.join(data_dir, builder_config.key())
+  builder = SspPortrait(data_dir=root, config=builder_config)
+  for version in OLDER_VERSIONS if older else ():
+    if is_prepared(builder):
+      break
+    built = SspPortrait(data_dir=root, config=builder_config, version=version)
+    builder = built if is_prepared(built) else builder
   check_params(builder)
   return builder
 

@@ -124,4 +124,5 @@ class SyntheticSource(portrait_source.Source):
           'face_rect': np.asarray(clip.face_rect[i], np.int32),
           'frame_id': np.int32(i),
           'mouth_open': np.float32(clip.mouth_open[i]),
+          'eye_openness': np.float32(np.nan),  # the synthetic eyes never move
       }

@@ -1,6 +1,7 @@
 """Landmark lip-sync metrics of rendered vs real frames (no parsing needed).
 
-`lmd`: distance of the centred mouth landmarks; `mouth_sync`: r of openings."""
+`lmd`: distance of the centred mouth landmarks; `mouth_sync`: r of mouth
+openings; `eye_sync`: r of eye openings (do the blinks come through)."""
 from absl import logging
 import numpy as np
 
@@ -62,13 +63,15 @@ def to_size(lms: np.ndarray, from_hw: tuple[int, int],
 
 def no_scores() -> dict:
   """The metrics when nothing can be compared: nulls in metrics.json."""
-  return {'lmd': None, 'mouth_sync': None, 'landmark_frames': 0}
+  return {'lmd': None, 'mouth_sync': None, 'eye_sync': None,
+          'landmark_frames': 0}
 
 
 def score(rendered: np.ndarray, real: np.ndarray) -> dict:
-  """{'lmd' (pixels), 'mouth_sync', 'landmark_frames'} of uint8 frames with a
-  face on both sides; None (and a warning) if none, or without mediapipe.
-  Real frames may have any size: their landmarks are scaled to the render."""
+  """{'lmd' (pixels), 'mouth_sync', 'eye_sync', 'landmark_frames'} of uint8
+  frames with a face on both sides; None (and a warning) if none, or without
+  mediapipe.  Real frames may have any size: their landmarks are scaled to
+  the render."""
   if len(rendered) != len(real):
     raise ValueError(f'{len(rendered)} rendered but {len(real)} real frames')
   try:
@@ -89,10 +92,11 @@ def score(rendered: np.ndarray, real: np.ndarray) -> dict:
   rendered_lms = rendered_lms[both]
   real_lms = to_size(real_lms[both], np.shape(real)[1:3],
                      np.shape(rendered)[1:3])
-  sync = correlate(landmarks.mouth_opening(rendered_lms),
-                   landmarks.mouth_opening(real_lms))
+  sync = {name: correlate(measure(rendered_lms), measure(real_lms))
+          for name, measure in (('mouth_sync', landmarks.mouth_opening),
+                                ('eye_sync', landmarks.eye_openness))}
   return {
       'lmd': lmd(mouth_points(rendered_lms), mouth_points(real_lms)),
-      'mouth_sync': None if np.isnan(sync) else sync,
+      **{name: None if np.isnan(r) else r for name, r in sync.items()},
       'landmark_frames': int(both.sum()),
   }

@@ -72,7 +72,7 @@ class Evaluator:
     rgbs, preds = [], []
     for i, frame_id in enumerate(self.frames['frame_id']):
       out = self.renderer.render(params, c2w[i], self.frames['audio'][i],
-                                 smooth)
+                                 smooth, eyes=self.frames['eye_openness'][i])
       rgbs.append(np.clip(out['rgb'], 0, 1))
       preds.append(out['class_id'])
       if image_dir and parallel.is_main_process():

@@ -65,5 +65,6 @@ def val_summary(result: dict) -> str:
   return ' '.join([
       figure('psnr', '.2f'), figure('ssim', '.4f'), figure('miou', '.4f'),
       figure('lmd', '.3f'), figure('mouth_sync', '.3f'),
+      figure('eye_sync', '.3f'),
       f'landmark_frames={result["landmark_frames"]}/{result["num_frames"]}',
       figure('mouth_area_sync', '.3f')])

@@ -1,4 +1,5 @@
-"""The mouth opening as an input of the field (see `mouth_readout`)."""
+"""The mouth opening and eye openness as inputs of the field (see
+`mouth_readout`), and the regions where they act."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -29,17 +30,54 @@ class MouthReadout(nn.Module):
     return jnp.interp(predicted, map_in, map_out)
 
 
+def frozen(module: nn.Module, shapes: dict) -> tuple:
+  """`module`'s parameters {name: (shape, init)}, gradient stopped: fitted
+  once after `init`, never trained."""
+  return jax.lax.stop_gradient(tuple(
+      module.param(name, init, shape) for name, (shape, init)
+      in shapes.items()))
+
+
+def scaled_distance(points, centre, radius):
+  """[...] |x - c|^2 / r^2 of points [..., 3], centre [3], radius []."""
+  squared = jnp.sum((points.astype(jnp.float32) - centre)**2, axis=-1)
+  return squared / radius**2
+
+
+BALL = {'centre': ((3,), nn.initializers.zeros),
+        'radius': ((), nn.initializers.ones)}
+
+
 class MouthRegion(nn.Module):
   """Mouth weight of points: a Gaussian around a fitted, frozen centre."""
 
   @nn.compact
   def __call__(self, points):
     """[..., 3] head-space points -> [...] exp(-|x - c|^2 / (2 r^2))."""
-    centre, radius = jax.lax.stop_gradient((
-        self.param('centre', nn.initializers.zeros, (3,)),
-        self.param('radius', nn.initializers.ones, ())))
-    squared = jnp.sum((points.astype(jnp.float32) - centre)**2, axis=-1)
-    return jnp.exp(-0.5 * squared / radius**2)
+    return jnp.exp(-0.5 * scaled_distance(points, *frozen(self, BALL)))
+
+
+class EyeRegion(nn.Module):
+  """Eye weight of points and the eye openness scale, fitted and frozen.
+
+  The weight (1 - |x - c|^2 / r^2)^2 is exactly 0 beyond the radius, so the
+  eye input leaves the field elsewhere bit-identical; 'closed' and 'open'
+  (the train split's levels) map openness onto about [0, 1].
+  """
+
+  def setup(self):
+    self.ball = frozen(self, BALL)
+    self.levels = frozen(self, {'closed': ((), nn.initializers.zeros),
+                                'open': ((), nn.initializers.ones)})
+
+  def __call__(self, points):
+    """[..., 3] head-space points -> [...] weight in [0, 1]."""
+    return jnp.square(jax.nn.relu(1.0 - scaled_distance(points, *self.ball)))
+
+  def normalised(self, openness):
+    """[F] openness -> [F] (openness - closed) / (open - closed)."""
+    closed, opened = self.levels
+    return (openness - closed) / jnp.maximum(opened - closed, 1e-6)
 
 
 def encode_opening(opening, num_freqs: int):

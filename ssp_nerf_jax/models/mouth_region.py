@@ -1,7 +1,10 @@
-"""Where the mouth is in head space, so that its opening acts only there.
+"""Where the mouth (or the eyes) is in head space, so that its opening acts
+only there.
 
 Centre: the point nearest the rays through each training frame's mouth-pixel
 centroid; radius: a multiple of the mouth's width, so it scales with the face.
+The eyes' region is fitted alike from the eye classes (both eyes: centre
+between them, width across both).
 """
 import numpy as np
 
@@ -9,6 +12,7 @@ from ssp_nerf_jax.rendering import rays as rays_lib
 from ssp_nerf_jax.runtime import errors
 
 MOUTH_CLASSES = ('lips', 'mouth')
+EYE_CLASSES = ('eyes',)
 # Frames with fewer mouth pixels are left out (mouth hidden, parsing noise).
 MIN_PIXELS = 4
 # Per-ray pull towards the origin: decides the depth if the head never turns.
@@ -41,22 +45,24 @@ def nearest_point(origins: np.ndarray, directions: np.ndarray,
 
 
 def fit_mouth_region(parsing: np.ndarray, c2w: np.ndarray, scene,
-                     radius_in_widths: float) -> dict:
+                     radius_in_widths: float, classes=MOUTH_CLASSES,
+                     setting: str = 'mouth_region_radius') -> dict:
   """{'centre' [3], 'radius', 'frames', 'width'} (head units) from parsing
-  [N, H, W] and c2w [N, 4, 4]; UserError if too few frames show a mouth."""
-  class_ids = [scene.class_names.index(n) for n in MOUTH_CLASSES
+  [N, H, W] and c2w [N, 4, 4] of the parsing `classes`; UserError (naming
+  config.model.<setting>) if too few frames show them."""
+  class_ids = [scene.class_names.index(n) for n in classes
                if n in scene.class_names]
   if not class_ids:
     raise errors.UserError(
-        f'config.model.mouth_region_radius needs parsing with mouth classes '
-        f'{MOUTH_CLASSES}; this dataset has {scene.class_names}: set it to 0')
+        f'config.model.{setting} needs parsing with the classes {classes}; '
+        f'this dataset has {scene.class_names}: set it off')
   centres, widths = mouth_pixels(parsing, class_ids)
   seen = np.isfinite(widths)
   if seen.sum() < 2:
     raise errors.UserError(
-        f'config.model.mouth_region_radius: the mouth shows in '
-        f'{int(seen.sum())} of {len(parsing)} training parsing maps; set it '
-        f'to 0')
+        f'config.model.{setting}: parsing of {classes} shows in '
+        f'{int(seen.sum())} of '
+        f'{len(parsing)} training parsing maps; set it off')
   c2w = np.asarray(c2w, np.float64)[seen]
   rays = rays_lib.pixel_rays(c2w, centres[seen], scene.focal, scene.cx,
                              scene.cy)
@@ -70,3 +76,22 @@ def fit_mouth_region(parsing: np.ndarray, c2w: np.ndarray, scene,
   return {'centre': centre.astype(np.float32),
           'radius': np.float32(radius_in_widths * width),
           'frames': int(seen.sum()), 'width': width}
+
+
+# Eye openness levels of a clip: shut frames are rare (blinks), so the
+# closed level is a low percentile, the open level the median.
+CLOSED_PERCENTILE = 0.5
+
+
+def openness_levels(openness: np.ndarray) -> dict | None:
+  """{'closed', 'open'} float32 levels of measured eye openness [N] (NaN:
+  unmeasured); None if fewer than two frames are measured or all alike."""
+  known = np.asarray(openness, np.float64)
+  known = known[np.isfinite(known)]
+  if len(known) < 2:
+    return None
+  closed = np.percentile(known, CLOSED_PERCENTILE)
+  opened = np.median(known)
+  if opened - closed <= 1e-6:
+    return None
+  return {'closed': np.float32(closed), 'open': np.float32(opened)}

@@ -33,7 +33,9 @@ class PortraitNeRF(nerf.NeRFLayout):
   fine pass); near, far default depths; mouth_condition appends the frame's
   mouth opening, encoded with mouth_freqs sinusoids, to the audio code;
   mouth_region_radius > 0 weights it per point by `MouthRegion`;
-  audio_in_mouth_region weights the audio code too; warp_fine_gradients
+  audio_in_mouth_region weights the audio code too; eye_condition adds
+  the frame's eye openness (eye_freqs sinusoids) weighted by `EyeRegion`,
+  zero beyond eye_region_radius (NaN openness: zero); warp_fine_gradients
   also differentiates the warp through the fine pass (off: the warp learns
   through the coarse pass, sparing the fine pass's warp backward).
   """
@@ -57,6 +59,9 @@ class PortraitNeRF(nerf.NeRFLayout):
   mouth_quantile_knots: int = 0
   mouth_region_radius: float = 0.0
   audio_in_mouth_region: bool = False
+  eye_condition: bool = False
+  eye_freqs: int = 2
+  eye_region_radius: float = 0.7
 
   @classmethod
   def from_config(cls, config, num_classes: int, near=None, far=None,
@@ -106,6 +111,8 @@ class PortraitNeRF(nerf.NeRFLayout):
           knots=self.mouth_quantile_knots)
     if self.mouth_local:
       self.mouth_region = mouth_lib.MouthRegion()
+    if self.eye_condition:
+      self.eye_region = mouth_lib.EyeRegion()
 
   @property
   def mouth_local(self) -> bool:
@@ -135,16 +142,36 @@ class PortraitNeRF(nerf.NeRFLayout):
     return mouth_lib.encode_opening(self.mouth_opening(audio, mouth),
                                     self.mouth_freqs)
 
-  def field_code(self, code, opening, points):
+  def field_code(self, code, opening, points, eyes=None):
     """What the MLPs read at points [F, R, S, 3]: code [F, A], or with
     `mouth_local` [code, opening [F, M] times each point's region weight]
-    (the code weighted too with audio_in_mouth_region)."""
-    if not self.mouth_local:
-      return code
-    weight = self.mouth_region(points)[..., None]
-    if self.audio_in_mouth_region:
-      code = weight * code[:, None, None, :]
-    return [code, weight * opening[:, None, None, :]]
+    (the code weighted too with audio_in_mouth_region); with
+    eye_condition, + eyes [F, E] (`encoded_eyes`) times the eye weight."""
+    parts = [code]
+    if self.mouth_local:
+      weight = self.mouth_region(points)[..., None]
+      if self.audio_in_mouth_region:
+        code = weight * code[:, None, None, :]
+      parts = [code, weight * opening[:, None, None, :]]
+    if self.eye_condition:
+      parts.append(self.eye_region(points)[..., None] *
+                   eyes[:, None, None, :])
+    return parts if len(parts) > 1 else code
+
+  def encoded_eyes(self, audio, eyes=None):
+    """[F, 1 + 2 eye_freqs] the frames' encoded eye openness [F] (None or
+    NaN: zeros, as if the field had no eye input); None without
+    eye_condition."""
+    if not self.eye_condition:
+      return None
+    if eyes is None:
+      eyes = jnp.full(audio.shape[:1], jnp.nan)
+    eyes = jnp.asarray(eyes, jnp.float32)
+    known = jnp.isfinite(eyes)
+    encoded = mouth_lib.encode_opening(
+        self.eye_region.normalised(jnp.where(known, eyes, 0.0)),
+        self.eye_freqs)
+    return jnp.where(known[:, None], encoded, 0.0)
 
   def mouth_opening(self, audio, mouth=None):
     """[F] the frames' mouth openings: `mouth` where given and finite,
@@ -168,9 +195,10 @@ class PortraitNeRF(nerf.NeRFLayout):
 
   def _render_level(self, mlp, rays, z, samples, codes, key):
     """Queries `mlp` at `samples` (from `_points`, depths z) and renders;
-    codes: (`audio_code`, `encoded_opening` or None)."""
+    codes: (`audio_code`, `encoded_opening` or None, `encoded_eyes`)."""
+    code, opening, eyes = codes
     raw = mlp(samples['points'], rays.viewdirs,
-              self.field_code(*codes, samples['points']))
+              self.field_code(code, opening, samples['points'], eyes))
     out = volume_rendering.volume_render(
         raw['rgb'],
         raw['raw_sigma'],
@@ -199,11 +227,13 @@ class PortraitNeRF(nerf.NeRFLayout):
                near=None,
                far=None,
                c2w=None,
-               mouth=None):
+               mouth=None,
+               eyes=None):
     """Renders R rays [F, R] (head space) in each of F frames, coarse then fine.
 
     Args:
       rays: `Rays`; audio, smooth_audio, mouth: see `audio_code`.
+      eyes: [F] eye openness (eye_condition; None or NaN: none).
       key: PRNG key (jitter, importance sampling, noise); None: deterministic.
       near, far: scalar, [F, R] or [F, 1] depths; None: the fields'.
       c2w: [F, 4, 4] camera-to-head poses (torso_warp needs them).
@@ -219,7 +249,8 @@ class PortraitNeRF(nerf.NeRFLayout):
     keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
 
     codes = (self.audio_code(audio, smooth_audio, mouth),
-             self.encoded_opening(audio, mouth) if self.mouth_local else None)
+             self.encoded_opening(audio, mouth) if self.mouth_local else None,
+             self.encoded_eyes(audio, eyes))
     z_coarse = volume_rendering.stratified_samples(keys[0], near, far,
                                                    self.num_coarse)
     coarse_samples = self._points(rays, z_coarse, c2w)
@@ -236,7 +267,7 @@ class PortraitNeRF(nerf.NeRFLayout):
     return outputs
 
   def density(self, points, audio, smooth_audio, c2w=None, mouth=None,
-              coarse_only=False):
+              coarse_only=False, eyes=None):
     """[F, N] density at head-space points [F, N, 3] as rendered: after
     the warp, the larger of the coarse and fine fields' (either may hold
     matter the other lacks), or the coarse alone with coarse_only (what
@@ -245,8 +276,9 @@ class PortraitNeRF(nerf.NeRFLayout):
     points = points[:, :, None]  # the field's [F, R, S, 3] with S = 1
     if self.torso_warp:
       points, _, _ = self.warp(points, c2w)
-    if self.mouth_local:
-      code = self.field_code(code, self.encoded_opening(audio, mouth), points)
+    opening = self.encoded_opening(audio, mouth) if self.mouth_local else None
+    code = self.field_code(code, opening, points,
+                           self.encoded_eyes(audio, eyes))
     viewdirs = jnp.zeros(points.shape[:2] + (3,), points.dtype)
     mlps = ([self.coarse] if self.share_coarse_fine or coarse_only else
             [self.coarse, self.fine])

@@ -148,6 +148,22 @@ def load_track(spec: str, trained) -> np.ndarray:
   return load_transforms(spec)
 
 
+def track_openness(spec: str, trained) -> np.ndarray:
+  """float32 [M] eye openness of `load_track(spec)`'s frames, NaN where
+  unmeasured: the train split's; 'static' NaN (held open, as no one frame
+  is typical); a transforms.json's frames' 'eye_openness'."""
+  if spec == 'train':
+    return input_pipeline.load_feature(trained.builder, 'train',
+                                       'eye_openness')
+  if spec == 'static':
+    return np.full(1, np.nan, np.float32)
+  with open(spec) as f:  # load_track read it already
+    frames = json.load(f)['frames']
+  values = [fr.get('eye_openness') for fr in frames]
+  return np.asarray([v if isinstance(v, (int, float)) else np.nan
+                     for v in values], np.float32)
+
+
 def pose_track(spec, trained, num_frames: int) -> np.ndarray:
   """float32 [num_frames, 4, 4] from a `load_track` spec or a track [M, 4, 4],
   played forward then backward when shorter."""

@@ -18,6 +18,7 @@ from ssp_nerf_jax.data import input_pipeline
 from ssp_nerf_jax.data import parsing_schemes
 from ssp_nerf_jax.evaluation import mouth_strip
 from ssp_nerf_jax.evaluation import scores
+from ssp_nerf_jax.offline import full_frame
 from ssp_nerf_jax.offline import job_inputs
 from ssp_nerf_jax.offline import mp4
 from ssp_nerf_jax.offline import trained as trained_lib
@@ -67,24 +68,27 @@ def make_renderer(trained: Trained, mesh=None) -> BoundRenderer:
                        bool(trained.config.occupancy.enabled))
 
 
-def render_one(bound: BoundRenderer, c2w, audio, mouth=None):
-  """`FrameRenderer.render`'s outputs for c2w [4, 4], audio [A, 16, C] and a
-  mouth opening (None: predicted from the audio)."""
+def render_one(bound: BoundRenderer, c2w, audio, mouth=None, eyes=None):
+  """`FrameRenderer.render`'s outputs for c2w [4, 4], audio [A, 16, C], a
+  mouth opening (None: predicted from the audio) and eye openness (None:
+  no eye input)."""
   grid = (bound.renderer.frame_grid(bound.params, c2w, audio, bound.smooth,
-                                    mouth)
+                                    mouth, eyes)
           if bound.occupancy else None)
   return bound.renderer.render(bound.params, c2w, audio, bound.smooth, grid,
-                               mouth)
+                               mouth, eyes)
 
 
 def stream_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
                   desc: str = 'render', keep_float: bool = False,
-                  mouth: Optional[np.ndarray] = None):
+                  mouth: Optional[np.ndarray] = None,
+                  eyes: Optional[np.ndarray] = None):
   """Yields frames one at a time, each one's rays chunked over the mesh.
 
   Every process of a multi-process job must consume it to the end: each
   chunk's rays are split over all processes' devices.  c2w float32
-  [N, 4, 4], audio [N, A, 16, C], mouth [N] or None (predicted).  Yields
+  [N, 4, 4], audio [N, A, 16, C], mouth [N] or None (predicted), eyes [N]
+  eye openness or None (no eye input).  Yields
   'rgb' uint8 [H, W, 3], 'class_id' uint8 [H, W] and, with keep_float,
   'rgb_float' float32 [H, W, 3].
   """
@@ -95,7 +99,7 @@ def stream_frames(bound: BoundRenderer, c2w: np.ndarray, audio: np.ndarray,
   try:
     for i in bar:
       out = render_one(bound, c2w[i], audio[i],
-                       None if mouth is None else mouth[i])
+                       *(None if v is None else v[i] for v in (mouth, eyes)))
       rgb = np.clip(out['rgb'], 0, 1).astype(np.float32)
       frame = {'rgb': frame_renderer.to_uint8(rgb),
                'class_id': out['class_id'].astype(np.uint8)}
@@ -148,42 +152,80 @@ def render_audio(trained: Trained, audio_path: str, out_dir: str,
                  poses: str = 'train', keep_frames: bool = False,
                  parsing: bool = False, mesh=None,
                  bound: Optional[BoundRenderer] = None,
-                 inputs=None) -> str:
+                 inputs=None,
+                 source: Optional[full_frame.Source] = None,
+                 eyes: Optional[np.ndarray] = None) -> str:
   """Renders one audio file to `<out_dir>/<stem>.mp4`; returns its path.
 
   audio_path: wav or `.npy` features [N, 16, C]; poses: a `load_track` spec
   or a track [M, 4, 4]; keep_frames, parsing: also PNGs, a parsing mp4;
-  inputs: `audio_windows(audio_path, trained)` if computed.  Process 0 writes.
+  inputs: `audio_windows(audio_path, trained)` if computed; source: also
+  `<stem>_full_frame.mp4`, the renders pasted into the frames of the source
+  video the training track came from (poses must be 'train'); eyes: [N]
+  eye openness (`blinks.render_openness`; None: no eye input).  Process 0
+  writes.
   """
   windows, waveform = inputs or job_inputs.audio_windows(audio_path, trained)
   c2w = job_inputs.pose_track(poses, trained, len(windows))
   stem = os.path.splitext(os.path.basename(audio_path))[0]
   video_path = os.path.join(out_dir, f'{stem}.mp4')
   frames = stream_frames(bound or make_renderer(trained, mesh), c2w, windows,
-                         desc=stem)
+                         desc=stem, eyes=eyes)
   if not parallel.is_main_process():
     consume(frames)
     return video_path
-  frame_dir = os.path.join(out_dir, stem)
-  if keep_frames:
-    os.makedirs(frame_dir, exist_ok=True)
-  palette = parsing_schemes.palette(trained.scene.num_classes)
   with contextlib.ExitStack() as stack:
-    # On any failure both writers remove their partial files.
-    writer = stack.enter_context(
-        video_writer(trained, video_path, len(windows), waveform))
-    parsing_writer = None
-    if parsing:
-      parsing_writer = stack.enter_context(video_writer(
-          trained, os.path.join(out_dir, f'{stem}_parsing.mp4'), len(windows),
-          waveform))
+    # On any failure every writer removes its partial file.
+    sinks = audio_sinks(stack, trained, os.path.join(out_dir, stem),
+                        len(windows), waveform, keep_frames, parsing, source)
     for i, frame in enumerate(frames):
-      writer.write(frame['rgb'])
-      if parsing_writer:
-        parsing_writer.write(palette[frame['class_id']])
-      if keep_frames:
-        write_png(os.path.join(frame_dir, f'{i:05d}.png'), frame['rgb'])
+      for sink in sinks:
+        sink(i, frame)
   return video_path
+
+
+def audio_sinks(stack: contextlib.ExitStack, trained: Trained, prefix: str,
+                num_frames: int, waveform: Optional[np.ndarray],
+                keep_frames: bool, parsing: bool,
+                source: Optional[full_frame.Source]) -> list:
+  """Callables (index, frame) writing `stream_frames`' frames to
+  `<prefix>.mp4` and the outputs asked for; writers close with `stack`."""
+  writer = stack.enter_context(
+      video_writer(trained, prefix + '.mp4', num_frames, waveform))
+  sinks = [lambda i, frame: writer.write(frame['rgb'])]
+  if parsing:
+    palette = parsing_schemes.palette(trained.scene.num_classes)
+    parsing_writer = stack.enter_context(video_writer(
+        trained, prefix + '_parsing.mp4', num_frames, waveform))
+    sinks.append(lambda i, frame: parsing_writer.write(
+        palette[frame['class_id']]))
+  if keep_frames:
+    os.makedirs(prefix, exist_ok=True)
+    sinks.append(lambda i, frame: write_png(
+        os.path.join(prefix, f'{i:05d}.png'), frame['rgb']))
+  if source is not None:
+    sinks.append(full_frame_sink(
+        stack, trained, source, prefix + '_full_frame.mp4',
+        full_frame.track_frame_ids(trained, num_frames), waveform))
+  return sinks
+
+
+def full_frame_sink(stack: contextlib.ExitStack, trained: Trained,
+                    source: full_frame.Source, path: str,
+                    frame_ids: np.ndarray, waveform: Optional[np.ndarray]):
+  """A callable (index, frame) pasting each render into source frame
+  frame_ids[index] and writing it to the mp4 at `path` (source size)."""
+  writer = stack.enter_context(mp4.Mp4Writer(
+      path, source.width, source.height, trained.scene.fps, waveform,
+      audio_features.SAMPLE_RATE, num_frames=len(frame_ids)))
+  backdrops = stack.enter_context(contextlib.closing(
+      full_frame.frames_in_order(source.path, frame_ids, source.fps)))
+
+  def sink(i, frame):
+    del i  # frames come in order
+    writer.write(full_frame.composite(next(backdrops), frame['rgb'],
+                                      frame['class_id'], source.box))
+  return sink
 
 
 def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
@@ -197,13 +239,15 @@ def val_segment(waveform: np.ndarray, frame_ids: np.ndarray,
 
 def render_val(trained: Trained, out_dir: str, mesh=None,
                bound: Optional[BoundRenderer] = None,
-               mouth: str = 'audio', poses: str = 'refined') -> dict:
+               mouth: str = 'audio', poses: str = 'refined',
+               source: Optional[full_frame.Source] = None) -> dict:
   """Renders and scores the val split into `out_dir`; returns the metrics.
 
-  Process 0 writes PNGs, val.mp4, metrics.json and mouth_strip.png.  `mouth`
-  is the opening a mouth-conditioned model gets: 'audio' (predicted, as for
-  new audio) or 'measured' (the frames' own: drawing apart from prediction).
-  `poses`: 'refined' (corrected against the val frames after training, with
+  Process 0 writes PNGs, val.mp4, metrics.json and mouth_strip.png, and with
+  a `source` video val_full_frame.mp4.  `mouth` is the opening a
+  mouth-conditioned model gets: 'audio' (predicted, as for new audio) or
+  'measured' (the frames' own: drawing apart from prediction).  `poses`:
+  'refined' (corrected against the val frames after training, with
   config.pose_refinement) or 'fitted' (the preprocessed ones).
   """
   frames = input_pipeline.load_split(trained.config, trained.builder, 'val')
@@ -221,9 +265,12 @@ def render_val(trained: Trained, out_dir: str, mesh=None,
   openings = frames['mouth_open'] if mouth == 'measured' else None
   stream = stream_frames(bound or make_renderer(trained, mesh), frames['c2w'],
                          frames['audio'], desc='val', keep_float=True,
-                         mouth=openings)
+                         mouth=openings, eyes=frames['eye_openness'])
   if parallel.is_main_process():
     rendered = write_val_frames(trained, out_dir, frames['frame_id'], stream)
+    if source is not None:
+      write_val_full_frame(trained, out_dir, frames['frame_id'], rendered,
+                           source)
   else:
     rendered = list(stream)  # kept for the metrics this process returns
   seconds = time.perf_counter() - tick
@@ -262,3 +309,17 @@ def write_val_frames(trained: Trained, out_dir: str, frame_ids: np.ndarray,
       writer.write(frame['rgb'])
       rendered.append(frame)
   return rendered
+
+
+def write_val_full_frame(trained: Trained, out_dir: str,
+                         frame_ids: np.ndarray, rendered: list,
+                         source: full_frame.Source) -> None:
+  """val_full_frame.mp4: the val renders pasted into their source frames."""
+  waveform = val_segment(input_pipeline.load_dataset_waveform(trained.builder),
+                         frame_ids, trained.scene.fps)
+  with contextlib.ExitStack() as stack:
+    sink = full_frame_sink(stack, trained, source,
+                           os.path.join(out_dir, 'val_full_frame.mp4'),
+                           frame_ids, waveform)
+    for i, frame in enumerate(rendered):
+      sink(i, frame)

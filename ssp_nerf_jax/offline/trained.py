@@ -43,8 +43,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 # Where configs/default.py's default differs from how a run trained before
-# the setting existed: its parameters have no quantile knots.
-OLDER_RUN_VALUES = {'model': {'mouth_quantile_knots': 0}}
+# the setting existed: its parameters have no quantile knots, no eye input.
+OLDER_RUN_VALUES = {'model': {'mouth_quantile_knots': 0,
+                              'eye_condition': False}}
 
 DEFAULT_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(

@@ -35,13 +35,13 @@ class FrameRenderer:
     replicated = parallel.replicated(mesh)
     self._render_chunk = jax.jit(
         functools.partial(self._apply, model),
-        in_shardings=(replicated,) * 6, out_shardings=replicated)
+        in_shardings=(replicated,) * 7, out_shardings=replicated)
     settings = config.occupancy
     tight_model = model.clone(**tight_samples(model,
                                               settings.sample_fraction))
     self._render_tight = jax.jit(
         functools.partial(self._apply, tight_model),
-        in_shardings=(replicated,) * 8, out_shardings=replicated)
+        in_shardings=(replicated,) * 9, out_shardings=replicated)
     self._grids = None  # occupancy.FrameGrids, made on first use
     self._grid_settings = settings
     self._model = model
@@ -51,11 +51,12 @@ class FrameRenderer:
                           near=model.near, far=model.far),
         in_shardings=(replicated,) * 2, out_shardings=replicated)
 
-  def _apply(self, model, params, rays, audio, c2w, smooth, mouth,
+  def _apply(self, model, params, rays, audio, c2w, smooth, mouth, eyes,
              near=None, far=None):
     rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
     out = model.apply(params, rays, audio, smooth_audio=smooth,
-                      c2w=c2w, near=near, far=far, mouth=mouth)['fine']
+                      c2w=c2w, near=near, far=far, mouth=mouth,
+                      eyes=eyes)['fine']
     return {'rgb': out['rgb'], 'acc': out['acc'], 'depth': out['depth'],
             'semantics': out['semantics']}
 
@@ -64,7 +65,7 @@ class FrameRenderer:
     rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
     return occupancy.tight_bounds(grid, rays, settings, near, far)
 
-  def frame_grid(self, params, c2w, audio, smooth, mouth=None):
+  def frame_grid(self, params, c2w, audio, smooth, mouth=None, eyes=None):
     """The replicated `occupancy.Grid` of one frame, for `render(..., grid)`."""
     if self._grids is None:
       model = self._model
@@ -72,7 +73,7 @@ class FrameRenderer:
                                self._grid_settings.box_padding)
       self._grids = occupancy.FrameGrids(model, self._grid_settings, box,
                                          self._mesh)
-    return self._grids(params, c2w, audio, smooth, mouth)
+    return self._grids(params, c2w, audio, smooth, mouth, eyes)
 
   def frame_chunks(self, c2w):
     """`num_chunks` host chunks of [1, chunk] rays (last one edge-padded)."""
@@ -88,25 +89,29 @@ class FrameRenderer:
     return [jax.tree.map(lambda x: x[None, i * self.chunk:(i + 1) * self.chunk],
                          flat) for i in range(self.num_chunks)]
 
-  def render_chunk(self, params, chunk, c2w, audio, smooth, mouth=None):
+  def render_chunk(self, params, chunk, c2w, audio, smooth, mouth=None,
+                   eyes=None):
     """Renders one chunk of `frame_chunks` (asynchronously: jax arrays)."""
     return self._render_chunk(params, chunk,
-                              *frame_inputs(c2w, audio, smooth, mouth))
+                              *frame_inputs(c2w, audio, smooth, mouth, eyes))
 
-  def render(self, params, c2w, audio, smooth, grid=None, mouth=None):
-    """One frame: c2w [4, 4], audio [8, 16, C]; mouth None or NaN: predicted.
+  def render(self, params, c2w, audio, smooth, grid=None, mouth=None,
+             eyes=None):
+    """One frame: c2w [4, 4], audio [8, 16, C]; mouth None or NaN: predicted;
+    eyes: eye openness (None or NaN: none).
 
     Returns numpy 'rgb' [H, W, 3] over the background, 'acc', 'depth',
     'class_id' [H, W], 'semantics' [H, W, K]; with a grid, 'hit' [H, W]."""
     scene = self.scene
     if grid is None:
-      pieces = [self.render_chunk(params, chunk, c2w, audio, smooth, mouth)
+      pieces = [self.render_chunk(params, chunk, c2w, audio, smooth, mouth,
+                                  eyes)
                 for chunk in self.frame_chunks(c2w)]
       pieces = jax.device_get(pieces)  # one wait, after every chunk is queued
       out = {k: np.concatenate([p[k][0] for p in pieces])[:self.num_rays]
              for k in pieces[0]}
     else:
-      out = self._render_hits(params, c2w, audio, smooth, grid, mouth)
+      out = self._render_hits(params, c2w, audio, smooth, grid, mouth, eyes)
     out = {k: v.reshape(scene.height, scene.width, *v.shape[1:])
            for k, v in out.items()}
     out['rgb'] = np.asarray(volume_rendering.composite(out['rgb'], out['acc'],
@@ -114,7 +119,7 @@ class FrameRenderer:
     out['class_id'] = np.argmax(out['semantics'], axis=-1)
     return out
 
-  def _render_hits(self, params, c2w, audio, smooth, grid, mouth):
+  def _render_hits(self, params, c2w, audio, smooth, grid, mouth, eyes):
     """{name: [H * W, ...]}: hits rendered over their interval, else plate."""
     chunks = self.frame_chunks(c2w)
     bounds = jax.device_get([self._bounds(grid, chunk) for chunk in chunks])
@@ -125,7 +130,7 @@ class FrameRenderer:
                         *chunks)
     count = -(-len(index) // self.chunk)
     picks = np.pad(index, (0, count * self.chunk - len(index)), mode='edge')
-    frame = frame_inputs(c2w, audio, smooth, mouth)
+    frame = frame_inputs(c2w, audio, smooth, mouth, eyes)
     pieces = []
     for i in range(count):
       part = picks[i * self.chunk:(i + 1) * self.chunk]
@@ -164,15 +169,17 @@ class FrameRenderer:
                            near, far)])
 
 
-def frame_inputs(c2w, audio, smooth, mouth=None):
-  """(audio [1, A, 16, C], c2w [1, 4, 4], smooth, mouth [1]) host arrays."""
+def frame_inputs(c2w, audio, smooth, mouth=None, eyes=None):
+  """(audio [1, A, 16, C], c2w [1, 4, 4], smooth, mouth [1], eyes [1]) host
+  arrays."""
   return (np.asarray(audio, np.float32)[None],
           np.asarray(c2w, np.float32)[None], np.asarray(smooth),
-          opening_input(mouth)[None])
+          opening_input(mouth)[None], opening_input(eyes)[None])
 
 
 def opening_input(mouth) -> np.ndarray:
-  """float32 [] or [K]: `mouth`, NaN for None (predicted from the audio)."""
+  """float32 [] or [K]: `mouth` (or eye openness), NaN for None (the mouth
+  predicted from the audio; no eye input)."""
   return np.asarray(np.nan if mouth is None else mouth, np.float32)
 
 

@@ -58,7 +58,8 @@ class FrameGrids:
   the union of every frame's matter.  Cells are split over the devices."""
 
   def __init__(self, model, settings, box, mesh, resolution=None):
-    """model.density: (points [F, N, 3], audio, smooth, c2w, mouth) -> [F, N];
+    """model.density: (points [F, N, 3], audio, smooth, c2w, mouth, eyes=)
+    -> [F, N];
     settings: config.occupancy; box [2, 3] (`head_box`)."""
     check_settings(settings)
     self.box = np.asarray(box, np.float32)
@@ -71,56 +72,63 @@ class FrameGrids:
                              (0, 0)), mode='edge')
     self._points = _global(points, parallel.data_sharded(mesh))
 
-    def per_device(params, points, audio, c2w, mouth, smooth):
+    def per_device(params, points, audio, c2w, mouth, eyes, smooth):
       chunks = points.reshape(calls, per_call, 3)
 
       def one_frame(largest, frame):
-        frame_audio, frame_c2w, frame_mouth = frame
+        frame_audio, frame_c2w, frame_mouth, frame_eyes = frame
 
         def one_call(chunk):
           return model.apply(params, chunk[None], frame_audio[None], smooth,
                              frame_c2w[None], frame_mouth[None],
-                             method=model.density)[0]
+                             eyes=frame_eyes[None], method=model.density)[0]
         density = lax.map(one_call, chunks).reshape(-1)
         # Densities are >= 0: one frame's grid is its own density.
         return jnp.maximum(largest, density), None
 
       # zeros_like: varying over the devices, as the densities are.
       largest, _ = lax.scan(one_frame, jnp.zeros_like(points[:, 0]),
-                            (audio, c2w, mouth))
+                            (audio, c2w, mouth, eyes))
       return largest
 
     measured = jax.shard_map(per_device, mesh=mesh,
                              in_specs=(P(), P(parallel.DATA_AXIS), P(), P(),
-                                       P(), P()),
+                                       P(), P(), P()),
                              out_specs=P(parallel.DATA_AXIS))
 
-    def grid(params, points, audio, c2w, mouth, smooth):
-      density = measured(params, points, audio, c2w, mouth, smooth)[:cells]
+    def grid(params, points, audio, c2w, mouth, eyes, smooth):
+      density = measured(params, points, audio, c2w, mouth, eyes,
+                         smooth)[:cells]
       return Grid(density=density.reshape((resolution,) * 3),
                   box=jnp.asarray(self.box))
 
     replicated = parallel.replicated(mesh)
     self._measure = jax.jit(
         grid, in_shardings=(replicated, parallel.data_sharded(mesh),
-                            replicated, replicated, replicated, replicated),
+                            replicated, replicated, replicated, replicated,
+                            replicated),
         out_shardings=replicated)
 
-  def __call__(self, params, c2w, audio, smooth, mouth=None) -> Grid:
+  def __call__(self, params, c2w, audio, smooth, mouth=None,
+               eyes=None) -> Grid:
     """Replicated grid of one frame: c2w [4, 4], audio [A, 16, C], mouth
-    (None: predicted from audio); host values, equal on every process."""
+    (None: predicted from audio), eyes (None: no eye input); host values,
+    equal on every process."""
+    one = lambda x: None if x is None else np.asarray(x)[None]
     return self.largest(params, np.asarray(c2w)[None],
-                        np.asarray(audio)[None], smooth,
-                        None if mouth is None else np.asarray(mouth)[None])
+                        np.asarray(audio)[None], smooth, one(mouth), one(eyes))
 
-  def largest(self, params, c2w, audio, smooth, mouth=None) -> Grid:
-    """As `__call__`, K frames: c2w [K, 4, 4], audio [K, A, 16, C], mouth [K]"""
-    if mouth is None:
-      mouth = np.full(len(c2w), np.nan, np.float32)
-    return self._measure(params, self._points,
-                         np.asarray(audio, np.float32),
-                         np.asarray(c2w, np.float32),
-                         np.asarray(mouth, np.float32), np.asarray(smooth))
+  def largest(self, params, c2w, audio, smooth, mouth=None,
+              eyes=None) -> Grid:
+    """As `__call__`, K frames: c2w [K, 4, 4], audio [K, A, 16, C], mouth
+    and eyes [K]."""
+    unknown = np.full(len(c2w), np.nan, np.float32)
+    return self._measure(
+        params, self._points, np.asarray(audio, np.float32),
+        np.asarray(c2w, np.float32),
+        np.asarray(unknown if mouth is None else mouth, np.float32),
+        np.asarray(unknown if eyes is None else eyes, np.float32),
+        np.asarray(smooth))
 
 
 def _global(host, sharding):
@@ -223,20 +231,25 @@ def train_bounds(grid, rays, settings, near, far):
                                 settings.march_steps)
 
 
-def step_grids(model, params, audio, c2w, mouth, smooth, box, resolution):
+def step_grids(model, params, audio, c2w, mouth, smooth, box, resolution,
+               eyes=None):
   """Grid of density [F, G, G, G], box [F, 2, 3]: each frame's coarse field
-  (no gradient), one frame at a time inside the jitted step."""
+  (no gradient), one frame at a time inside the jitted step; eyes [F] eye
+  openness (None: none)."""
   points = cell_centres(jnp.asarray(box, jnp.float32), resolution)
   params = lax.stop_gradient(params)
+  if eyes is None:
+    eyes = jnp.full(mouth.shape, jnp.nan, jnp.float32)
 
   def one_frame(frame):
-    frame_audio, frame_c2w, frame_mouth = frame
+    frame_audio, frame_c2w, frame_mouth, frame_eyes = frame
     density = model.apply(params, points[None], frame_audio[None], smooth,
                           frame_c2w[None], frame_mouth[None],
-                          coarse_only=True, method=model.density)[0]
+                          coarse_only=True, eyes=frame_eyes[None],
+                          method=model.density)[0]
     return density.reshape((resolution,) * 3)
 
-  density = lax.map(one_frame, (audio, c2w, mouth))
+  density = lax.map(one_frame, (audio, c2w, mouth, eyes))
   return Grid(density=density,
               box=jnp.broadcast_to(jnp.asarray(box, jnp.float32),
                                    (density.shape[0], 2, 3)))

@@ -62,16 +62,22 @@ class Experiment:
     """Fresh parameters and optimizer state on the host (unreplicated);
     with config.model.mouth_condition, the audio -> mouth read-out fitted
     on the train split (`mouth_readout`), and with mouth_region_radius the
-    mouth's place (`mouth_region`)."""
+    mouth's place (`mouth_region`); with eye_condition the eyes' (`eye_region`)."""
     state = self._initial_values()
-    if not self.model.mouth_condition or self.builder is None:
+    model = self.model
+    if not (model.mouth_condition or model.eye_condition) or (
+        self.builder is None):
       return state  # a hand-made scene has no audio to fit: read-out 0.
     params = flax.core.unfreeze(state.params)
-    params['params']['mouth_readout'] = self.mouth_readout(
-        params['params']['mouth_readout'])
-    if self.model.mouth_local:
+    if model.mouth_condition:
+      params['params']['mouth_readout'] = self.mouth_readout(
+          params['params']['mouth_readout'])
+    if model.mouth_local:
       params['params']['mouth_region'] = self.mouth_region(
           params['params']['mouth_region'])
+    if model.eye_condition:
+      params['params']['eye_region'] = self.eye_region(
+          params['params']['eye_region'])
     return state.replace(params=type(state.params)(params))
 
   def mouth_readout(self, initial: dict) -> dict:
@@ -92,15 +98,41 @@ class Experiment:
     """Where the mouth is (`mouth_region.fit_mouth_region`) from up to
     MOUTH_REGION_FRAMES train frames spread over the split, as `initial`'s
     arrays (`fitted_params`)."""
-    poses = input_pipeline.load_poses(self.builder, 'train')
-    frames = np.unique(np.linspace(0, len(poses) - 1, MOUTH_REGION_FRAMES)
-                       .round().astype(int))
     fitted = mouth_region.fit_mouth_region(
-        input_pipeline.load_parsing(self.builder, 'train', frames),
-        poses[frames], self.scene, self.model.mouth_region_radius)
+        *self.region_frames(), self.scene, self.model.mouth_region_radius)
     logging.info('mouth region: centre %s, width %.4f, radius %.4f (head '
                  'units), from %d frames', np.round(fitted['centre'], 4),
                  fitted['width'], fitted['radius'], fitted['frames'])
+    return fitted_params(fitted, initial)
+
+  def region_frames(self):
+    """(parsing [N, H, W], c2w [N, 4, 4]) of up to MOUTH_REGION_FRAMES train
+    frames spread over the split: what regions are fitted on."""
+    poses = input_pipeline.load_poses(self.builder, 'train')
+    frames = np.unique(np.linspace(0, len(poses) - 1, MOUTH_REGION_FRAMES)
+                       .round().astype(int))
+    return (input_pipeline.load_parsing(self.builder, 'train', frames),
+            poses[frames])
+
+  def eye_region(self, initial: dict) -> dict:
+    """Where the eyes are (as `mouth_region`, from the eye classes) and the
+    train split's closed and open levels of eye openness, as `initial`'s
+    arrays; left at `initial` without measured openness (the eye input is
+    then zero: the field trains as without it)."""
+    openness = input_pipeline.load_feature(self.builder, 'train',
+                                           'eye_openness')
+    levels = mouth_region.openness_levels(openness)
+    if levels is None:
+      logging.warning('config.model.eye_condition: the train split has no '
+                      'eye_openness; the field gets no eye input')
+      return initial
+    fitted = mouth_region.fit_mouth_region(
+        *self.region_frames(), self.scene, self.model.eye_region_radius,
+        mouth_region.EYE_CLASSES, 'eye_region_radius')
+    fitted.update(levels)
+    logging.info('eye region: centre %s, radius %.4f (head units); openness '
+                 'closed %.3f, open %.3f', np.round(fitted['centre'], 4),
+                 fitted['radius'], fitted['closed'], fitted['open'])
     return fitted_params(fitted, initial)
 
   def _initial_values(self) -> train_step.TrainState:
@@ -283,4 +315,8 @@ def _config_checks(config):
                    f'config.{name} must be a positive integer, got {value!r}'))
   chunk_problem = train_step.ray_chunk_problem(config.train)
   checks.append((chunk_problem is None, chunk_problem))
+  checks.append((not config.model.eye_condition or
+                 config.model.eye_region_radius > 0,
+                 'config.model.eye_region_radius must be > 0 with '
+                 f'eye_condition, got {config.model.eye_region_radius}'))
   return checks

@@ -202,22 +202,24 @@ def num_ray_chunks(train_config):
 
 def render_frame_rays(model, params, rays, batch, keys, smooth, bounds=None):
   """Renders each frame's rays [F, r] with its own audio, pose, measured
-  mouth opening (read only with config.model.mouth_condition) and key (and
+  mouth opening and eye openness (read only with config.model's
+  mouth_condition, eye_condition) and key (and
   with `bounds`, (near, far) [F, r], each ray's depth interval).
 
   One frame at a time (vmapped), so that its randomness depends only on its
   own key, not on how many frames share the device.
   """
-  def one_frame(frame_rays, audio, c2w, mouth, key, frame_bounds):
+  def one_frame(frame_rays, audio, c2w, mouth, eyes, key, frame_bounds):
     add_axis = lambda x: x[None]
     near, far = jax.tree.map(add_axis, frame_bounds or (None, None))
     outputs = model.apply(params, jax.tree.map(add_axis, frame_rays),
                           audio[None], smooth_audio=smooth, key=key,
                           c2w=c2w[None], mouth=mouth[None], near=near,
-                          far=far)
+                          far=far, eyes=eyes[None])
     return jax.tree.map(lambda x: x[0], outputs)
   return jax.vmap(one_frame)(rays, batch['audio'], batch['c2w'],
-                             batch['mouth_open'], keys, bounds)
+                             batch['mouth_open'], batch['eye_openness'], keys,
+                             bounds)
 
 
 def loss_and_grads(loss_fn, params, rays, targets, render_keys, num_chunks):
@@ -316,7 +318,7 @@ def make_ray_interval(config, model, occupancy_bounds):
     grids = occupancy.step_grids(
         model, state.params, batch['audio'], batch['c2w'],
         batch['mouth_open'], smooth, state.occupancy.box,
-        settings.train_step_resolution)
+        settings.train_step_resolution, batch['eye_openness'])
     near, far, hit = jax.vmap(
         lambda grid, frame_rays: occupancy.tight_bounds(
             grid, frame_rays, settings, model.near, model.far))(grids, rays)
