@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
+from scipy.spatial import transform
 
 from ssp_nerf_jax import cli
 from ssp_nerf_jax.data import adnerf_folder
@@ -47,6 +48,25 @@ def iou(pred: np.ndarray, true: np.ndarray) -> float:
       'nan')
 
 
+def axis_slopes(c2w_est: np.ndarray, c2w_true: np.ndarray) -> dict:
+  """{yaw, pitch, roll: {slope, r, range_deg}}: each fitted head angle
+  regressed on the true one (degrees, relative to the clip's mean, after
+  `pose_fit.rotation_errors_deg`'s alignment).  A slope above 1 is an
+  over-rotation: the depth / rotation trade-off of a too flat shape."""
+  est = transform.Rotation.from_matrix(c2w_est[:, :3, :3]).inv()
+  true = transform.Rotation.from_matrix(
+      pose_fit.align_rotations(c2w_est, c2w_true)).inv()
+  angles = [(rot * rot.mean().inv()).as_euler('YXZ', degrees=True)
+            for rot in (est, true)]
+  result = {}
+  for k, name in enumerate(('yaw', 'pitch', 'roll')):
+    fitted, truth = angles[0][:, k], angles[1][:, k]
+    result[name] = {'slope': float(np.polyfit(truth, fitted, 1)[0]),
+                    'r': float(np.corrcoef(truth, fitted)[0, 1]),
+                    'range_deg': float(np.ptp(truth))}
+  return result
+
+
 def compare(folder: str, clip: synthetic.Clip) -> dict:
   """Pose, focal and parsing figures of a processed folder against `clip`."""
   with open(os.path.join(folder, pipeline.INFO_FILE)) as f:
@@ -72,6 +92,7 @@ def compare(folder: str, clip: synthetic.Clip) -> dict:
           'median': float(np.median(errors_deg)),
           'p95': float(np.percentile(errors_deg, 95)),
           'max': float(errors_deg.max())},
+      'rotation_axes': axis_slopes(c2w, clip.c2w.astype(np.float64)),
       'focal': {'estimated': info['focal'], 'true': true_focal,
                 'relative_error': info['focal'] / true_focal - 1},
       'parsing': {

@@ -340,13 +340,21 @@ def fit_poses(lms: np.ndarray, size: tuple[int, int],
                  shape=head_shape, rms_px=rms)
 
 
-def rotation_errors_deg(c2w_est: np.ndarray, c2w_true: np.ndarray):
-  """float64 [N] rotation errors in degrees of c2w [N, 4, 4], after aligning
-  the head frames by one least-squares rotation Q (R_est = Q R_true)."""
+def align_rotations(c2w_est: np.ndarray, c2w_true: np.ndarray):
+  """[N, 3, 3] true rotations of c2w_true turned by the one least-squares
+  rotation Q onto those of c2w_est (R_est ~ Q R_true): the head frames of a
+  fit and of the truth differ by such a turn."""
   r_est, r_true = c2w_est[:, :3, :3], c2w_true[:, :3, :3]
   u, _, vt = np.linalg.svd(np.einsum('nij,nkj->ik', r_est, r_true))
   q = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
-  aligned = np.einsum('ij,njk->nik', q, r_true)
+  return np.einsum('ij,njk->nik', q, r_true)
+
+
+def rotation_errors_deg(c2w_est: np.ndarray, c2w_true: np.ndarray):
+  """float64 [N] rotation errors in degrees of c2w [N, 4, 4], after aligning
+  the head frames by one least-squares rotation (`align_rotations`)."""
+  r_est = c2w_est[:, :3, :3]
+  aligned = align_rotations(c2w_est, c2w_true)
   diff = np.einsum('nji,njk->nik', aligned, r_est)
   cos = (np.trace(diff, axis1=1, axis2=2) - 1) / 2
   return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
