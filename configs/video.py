@@ -19,6 +19,9 @@ def get_config(config_string=None):
   config.model.audio_in_mouth_region = True
   # Blinks: the measured eye openness acts near the eyes.
   config.model.eye_condition = True
+  # Per-frame pose corrections learned with the field (fitted poses are off
+  # by a few degrees); val poses refined against their frames for scoring.
+  config.pose_refinement.enabled = True
   # Whisper tiny's encoder predicts the mouth from audio better than MFCC.
   config.data.audio_feature = 'whisper'
   config.data.audio_dim = 384
@@ -29,4 +32,6 @@ def get_config(config_string=None):
     config.occupancy.train = True
     config.occupancy.train_grid = 'none'
     config.occupancy.train_sample_fraction = 0.5
+    # Pose corrections once the field has the clip's coarse shape.
+    config.pose_refinement.start_step = 800
   return config
