@@ -231,8 +231,9 @@ def _pose_refinement():
   # Corrections are frozen until the field has the clip's coarse shape:
   # earlier, their gradients are mostly noise and they drift.
   poses.start_step = 10_000
-  # Each step removes the corrections' mean: one turn of every pose is
-  # matched by a turn of the field, so the loss cannot hold it in place.
+  # Each step removes the corrections' mean: one turn of every pose, matched
+  # by a turn of the head field but not of the static background plate,
+  # would drift and have the field repaint the plate.
   poses.fix_gauge = True
   poses.rotation_penalty = 1e-3
   poses.translation_penalty = 1e-2
