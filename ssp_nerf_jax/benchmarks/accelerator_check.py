@@ -274,6 +274,9 @@ def score_val_split(workdir):
   trained = trained_lib.load_trained(workdir)
   frames = input_pipeline.load_split(trained.config, trained.builder, 'val')
   tick = time.perf_counter()
+  # The val poses as refined after training (the fitted ones when the
+  # time limit stopped training before its last step).
+  frames['c2w'] = trained_lib.split_poses(trained, 'val')
   rendered = jobs.render_to_memory(trained, frames['c2w'], frames['audio'],
                                    desc='val', keep_float=True)
   seconds = time.perf_counter() - tick
