@@ -3,6 +3,7 @@ moved back towards the truth, and refined poses saved and rendered."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from scipy.spatial import transform
 
@@ -141,3 +142,20 @@ def test_val_refinement_with_the_field_frozen(trained_with_one_bad_pose):
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params),
                jax.device_get(refined.params))
   np.testing.assert_array_equal(state.poses.train, refined.poses.train)
+
+
+def test_row_adam_is_adam_on_visited_rows_and_leaves_the_others():
+  rng = np.random.default_rng(1)
+  table = jnp.asarray(rng.normal(size=(3, 6)), jnp.float32)
+  state = pose_refinement.RowAdam.create(table)
+  dense = optax.adam(1e-2)
+  dense_table, dense_state = table, dense.init(table[:2])
+  for _ in range(4):
+    grads = np.zeros((3, 6), np.float32)
+    grads[:2] = rng.normal(size=(2, 6))  # row 2 never in a batch
+    table, state = state.step(table, jnp.asarray(grads), 1e-2)
+    updates, dense_state = dense.update(jnp.asarray(grads[:2]), dense_state)
+    dense_table = dense_table.at[:2].set(
+        optax.apply_updates(dense_table[:2], updates))
+  np.testing.assert_allclose(table, dense_table, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(state.count, [4, 4, 0])

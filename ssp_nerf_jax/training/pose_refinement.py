@@ -18,18 +18,47 @@ from ssp_nerf_jax.rendering import pose_correction
 from ssp_nerf_jax.runtime import parallel
 
 
+_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
+
+
+@flax.struct.dataclass
+class RowAdam:
+  """Adam's moments mu, nu [T, 6] and step counts [T], per row (lazy Adam).
+
+  A frame is in a step's batch rarely; dense Adam would move every row on
+  its stale moments at every step between visits, so that each visit, one
+  noisy gradient, became a kick of many steps.  Here a row, its moments
+  and its count change only in steps that give it a gradient."""
+  mu: jax.Array
+  nu: jax.Array
+  count: jax.Array
+
+  @classmethod
+  def create(cls, table):
+    return cls(mu=jnp.zeros_like(table), nu=jnp.zeros_like(table),
+               count=jnp.zeros(table.shape[0], jnp.int32))
+
+  def step(self, table, grads, lr):
+    """(table [T, 6] after one step on grads [T, 6], new state)."""
+    visited = jnp.any(grads != 0, axis=-1)[:, None]
+    count = self.count + visited[:, 0]
+    mu = jnp.where(visited, _BETA1 * self.mu + (1 - _BETA1) * grads, self.mu)
+    nu = jnp.where(visited, _BETA2 * self.nu + (1 - _BETA2) * grads**2,
+                   self.nu)
+    done = jnp.maximum(count, 1)[:, None].astype(table.dtype)
+    move = lr * (mu / (1 - _BETA1**done)) / (
+        jnp.sqrt(nu / (1 - _BETA2**done)) + _EPS)
+    return table - jnp.where(visited, move, 0.0), RowAdam(mu, nu, count)
+
+
 @flax.struct.dataclass
 class PoseCorrections:
   """float32 corrections train [T, 6] and val [V, 6] (one unused row each
-  when refinement is off: orbax saves no empty arrays), and Adam's state of
-  `train`."""
+  when refinement is off: orbax saves no empty arrays), and the row-wise
+  Adam state of `train`."""
   train: jax.Array
   val: jax.Array
-  opt_state: optax.OptState
-
-
-def make_optimizer(settings) -> optax.GradientTransformation:
-  return optax.adam(settings.lr)
+  opt_state: RowAdam
 
 
 def create(settings, num_train: int, num_val: int) -> PoseCorrections:
@@ -38,7 +67,7 @@ def create(settings, num_train: int, num_val: int) -> PoseCorrections:
     num_train = num_val = 1
   train = jnp.zeros((num_train, 6), jnp.float32)
   return PoseCorrections(train=train, val=jnp.zeros((num_val, 6), jnp.float32),
-                         opt_state=make_optimizer(settings).init(train))
+                         opt_state=RowAdam.create(train))
 
 
 def pose_rows(frame_ids) -> np.ndarray:
@@ -63,13 +92,11 @@ def corrected_c2w(table, rows, fitted_c2w):
 
 def update(corrections: PoseCorrections, grads, settings,
            step) -> PoseCorrections:
-  """`corrections` after one Adam step on the train table's gradients;
-  unchanged before settings.start_step (zero gradients leave Adam's moments
-  and the corrections at zero)."""
+  """`corrections` after one row-wise Adam step on the train table's
+  gradients; unchanged before settings.start_step."""
   grads = jnp.where(step >= settings.start_step, grads, 0.0)
-  updates, opt_state = make_optimizer(settings).update(
-      grads, corrections.opt_state, corrections.train)
-  train = optax.apply_updates(corrections.train, updates)
+  train, opt_state = corrections.opt_state.step(corrections.train, grads,
+                                                settings.lr)
   if settings.fix_gauge:
     train = train - jnp.mean(train, axis=0)
   return corrections.replace(train=train, opt_state=opt_state)
