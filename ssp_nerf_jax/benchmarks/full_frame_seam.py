@@ -26,11 +26,16 @@ from ssp_nerf_jax.data import parsing_schemes
 from ssp_nerf_jax.offline import full_frame
 from ssp_nerf_jax.preprocess import pipeline
 
-flags.DEFINE_string('folder', None, 'Processed folder (preprocess.json).')
-flags.DEFINE_string('val', None, 'A render_main --split=val output folder.')
-flags.DEFINE_string('source_video', None, 'The source video, if it moved.')
-flags.DEFINE_integer('size', 96, 'Render size without --val.')
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defined only when run as a program: render_main defines --source_video
+  too, and tests import both."""
+  flags.DEFINE_string('folder', None, 'Processed folder (preprocess.json).')
+  flags.DEFINE_string('val', None, 'A render_main --split=val output folder.')
+  flags.DEFINE_string('source_video', None, 'The source video, if it moved.')
+  flags.DEFINE_integer('size', 96, 'Render size without --val.')
 
 
 def gradient(image: np.ndarray) -> np.ndarray:
@@ -148,4 +153,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
