@@ -43,7 +43,8 @@ def synthetic_scene_and_frames(config, num_frames):
   picks = np.linspace(0, clip.num_frames - 1, num_frames).round().astype(int)
   scene = scene_lib.SceneInfo(
       background=clip.background.astype(np.float32) / 255,
-      height=clip.images.shape[1], width=clip.images.shape[2], focal=clip.focal, cx=clip.cx, cy=clip.cy,
+      height=clip.images.shape[1], width=clip.images.shape[2],
+      focal=clip.focal, cx=clip.cx, cy=clip.cy,
       near=clip.near, far=clip.far, fps=clip.fps,
       num_classes=len(clip.class_names), class_names=clip.class_names,
       num_train=num_frames, num_val=1, audio_dim=config.data.audio_dim)
