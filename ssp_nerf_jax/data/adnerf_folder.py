@@ -163,6 +163,19 @@ def read_split(root: str, split: str, problems: Problems):
   return intrinsics, records
 
 
+def read_measure(frame, key: str, low: float, high: float, allowed: str,
+                 where: str, problems: Problems) -> float:
+  """A frame's optional measured value `key` in [low, high]; NaN when absent
+  or bad (a bad one is also added to `problems`, as `allowed`)."""
+  value = frame.get(key, float('nan'))
+  if key in frame and (not isinstance(value, (int, float)) or
+                       not low <= value <= high):
+    problems.add('json', f'{where}: {key} must be a number {allowed}, got '
+                 f'{value!r}')
+    return float('nan')
+  return float(value)
+
+
 def read_frame(frame, where: str, problems: Problems):
   """A FrameRecord from one json frame, or None (problem recorded)."""
   try:
@@ -185,18 +198,10 @@ def read_frame(frame, where: str, problems: Problems):
       problems.add('json', f'{where}: face_rect must be [x, y, w, h] with '
                    f'w, h > 0, got {frame.get("face_rect")}')
       rect = None
-  mouth = frame.get('mouth_open', float('nan'))
-  if 'mouth_open' in frame and (not isinstance(mouth, (int, float)) or
-                                not 0 <= mouth <= 1):
-    problems.add('json', f'{where}: mouth_open must be a number in [0, 1], '
-                 f'got {mouth!r}')
-    mouth = float('nan')
-  eyes = frame.get('eye_openness', float('nan'))
-  if 'eye_openness' in frame and (not isinstance(eyes, (int, float)) or
-                                  not 0 <= eyes < 10):
-    problems.add('json', f'{where}: eye_openness must be a number >= 0 (lid '
-                 f'gap over eye width), got {eyes!r}')
-    eyes = float('nan')
+  mouth = read_measure(frame, 'mouth_open', 0.0, 1.0, 'in [0, 1]', where,
+                       problems)
+  eyes = read_measure(frame, 'eye_openness', 0.0, 10.0,
+                      '>= 0 (lid gap over eye width)', where, problems)
   return FrameRecord(img_id, aud_id, c2w.astype(np.float32), rect,
                      mouth_open=float(mouth), eye_openness=float(eyes))
 
