@@ -76,6 +76,8 @@ flags.DEFINE_enum('blinks', 'track', list(blinks.MODES),
                   "New audio, a model given the eye openness: 'track' the "
                   "pose track's own frames' (in the poses' order), 'natural' "
                   "a seeded schedule of 15-20 blinks a minute, 'open' none.")
+flags.DEFINE_integer('blink_seed', 0, "Seed of --blinks=natural's schedule: "
+                     'another seed, other blink times.')
 flags.DEFINE_bool('frames', False, 'Also keep PNG frames in DIR/<stem>/.')
 flags.DEFINE_bool('parsing', False, 'Also write DIR/<stem>_parsing.mp4.')
 flags.DEFINE_bool('full_frame', False, 'Also write DIR/<stem>_full_frame.mp4: '
@@ -129,7 +131,7 @@ def run():
   bound = jobs.make_renderer(trained)  # one compilation for all videos
   for path, windows in zip(FLAGS.audio, inputs):
     eyes = blinks.render_openness(FLAGS.blinks, trained, len(windows[0]),
-                                  track_eyes)
+                                  track_eyes, seed=FLAGS.blink_seed)
     report(jobs.render_audio(trained, path, FLAGS.out, track, FLAGS.frames,
                              FLAGS.parsing, bound=bound, inputs=windows,
                              source=source, eyes=eyes))
