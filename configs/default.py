@@ -135,6 +135,10 @@ def _sampling():
   # box grown mouth_box_scale times, where the speech changes the frame.
   sampling.mouth_share = 0.0
   sampling.mouth_box_scale = 2.0
+  # The same for the eyes' box (both eyes) grown eye_box_scale times: the
+  # lids are a few pixels, and a blink changes only them.
+  sampling.eye_share = 0.0
+  sampling.eye_box_scale = 2.0
   # Photometric loss weighted by 1 / (H W p(pixel)): an unbiased estimate of
   # the uniform-pixel loss; weights clipped at unbiased_max_weight (0: none).
   sampling.unbiased = False

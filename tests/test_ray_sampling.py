@@ -126,14 +126,14 @@ def test_mouth_box_against_a_loop_and_its_share_of_the_rays():
   parsing = np.zeros((24, 30), np.int32)
   parsing[10:14, 9:17] = 7  # lips: rows 10-13, cols 9-16
   parsing[11:13, 12:14] = 6  # mouth interior
-  box = np.asarray(ray_sampling.mouth_box(jnp.asarray(parsing), (6, 7), 1.5))
+  box = np.asarray(ray_sampling.class_box(jnp.asarray(parsing), (6, 7), 1.5))
   expected = np.zeros_like(box)
   for row in range(24):  # centre (11.5, 12.5), size 4 x 8 grown to 6 x 12
     for col in range(30):
       if abs(row - 11.5) < 3 and abs(col - 12.5) < 6:
         expected[row, col] = 1
   np.testing.assert_array_equal(box, expected)
-  assert not np.any(ray_sampling.mouth_box(jnp.zeros((8, 8), jnp.int32),
+  assert not np.any(ray_sampling.class_box(jnp.zeros((8, 8), jnp.int32),
                                            (6, 7), 2.0))
   # Uniform mix 0.5, the loss-driven part all on the lips (class 7: the
   # other classes' losses are tiny, size exponent 0).
@@ -161,6 +161,44 @@ def test_mouth_box_against_a_loop_and_its_share_of_the_rays():
   full = tiny.get_config()
   full.sampling.mouth_share, full.sampling.semantic_uniform_mix = 0.9, 0.2
   with pytest.raises(errors.UserError, match='mouth_share'):
+    experiment.validate_config(full)
+
+
+def test_eye_box_takes_its_share_beside_the_mouth_box_and_returns_it_absent():
+  parsing = np.zeros((24, 30), np.int32)
+  parsing[16:18, 10:16] = 7  # lips: 2 x 6, box grown 2x: 4 x 12 = 48 px
+  parsing[5:7, 6:10] = 4  # eyes: rows 5-6, cols 6-9 and 20-23
+  parsing[5:7, 20:24] = 4  # (2 x 18 grown 2x: 4 x 36 -> 4 x 30 in frame)
+  config = sampling_config('semantic', uniform_mix=0.5)
+  config.semantic_size_exponent = 0.0
+  config.mouth_share, config.mouth_box_scale = 0.2, 2.0
+  config.eye_share, config.eye_box_scale = 0.3, 2.0
+  loss = jnp.full(8, 1e-8).at[1].set(1.0)  # class 1: on no pixel
+
+  def in_boxes(parsing, eye_classes):
+    drawn = np.concatenate([np.asarray(ray_sampling.sample_semantic(
+        jax.random.PRNGKey(seed), 512, jnp.asarray(parsing), loss, True,
+        config, mouth_classes=(7,), eye_classes=eye_classes)[0])
+                            for seed in range(10)])
+    boxes = [np.asarray(ray_sampling.class_box(jnp.asarray(parsing), classes,
+                                               2.0), bool)
+             for classes in ((7,), (4,))]
+    return [box[drawn[:, 0], drawn[:, 1]].mean() for box in boxes], boxes
+
+  (mouth, eyes), boxes = in_boxes(parsing, (4,))
+  assert boxes[0].sum() == 48 and boxes[1].sum() == 120
+  # Box share plus the uniform half's area share (the loss-driven part is
+  # on absent class 1, so it falls back to the area shares too).
+  np.testing.assert_allclose(mouth, 0.2 + 0.5 * 48 / 720, atol=0.015)
+  np.testing.assert_allclose(eyes, 0.3 + 0.5 * 120 / 720, atol=0.015)
+  # Without eyes in the frame, their share goes back to the rest.
+  no_eyes = np.where(parsing == 4, 0, parsing)
+  (mouth, _), _ = in_boxes(no_eyes, (4,))
+  np.testing.assert_allclose(mouth, 0.2 + 0.8 * 48 / 720, atol=0.015)
+  full = tiny.get_config()
+  full.sampling.strategy = 'semantic'
+  full.sampling.mouth_share, full.sampling.eye_share = 0.3, 0.3
+  with pytest.raises(errors.UserError, match='eye_share'):
     experiment.validate_config(full)
 
 

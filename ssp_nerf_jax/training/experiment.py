@@ -283,16 +283,19 @@ def _config_checks(config):
     checks.append((low <= sampling[name] <= high,
                    f'config.sampling.{name} must be in [{low}, {high}], got '
                    f'{sampling[name]}'))
-  checks.append((sampling.mouth_share == 0 or sampling.strategy == 'semantic',
-                 'config.sampling.mouth_share is a share of the semantic '
-                 "sampler's rays: set config.sampling.strategy='semantic' or "
-                 'mouth_share=0'))
-  checks.append((0.0 <= sampling.mouth_share < 1.0 and
-                 sampling.mouth_share <= 1.0 - sampling.semantic_uniform_mix,
-                 'config.sampling.mouth_share comes out of the semantic '
-                 "sampler's loss-driven part: it must be in [0, 1 - "
-                 f'semantic_uniform_mix={sampling.semantic_uniform_mix}] and '
-                 f'below 1, got {sampling.mouth_share}'))
+  box_share = sampling.mouth_share + sampling.eye_share
+  checks.append((box_share == 0 or sampling.strategy == 'semantic',
+                 'config.sampling.mouth_share and eye_share are shares of the '
+                 "semantic sampler's rays: set config.sampling.strategy="
+                 "'semantic' or both to 0"))
+  checks.append((min(sampling.mouth_share, sampling.eye_share) >= 0.0 and
+                 box_share < 1.0 and
+                 box_share <= 1.0 - sampling.semantic_uniform_mix,
+                 'config.sampling.mouth_share + eye_share come out of the '
+                 "semantic sampler's loss-driven part: each >= 0, their sum "
+                 f'at most 1 - semantic_uniform_mix='
+                 f'{sampling.semantic_uniform_mix} and below 1, got '
+                 f'{sampling.mouth_share} + {sampling.eye_share}'))
   checks.append((0.0 <= sampling.semantic_ema_decay < 1.0,
                  'config.sampling.semantic_ema_decay must be in [0, 1), got '
                  f'{sampling.semantic_ema_decay}'))

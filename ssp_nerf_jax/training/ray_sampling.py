@@ -12,6 +12,7 @@ from ssp_nerf_jax.training import error_map
 
 STRATEGIES = ('uniform', 'face_rect', 'semantic', 'error_map')
 MOUTH_CLASSES = ('lips', 'mouth')
+EYE_CLASSES = ('eyes',)
 
 
 def uniform_in_box(key, num, row0, col0, height, width):
@@ -91,10 +92,11 @@ def sample_from_pixel_weights(key, num_rays, pixel_weights, width):
   return pixels.astype(jnp.int32), weights.astype(jnp.float32)
 
 
-def mouth_box(parsing, mouth_classes, scale):
-  """float32 [H, W] 0/1 box around the mouth classes, grown `scale` times about
-  its centre (the chin and cheeks move with the jaw); all 0 without a mouth."""
-  mask = jnp.isin(parsing, jnp.asarray(mouth_classes))
+def class_box(parsing, classes, scale):
+  """float32 [H, W] 0/1 box around `classes`, grown `scale` times about its
+  centre (the chin and cheeks move with the jaw, lids beyond the eyes); all 0
+  where none of them is present."""
+  mask = jnp.isin(parsing, jnp.asarray(classes))
   height, width = parsing.shape
 
   def extent(any_along, size):
@@ -110,25 +112,43 @@ def mouth_box(parsing, mouth_classes, scale):
   return box.astype(jnp.float32)
 
 
-def with_mouth_share(pixel_weights, box, share):
-  """[H * W] weights: `share` uniform in `box`, the rest by `pixel_weights`."""
-  mixed = ((1.0 - share) * pixel_weights +
-           share * box / jnp.maximum(jnp.sum(box), 1.0))
-  return jnp.where(jnp.sum(box) > 0, mixed, pixel_weights)
+def with_box_shares(pixel_weights, boxes, shares):
+  """[H * W] weights: shares[i] uniform in boxes[i] ([H * W] 0/1), the rest
+  by `pixel_weights`; an empty box's share goes back to `pixel_weights`."""
+  in_boxes, boxes_share = 0.0, 0.0
+  for box, share in zip(boxes, shares):
+    area = jnp.sum(box)
+    share = jnp.where(area > 0, share, 0.0)
+    in_boxes = in_boxes + share * box / jnp.maximum(area, 1.0)
+    boxes_share = boxes_share + share
+  return (1.0 - boxes_share) * pixel_weights + in_boxes
+
+
+def region_boxes(sampling_config, mouth_classes, eye_classes):
+  """[(classes, share, box scale)] of the boxes that get their own rays."""
+  boxes = []
+  if mouth_classes:
+    boxes.append((mouth_classes, sampling_config.mouth_share,
+                  sampling_config.mouth_box_scale))
+  if eye_classes:
+    boxes.append((eye_classes, sampling_config.eye_share,
+                   sampling_config.eye_box_scale))
+  return [box for box in boxes if box[1] > 0]
 
 
 def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
-                    sampling_config, mouth_classes=()):
+                    sampling_config, mouth_classes=(), eye_classes=()):
   """(pixels [R, 2], weights [R], shares [K]) of one frame by `class_shares`;
-  use_loss False: area shares (warm-up); mouth_classes (): no mouth share."""
+  use_loss False: area shares (warm-up); mouth_classes / eye_classes ():
+  no mouth / eye share."""
   num_classes = class_loss.shape[0]
   flat = parsing.reshape(-1).astype(jnp.int32)
   counts = jnp.bincount(flat, length=num_classes).astype(jnp.float32)
-  mouth_share = (sampling_config.mouth_share if mouth_classes
-                 else 0.0)
-  # The mouth box's share comes out of the loss-driven part: the uniform
-  # part is raised so that it keeps its share of all rays after the mix.
-  uniform_mix = sampling_config.semantic_uniform_mix / (1.0 - mouth_share)
+  regions = region_boxes(sampling_config, mouth_classes, eye_classes)
+  box_share = sum(share for _, share, _ in regions)
+  # The boxes' shares come out of the loss-driven part: the uniform part is
+  # raised so that it keeps its share of all rays after the mix.
+  uniform_mix = sampling_config.semantic_uniform_mix / (1.0 - box_share)
   shares = class_shares(class_loss, counts, sampling_config.semantic_power,
                         sampling_config.semantic_floor,
                         sampling_config.semantic_size_exponent,
@@ -136,10 +156,11 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
                         sampling_config.semantic_background_area)
   shares = jnp.where(use_loss, shares, counts / flat.size)
   pixel_weights = (shares / jnp.maximum(counts, 1.0))[flat]
-  if mouth_share > 0:
-    box = mouth_box(parsing, mouth_classes,
-                    sampling_config.mouth_box_scale).reshape(-1)
-    pixel_weights = with_mouth_share(pixel_weights, box, mouth_share)
+  if regions:
+    boxes = [class_box(parsing, classes, scale).reshape(-1)
+             for classes, _, scale in regions]
+    pixel_weights = with_box_shares(pixel_weights, boxes,
+                                    [share for _, share, _ in regions])
   pixels, weights = sample_from_pixel_weights(key, num_rays, pixel_weights,
                                               parsing.shape[1])
   return pixels, weights, shares
@@ -147,7 +168,7 @@ def sample_semantic(key, num_rays, parsing, class_loss, use_loss,
 
 def sample_pixels(key, sampling_config, num_rays, height, width, frame,
                   class_loss=None, use_loss=True, frame_errors=None,
-                  mouth_classes=()):
+                  mouth_classes=(), eye_classes=()):
   """(int32 [R, 2] pixels, float32 [R] weights) by config.sampling.strategy;
   frame: {'face_rect' [4], 'parsing' [H, W]}, frame_errors [n, n]."""
   strategy = sampling_config.strategy
@@ -160,7 +181,7 @@ def sample_pixels(key, sampling_config, num_rays, height, width, frame,
   if strategy == 'semantic':
     pixels, weights, _ = sample_semantic(key, num_rays, frame['parsing'],
                                          class_loss, use_loss, sampling_config,
-                                         mouth_classes)
+                                         mouth_classes, eye_classes)
     return pixels, weights
   if strategy == 'error_map':
     return sample_from_pixel_weights(

@@ -136,13 +136,14 @@ def draw_rays(frame_keys_, batch, scene_arrays, class_loss, use_loss,
   """
   height, width = scene.height, scene.width
   num_rays = config.train.rays_per_frame
-  mouth_classes = tuple(i for i, name in enumerate(scene.class_names)
-                        if name in ray_sampling.MOUTH_CLASSES)
+  mouth_classes, eye_classes = (
+      tuple(i for i, name in enumerate(scene.class_names) if name in names)
+      for names in (ray_sampling.MOUTH_CLASSES, ray_sampling.EYE_CLASSES))
 
   def one_frame(key, frame):
     pixels, uniform_weight = ray_sampling.sample_pixels(
         key, config.sampling, num_rays, height, width, frame, class_loss,
-        use_loss, frame.get('errors'), mouth_classes)
+        use_loss, frame.get('errors'), mouth_classes, eye_classes)
     rays = rays_lib.pixel_rays(frame['c2w'], pixels, scene.focal, scene.cx,
                                scene.cy)
     targets = {
