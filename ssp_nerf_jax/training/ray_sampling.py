@@ -132,7 +132,7 @@ def region_boxes(sampling_config, mouth_classes, eye_classes):
                   sampling_config.mouth_box_scale))
   if eye_classes:
     boxes.append((eye_classes, sampling_config.eye_share,
-                   sampling_config.eye_box_scale))
+                  sampling_config.eye_box_scale))
   return [box for box in boxes if box[1] > 0]
 
 
