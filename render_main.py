@@ -5,6 +5,7 @@
   [--checkpoint_step=N] [--poses=train|static|transforms.json]
   [--background=img.png] [--frames] [--parsing] [--nooccupancy]
   [--full_frame [--source_video=clip.mp4]] [--blinks=track|natural|open]
+  [--blink_seed=N]
 
 New audio: one `DIR/<audio-stem>.mp4` (H.264, the dataset's fps, audio
 muxed in) per --audio, driven by the training pose track played forward
