@@ -11,8 +11,6 @@ import jax.numpy as jnp
 from ssp_nerf_jax.training import error_map
 
 STRATEGIES = ('uniform', 'face_rect', 'semantic', 'error_map')
-MOUTH_CLASSES = ('lips', 'mouth')
-EYE_CLASSES = ('eyes',)
 
 
 def uniform_in_box(key, num, row0, col0, height, width):

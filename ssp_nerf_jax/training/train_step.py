@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from ssp_nerf_jax.evaluation import metrics as metrics_lib
+from ssp_nerf_jax.models import mouth_region
 from ssp_nerf_jax.models import torso_warp
 from ssp_nerf_jax.rendering import frame_renderer
 from ssp_nerf_jax.rendering import occupancy
@@ -138,7 +139,7 @@ def draw_rays(frame_keys_, batch, scene_arrays, class_loss, use_loss,
   num_rays = config.train.rays_per_frame
   mouth_classes, eye_classes = (
       tuple(i for i, name in enumerate(scene.class_names) if name in names)
-      for names in (ray_sampling.MOUTH_CLASSES, ray_sampling.EYE_CLASSES))
+      for names in (mouth_region.MOUTH_CLASSES, mouth_region.EYE_CLASSES))
 
   def one_frame(key, frame):
     pixels, uniform_weight = ray_sampling.sample_pixels(
