@@ -28,16 +28,19 @@ class Spheres:
   states")."""
   density = None
 
+  def __init__(self, radius=RADIUS):
+    self.radius = radius
+
   def apply(self, params, points, audio, smooth, c2w, mouth, method=None,
             eyes=None):
     del params, smooth, c2w, mouth, method, eyes
     centre = jnp.stack([audio[:, 0, 0, 0], jnp.zeros(audio.shape[0]),
                         jnp.zeros(audio.shape[0])], -1)[:, None]
-    inside = jnp.linalg.norm(points - centre, axis=-1) < RADIUS
+    inside = jnp.linalg.norm(points - centre, axis=-1) < self.radius
     return jnp.where(inside, SIGMA, 0.0)
 
 
-def sphere_grid(centre, resolution=16):
+def sphere_grid(centre, resolution=16, radius=RADIUS):
   """The grid of one frame of `Spheres` centred at x = `centre`, measured
   on every (simulated) device."""
   settings = default.get_config().occupancy
@@ -45,7 +48,7 @@ def sphere_grid(centre, resolution=16):
   settings.points_per_call = 1000  # 16^3 cells on 4 devices: padded
   audio = np.zeros((8, 16, 8), np.float32)
   audio[0, 0, 0] = centre
-  grids = occupancy.FrameGrids(Spheres(), settings, BOX,
+  grids = occupancy.FrameGrids(Spheres(radius), settings, BOX,
                                parallel.make_data_mesh())
   return jax.device_get(grids(None, np.eye(4, dtype=np.float32), audio, True))
 
@@ -93,6 +96,14 @@ def test_grid_build_same_on_one_and_four_devices(trained):
                                         c2w, audio, True)))
   np.testing.assert_allclose(grids[0].density, grids[1].density, rtol=1e-6)
   assert np.all(grids[0].density >= 0)  # every cell measured
+  # A render's grids: the same matter, and the fine field's alone (no more).
+  mesh = parallel.make_data_mesh()
+  both = jax.device_get(occupancy.FrameGrids(
+      trained.model, settings, box, mesh, surface=True)(
+          parallel.replicate(trained.params, mesh), c2w, audio, True))
+  np.testing.assert_allclose(both.grid.density, grids[1].density, rtol=1e-6)
+  assert np.all(both.surface.density <= both.grid.density)
+  assert np.all(both.surface.density >= 0)
 
 
 def test_tight_sampling_matches_full_sampling():
@@ -144,6 +155,42 @@ def test_tight_sampling_matches_full_sampling():
   np.testing.assert_allclose(stopped[0], full[0], atol=0.01)
   # Rays that hit nothing render no opacity in full either.
   assert np.all(np.asarray(full[1])[~np.asarray(hit)] < 1e-3)
+
+
+def test_interval_ends_behind_the_surface_not_the_coarse_matter():
+  """A render's interval ends behind where the fine field (what it
+  composites) turns opaque: a coarse field spreading in front of the surface
+  (a larger sphere here) would end it before the surface."""
+  pixels = np.stack(np.meshgrid(np.arange(8, 24, 2), np.arange(8, 24, 2),
+                                indexing='ij'), -1).reshape(-1, 2)
+  c2w = np.eye(4, dtype=np.float32)
+  c2w[2, 3] = 2.0
+  rays = rays_lib.pixel_rays(c2w, pixels, 80.0, 16.0, 16.0)
+  small, large = sphere_grid(0.0, resolution=24), sphere_grid(
+      0.0, resolution=24, radius=2 * RADIUS)
+  union = occupancy.Grid(density=jnp.maximum(small.density, large.density),
+                         box=small.box)
+  settings = default.get_config().occupancy
+  settings.march_steps = 64
+  near, to_surface, hit = occupancy.tight_bounds(union, rays, settings, 1.05,
+                                                 2.95, surface=small)
+  _, to_coarse, _ = occupancy.tight_bounds(union, rays, settings, 1.05, 2.95)
+  through = np.asarray(hit)
+  assert through.sum() > 10
+
+  def surface_opacity(near, far, samples=1024):
+    z = volume_rendering.stratified_samples(None, near, far, samples)
+    points = rays.origins[:, None] + rays.directions[:, None] * z[..., None]
+    inside = jnp.linalg.norm(points, axis=-1) < RADIUS
+    return volume_rendering.volume_render(
+        jnp.zeros_like(points), jnp.where(inside, SIGMA, -1.0), z,
+        rays.directions)['acc']
+
+  full = surface_opacity(jnp.full(near.shape, 1.05), jnp.full(near.shape, 2.95))
+  np.testing.assert_allclose(surface_opacity(near, to_surface)[through],
+                             full[through], atol=0.01)
+  # The coarse matter's stop cuts the surface off where both are deep.
+  assert float(jnp.max(full - surface_opacity(near, to_coarse))) > 0.5
 
 
 def denser(trained):

@@ -272,6 +272,22 @@ class PortraitNeRF(nerf.NeRFLayout):
     the warp, the larger of the coarse and fine fields' (either may hold
     matter the other lacks), or the coarse alone with coarse_only (what
     places a training ray's samples)."""
+    return functools.reduce(jnp.maximum, self._field_densities(
+        points, audio, smooth_audio, c2w, mouth, eyes, coarse_only))
+
+  def density_and_surface(self, points, audio, smooth_audio, c2w=None,
+                          mouth=None, eyes=None):
+    """[F, N, 2]: `density`, and the fine field's alone (the opacity a
+    render composites: the coarse field only places the fine samples, and
+    its matter spreads in front of the surface)."""
+    sigmas = self._field_densities(points, audio, smooth_audio, c2w, mouth,
+                                   eyes, coarse_only=False)
+    return jnp.stack([functools.reduce(jnp.maximum, sigmas), sigmas[-1]], -1)
+
+  def _field_densities(self, points, audio, smooth_audio, c2w, mouth, eyes,
+                       coarse_only):
+    """[[F, N]] each field's density at head-space points [F, N, 3]: the
+    coarse, then the fine unless shared or coarse_only."""
     code = self.audio_code(audio, smooth_audio, mouth)
     points = points[:, :, None]  # the field's [F, R, S, 3] with S = 1
     if self.torso_warp:
@@ -282,9 +298,8 @@ class PortraitNeRF(nerf.NeRFLayout):
     viewdirs = jnp.zeros(points.shape[:2] + (3,), points.dtype)
     mlps = ([self.coarse] if self.share_coarse_fine or coarse_only else
             [self.coarse, self.fine])
-    sigma = functools.reduce(jnp.maximum, [
-        mlp(points, viewdirs, code)['raw_sigma'][..., 0] for mlp in mlps])
-    return jax.nn.relu(sigma.astype(jnp.float32))
+    return [jax.nn.relu(mlp(points, viewdirs, code)['raw_sigma'][..., 0]
+                        .astype(jnp.float32)) for mlp in mlps]
 
   def _ray_bounds(self, rays, near, far):
     """near, far: the arguments or the fields, [F, R] float32."""

@@ -61,18 +61,24 @@ class FrameRenderer:
             'semantics': out['semantics']}
 
   def _occupied_bounds(self, grid, rays, *, settings, near, far):
-    """(near, far, hit) [1, chunk] of a chunk: `occupancy.tight_bounds`."""
+    """(near, far, hit) [1, chunk] of a chunk: `occupancy.tight_bounds`
+    through an `occupancy.Grid` or `occupancy.SurfaceGrid`."""
     rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
-    return occupancy.tight_bounds(grid, rays, settings, near, far)
+    surface = None
+    if isinstance(grid, occupancy.SurfaceGrid):
+      grid, surface = grid.grid, grid.surface
+    return occupancy.tight_bounds(grid, rays, settings, near, far,
+                                  surface=surface)
 
   def frame_grid(self, params, c2w, audio, smooth, mouth=None, eyes=None):
-    """The replicated `occupancy.Grid` of one frame, for `render(..., grid)`."""
+    """The replicated `occupancy.SurfaceGrid` of one frame, for
+    `render(..., grid)`."""
     if self._grids is None:
       model = self._model
       box = occupancy.head_box(self.scene, model.near, model.far,
                                self._grid_settings.box_padding)
       self._grids = occupancy.FrameGrids(model, self._grid_settings, box,
-                                         self._mesh)
+                                         self._mesh, surface=True)
     return self._grids(params, c2w, audio, smooth, mouth, eyes)
 
   def frame_chunks(self, c2w):

@@ -23,6 +23,15 @@ class Grid:
   box: jax.Array
 
 
+@flax.struct.dataclass
+class SurfaceGrid:
+  """A render's grids: `grid` holds either field's matter (which rays hit
+  anything, and where), `surface` the fine field's alone (where the
+  composited opacity saturates, ending each ray's interval)."""
+  grid: Grid
+  surface: Grid
+
+
 def head_box(scene, near, far, padding) -> np.ndarray:
   """float32 [2, 3] box around the reference camera's frustum in [near, far],
   grown by `padding` (a fraction of its size) each side."""
@@ -57,11 +66,15 @@ class FrameGrids:
   Per frame since the field moves with pose and audio: a clip-wide grid holds
   the union of every frame's matter.  Cells are split over the devices."""
 
-  def __init__(self, model, settings, box, mesh, resolution=None):
+  def __init__(self, model, settings, box, mesh, resolution=None,
+               surface=False):
     """model.density: (points [F, N, 3], audio, smooth, c2w, mouth, eyes=)
-    -> [F, N];
+    -> [F, N]; with `surface`, grids are `SurfaceGrid`s measured by
+    model.density_and_surface (-> [F, N, 2]);
     settings: config.occupancy; box [2, 3] (`head_box`)."""
     check_settings(settings)
+    channels = 2 if surface else 1
+    method = model.density_and_surface if surface else model.density
     self.box = np.asarray(box, np.float32)
     resolution = resolution or settings.resolution
     per_call = settings.points_per_call
@@ -81,14 +94,14 @@ class FrameGrids:
         def one_call(chunk):
           return model.apply(params, chunk[None], frame_audio[None], smooth,
                              frame_c2w[None], frame_mouth[None],
-                             eyes=frame_eyes[None], method=model.density)[0]
-        density = lax.map(one_call, chunks).reshape(-1)
+                             eyes=frame_eyes[None], method=method)[0]
+        density = lax.map(one_call, chunks).reshape(-1, channels)
         # Densities are >= 0: one frame's grid is its own density.
         return jnp.maximum(largest, density), None
 
       # zeros_like: varying over the devices, as the densities are.
-      largest, _ = lax.scan(one_frame, jnp.zeros_like(points[:, 0]),
-                            (audio, c2w, mouth, eyes))
+      zeros = jnp.zeros_like(points[:, :channels])
+      largest, _ = lax.scan(one_frame, zeros, (audio, c2w, mouth, eyes))
       return largest
 
     measured = jax.shard_map(per_device, mesh=mesh,
@@ -98,9 +111,10 @@ class FrameGrids:
 
     def grid(params, points, audio, c2w, mouth, eyes, smooth):
       density = measured(params, points, audio, c2w, mouth, eyes,
-                         smooth)[:cells]
-      return Grid(density=density.reshape((resolution,) * 3),
-                  box=jnp.asarray(self.box))
+                         smooth)[:cells].reshape((resolution,) * 3 + (-1,))
+      grids = [Grid(density=density[..., k], box=jnp.asarray(self.box))
+               for k in range(channels)]
+      return SurfaceGrid(*grids) if surface else grids[0]
 
     replicated = parallel.replicated(mesh)
     self._measure = jax.jit(
@@ -255,17 +269,18 @@ def step_grids(model, params, audio, c2w, mouth, smooth, box, resolution,
                                    (density.shape[0], 2, 3)))
 
 
-def tight_bounds(grid, rays, settings, near, far):
+def tight_bounds(grid, rays, settings, near, far, surface=None):
   """(near, far, hit) [...] through one frame's grid: the occupied interval,
-  far cut `margin` cells behind `opaque_depth` if stop_transmittance > 0."""
+  far cut `margin` cells behind `opaque_depth` if stop_transmittance > 0,
+  that of the `surface` grid if given (else of `grid`)."""
   occ = occupied(grid, settings.threshold, settings.margin)
   num_steps = settings.march_steps
   near_t, far_t, hit = find_occupied_interval(occ, grid.box, rays, near, far,
                                               num_steps)
   if settings.stop_transmittance > 0:
     cell = jnp.max((grid.box[1] - grid.box[0]) / grid.density.shape[0])
-    opaque = opaque_depth(grid, rays, near, far, num_steps,
-                          settings.stop_transmittance)
+    opaque = opaque_depth(grid if surface is None else surface, rays, near,
+                          far, num_steps, settings.stop_transmittance)
     far_t = jnp.maximum(jnp.minimum(far_t, opaque + settings.margin * cell),
                         near_t)
   return near_t, far_t, hit
