@@ -31,19 +31,19 @@ def get_config(config_string=None):
     # Adam at 1e-3 leaves even the train frames a blurred, banded average;
     # 3e-3 (decaying 10x) fits the face in time.
     config.train.lr = 3e-3
-    # The field is far from converged at this budget: twice the steps of
-    # half the rays each (the same rays per second) fit it further.
-    config.train.rays_per_frame = 256
-    config.train.num_steps = 6400
-    config.train.lr_decay_steps = 6400
-    config.train.audio_smoothing_start = 3200
-    config.train.eval_every = 3200
-    config.train.checkpoint_every = 3200
+    # The field is far from converged at this budget: many small steps
+    # (the same rays per second as fewer large ones) fit it further.
+    config.train.rays_per_frame = 128
+    config.train.num_steps = 12800
+    config.train.lr_decay_steps = 12800
+    config.train.audio_smoothing_start = 6400
+    config.train.eval_every = 6400
+    config.train.checkpoint_every = 6400
     # Half the samples per ray over [near, far]: more steps for the time.
     config.occupancy.train = True
     config.occupancy.train_grid = 'none'
     config.occupancy.train_sample_fraction = 0.5
-    # Off: in 6400 steps of one frame each, a frame is in a batch 6-14 times,
+    # Off: in 12800 steps of one frame each, a frame is in a batch 11-28 times,
     # too few for its correction to learn (measured: no gain, see results).
     config.pose_refinement.enabled = False
   return config
