@@ -172,8 +172,9 @@ def test_interval_ends_behind_the_surface_not_the_coarse_matter():
                          box=small.box)
   settings = default.get_config().occupancy
   settings.march_steps = 64
-  near, to_surface, hit = occupancy.tight_bounds(union, rays, settings, 1.05,
-                                                 2.95, surface=small)
+  near, to_surface, hit = occupancy.tight_bounds(
+      occupancy.SurfaceGrid(grid=union, surface=small), rays, settings, 1.05,
+      2.95)
   _, to_coarse, _ = occupancy.tight_bounds(union, rays, settings, 1.05, 2.95)
   through = np.asarray(hit)
   assert through.sum() > 10

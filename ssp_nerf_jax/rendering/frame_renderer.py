@@ -64,11 +64,7 @@ class FrameRenderer:
     """(near, far, hit) [1, chunk] of a chunk: `occupancy.tight_bounds`
     through an `occupancy.Grid` or `occupancy.SurfaceGrid`."""
     rays = jax.lax.with_sharding_constraint(rays, self._rays_sharding)
-    surface = None
-    if isinstance(grid, occupancy.SurfaceGrid):
-      grid, surface = grid.grid, grid.surface
-    return occupancy.tight_bounds(grid, rays, settings, near, far,
-                                  surface=surface)
+    return occupancy.tight_bounds(grid, rays, settings, near, far)
 
   def frame_grid(self, params, c2w, audio, smooth, mouth=None, eyes=None):
     """The replicated `occupancy.SurfaceGrid` of one frame, for

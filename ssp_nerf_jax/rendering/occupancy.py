@@ -269,18 +269,21 @@ def step_grids(model, params, audio, c2w, mouth, smooth, box, resolution,
                                    (density.shape[0], 2, 3)))
 
 
-def tight_bounds(grid, rays, settings, near, far, surface=None):
-  """(near, far, hit) [...] through one frame's grid: the occupied interval,
-  far cut `margin` cells behind `opaque_depth` if stop_transmittance > 0,
-  that of the `surface` grid if given (else of `grid`)."""
+def tight_bounds(grid, rays, settings, near, far):
+  """(near, far, hit) [...] through one frame's `Grid` or `SurfaceGrid`: the
+  occupied interval, far cut `margin` cells behind `opaque_depth` (of the
+  surface, if given) if stop_transmittance > 0."""
+  surface = grid
+  if isinstance(grid, SurfaceGrid):
+    grid, surface = grid.grid, grid.surface
   occ = occupied(grid, settings.threshold, settings.margin)
   num_steps = settings.march_steps
   near_t, far_t, hit = find_occupied_interval(occ, grid.box, rays, near, far,
                                               num_steps)
   if settings.stop_transmittance > 0:
     cell = jnp.max((grid.box[1] - grid.box[0]) / grid.density.shape[0])
-    opaque = opaque_depth(grid if surface is None else surface, rays, near,
-                          far, num_steps, settings.stop_transmittance)
+    opaque = opaque_depth(surface, rays, near, far, num_steps,
+                          settings.stop_transmittance)
     far_t = jnp.maximum(jnp.minimum(far_t, opaque + settings.margin * cell),
                         near_t)
   return near_t, far_t, hit
