@@ -223,10 +223,46 @@ def test_ping_pong_indices():
     (dict(size=15), '15'),
     (dict(duration_s=0.0), '0.0'),
     (dict(duration_s=-1.0), '-1.0'),
+    (dict(supersample=0), 'supersample'),
 ])
 def test_invalid_arguments(kwargs, word):
   with pytest.raises(ValueError, match=word):
     synthetic.generate_clip(**kwargs)
+
+
+def test_subpixel_directions_spread_evenly_over_each_pixel():
+  focal, centre = 20.0, raycast.pixel_grid_directions(4, 5, 20.0, 2.5, 2.0)
+  one = raycast.subpixel_directions(4, 5, focal, 2.5, 2.0, 1)
+  assert len(one) == 1 and np.array_equal(one[0], centre)
+  three = raycast.subpixel_directions(4, 5, focal, 2.5, 2.0, 3)
+  assert len(three) == 9
+  np.testing.assert_allclose(three[4], centre, atol=1e-12)
+  # Row-major: x steps by a third of a pixel, then y (image y is down).
+  np.testing.assert_allclose(three[1][:, 0] - three[0][:, 0], 1 / (3 * focal))
+  np.testing.assert_allclose(three[3][:, 1] - three[0][:, 1],
+                             -1 / (3 * focal))
+  np.testing.assert_allclose(np.mean(three, axis=0), centre, atol=1e-12)
+
+
+def test_supersampled_pixel_is_the_mean_of_a_finer_render():
+  """A 3x supersampled pixel j averages the 3x finer render's 3 x 3 block
+  around its centre 3j (same scene, three times the focal)."""
+  size = 16
+  coarse = synthetic.generate_clip(size=size, duration_s=0.04, supersample=3)
+  fine = synthetic.generate_clip(size=3 * size, duration_s=0.04)
+  assert np.array_equal(coarse.parsing[0], fine.parsing[0, ::3, ::3])
+  inner = slice(1, size - 1)
+  rows = 3 * np.arange(1, size - 1)[:, None] + np.arange(-1, 2)
+  block = fine.images[0][rows[:, None, :, None], rows[None, :, None, :]]
+  hit = (fine.parsing[0][rows[:, None, :, None], rows[None, :, None, :]]
+         != scene.BACKGROUND).all(axis=(2, 3))
+  mean = block.astype(np.float64).mean(axis=(2, 3))
+  diff = np.abs(coarse.images[0][inner, inner].astype(np.float64) - mean)
+  assert hit.sum() > 50
+  assert diff[hit].max() <= 1.0
+  # Not the centre ray alone: edges are blended.
+  single = synthetic.generate_clip(size=size, duration_s=0.04)
+  assert np.abs(coarse.images[0].astype(int) - single.images[0]).max() > 20
 
 
 def test_head_culling_changes_nothing(monkeypatch):

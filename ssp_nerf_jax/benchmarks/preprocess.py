@@ -105,8 +105,10 @@ def compare(folder: str, clip: synthetic.Clip) -> dict:
   }
 
 
-def run(size: int, duration_s: float, seed: int, out: str) -> dict:
-  clip = synthetic.generate_clip(size=size, duration_s=duration_s, seed=seed)
+def run(size: int, duration_s: float, seed: int, out: str,
+        supersample: int = 1) -> dict:
+  clip = synthetic.generate_clip(size=size, duration_s=duration_s, seed=seed,
+                                 supersample=supersample)
   os.makedirs(out, exist_ok=True)
   video_path = write_clip(clip, os.path.join(out, 'synthetic.mp4'))
   folder = os.path.join(out, 'processed')
@@ -114,6 +116,7 @@ def run(size: int, duration_s: float, seed: int, out: str) -> dict:
   pipeline.preprocess_video(video_path, folder, size)
   result = {'benchmark': 'preprocess', 'size': size,
             'duration_s': duration_s, 'seed': seed,
+            'supersample': supersample,
             'wall_s': time.perf_counter() - tick}
   result.update(compare(folder, clip))
   return result
@@ -124,6 +127,10 @@ def define_flags():
   flags.DEFINE_integer('size', 256, 'Clip size (px), also the output.')
   flags.DEFINE_float('duration_s', 10.0, 'Clip length (s).')
   flags.DEFINE_integer('seed', 0, 'Synthetic clip seed.')
+  flags.DEFINE_integer('supersample', 1, 'Rays per pixel side of the clip: '
+                       'each pixel averages supersample^2 rays, as a camera '
+                       'integrates light (1 aliases edges and texture).',
+                       lower_bound=1)
   flags.DEFINE_string('out', None, 'Folder for the mp4 and the output (its '
                       'processed/ must not exist).')
 
@@ -133,7 +140,8 @@ def main(argv):
   cli.require('out')
   args = flags.FLAGS
   cli.print_json(cli.exit_on_user_error(
-      lambda: run(args.size, args.duration_s, args.seed, args.out)))
+      lambda: run(args.size, args.duration_s, args.seed, args.out,
+                  args.supersample)))
 
 
 if __name__ == '__main__':

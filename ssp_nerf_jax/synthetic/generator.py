@@ -60,13 +60,20 @@ def _to_uint8(rgb):
   return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def generate_clip(size=96, duration_s=24.0, seed=0):
+def generate_clip(size=96, duration_s=24.0, seed=0, supersample=1):
   """A Clip of round(duration_s * 25) square frames, size >= 16 pixels.
 
   The seed sets the audio (which drives the mouth) and the torso sway; the
-  head replays the real pose track forward then backward."""
+  head replays the real pose track forward then backward.  Each pixel's
+  colour is the mean of supersample x supersample rays spread over it, as a
+  camera's pixel integrates light: one ray per pixel aliases edges and fine
+  texture, which then crawl under sub-pixel motion (what sub-pixel skin
+  tracking sees).  Parsing is the class at each pixel's centre."""
   if int(size) != size or size < 16:
     raise ValueError(f'size must be an integer >= 16, got {size!r}')
+  if int(supersample) != supersample or supersample < 1:
+    raise ValueError(
+        f'supersample must be an integer >= 1, got {supersample!r}')
   if not duration_s > 0:
     raise ValueError(f'duration_s must be > 0, got {duration_s!r}')
   size = int(size)
@@ -84,18 +91,32 @@ def generate_clip(size=96, duration_s=24.0, seed=0):
   cx = cy = size / 2.0
   near, far = rigid.adnerf_bounds(c2w)
 
-  dirs = raycast.pixel_grid_directions(size, size, focal, cx, cy)
+  sub_dirs = raycast.subpixel_directions(size, size, focal, cx, cy,
+                                         int(supersample))
+  # Odd supersampling has a ray through each centre, which gives the parsing.
+  centre = len(sub_dirs) // 2 if supersample % 2 else None
   background = textures.background_plate(size, size)
   images = np.empty((num_frames, size, size, 3), np.uint8)
   parsing = np.empty((num_frames, size, size), np.uint8)
   batch = max(1, _RAYS_PER_BATCH // (size * size))
   for start in range(0, num_frames, batch):
     s = slice(start, min(start + batch, num_frames))
-    rgb, cls = shading.shade_frames(c2w[s], mouth_open[s], lip_width[s],
-                                    torso_rot[s], torso_trans[s], dirs,
-                                    background)
-    images[s] = _to_uint8(rgb).reshape(-1, size, size, 3)
-    parsing[s] = cls.reshape(-1, size, size)
+
+    def shade(dirs, s=s):
+      return shading.shade_frames(c2w[s], mouth_open[s], lip_width[s],
+                                  torso_rot[s], torso_trans[s], dirs,
+                                  background)
+
+    total = 0.0
+    for i, dirs in enumerate(sub_dirs):
+      rgb, cls = shade(dirs)
+      total = total + rgb
+      if i == centre:
+        parsing[s] = cls.reshape(-1, size, size)
+    if centre is None:
+      parsing[s] = shade(raycast.pixel_grid_directions(
+          size, size, focal, cx, cy))[1].reshape(-1, size, size)
+    images[s] = _to_uint8(total / len(sub_dirs)).reshape(-1, size, size, 3)
 
   return Clip(
       images=images, parsing=parsing, c2w=c2w.astype(np.float32),

@@ -13,6 +13,15 @@ def pixel_grid_directions(height, width, focal, cx, cy):
   return d.reshape(-1, 3)
 
 
+def subpixel_directions(height, width, focal, cx, cy, k):
+  """k * k float64 [H * W, 3] grids like `pixel_grid_directions`, each at
+  one of k x k points spread evenly over every pixel (offsets (i + 0.5) / k -
+  0.5 pixels, rows then columns; for odd k the middle grid is the centres)."""
+  offsets = (np.arange(k) + 0.5) / k - 0.5
+  return [pixel_grid_directions(height, width, focal, cx - du, cy - dv)
+          for dv in offsets for du in offsets]
+
+
 def dot(a, b):
   """[R] dot products of [3, R] arrays."""
   return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
