@@ -44,6 +44,7 @@ def get_config(config_string=None):
     config.occupancy.train_grid = 'none'
     config.occupancy.train_sample_fraction = 0.5
     # Off: in 12800 steps of one frame each, a frame is in a batch 11-28 times,
-    # too few for its correction to learn (measured: no gain, see results).
+    # too few for its correction to learn (measured on two real clips: no
+    # gain on one, a loss on the one whose head moves most; see results).
     config.pose_refinement.enabled = False
   return config
