@@ -60,6 +60,40 @@ def _to_uint8(rgb):
   return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def _render(c2w, mouth_open, lip_width, torso_rot, torso_trans, background,
+            size, focal, supersample):
+  """(images uint8 [N, size, size, 3], parsing uint8 [N, size, size]) of
+  the frames, each pixel the mean of supersample^2 rays (`generate_clip`)."""
+  cx = cy = size / 2.0
+  sub_dirs = raycast.subpixel_directions(size, size, focal, cx, cy,
+                                         supersample)
+  # Odd supersampling has a ray through each centre, which gives the parsing.
+  centre = len(sub_dirs) // 2 if supersample % 2 else None
+  num_frames = len(c2w)
+  images = np.empty((num_frames, size, size, 3), np.uint8)
+  parsing = np.empty((num_frames, size, size), np.uint8)
+  batch = max(1, _RAYS_PER_BATCH // (size * size))
+  for start in range(0, num_frames, batch):
+    s = slice(start, min(start + batch, num_frames))
+
+    def shade(dirs, s=s):
+      return shading.shade_frames(c2w[s], mouth_open[s], lip_width[s],
+                                  torso_rot[s], torso_trans[s], dirs,
+                                  background)
+
+    total = 0.0
+    for i, dirs in enumerate(sub_dirs):
+      rgb, cls = shade(dirs)
+      total = total + rgb
+      if i == centre:
+        parsing[s] = cls.reshape(-1, size, size)
+    if centre is None:
+      parsing[s] = shade(raycast.pixel_grid_directions(
+          size, size, focal, cx, cy))[1].reshape(-1, size, size)
+    images[s] = _to_uint8(total / len(sub_dirs)).reshape(-1, size, size, 3)
+  return images, parsing
+
+
 def generate_clip(size=96, duration_s=24.0, seed=0, supersample=1):
   """A Clip of round(duration_s * 25) square frames, size >= 16 pixels.
 
@@ -91,33 +125,10 @@ def generate_clip(size=96, duration_s=24.0, seed=0, supersample=1):
   cx = cy = size / 2.0
   near, far = rigid.adnerf_bounds(c2w)
 
-  sub_dirs = raycast.subpixel_directions(size, size, focal, cx, cy,
-                                         int(supersample))
-  # Odd supersampling has a ray through each centre, which gives the parsing.
-  centre = len(sub_dirs) // 2 if supersample % 2 else None
   background = textures.background_plate(size, size)
-  images = np.empty((num_frames, size, size, 3), np.uint8)
-  parsing = np.empty((num_frames, size, size), np.uint8)
-  batch = max(1, _RAYS_PER_BATCH // (size * size))
-  for start in range(0, num_frames, batch):
-    s = slice(start, min(start + batch, num_frames))
-
-    def shade(dirs, s=s):
-      return shading.shade_frames(c2w[s], mouth_open[s], lip_width[s],
-                                  torso_rot[s], torso_trans[s], dirs,
-                                  background)
-
-    total = 0.0
-    for i, dirs in enumerate(sub_dirs):
-      rgb, cls = shade(dirs)
-      total = total + rgb
-      if i == centre:
-        parsing[s] = cls.reshape(-1, size, size)
-    if centre is None:
-      parsing[s] = shade(raycast.pixel_grid_directions(
-          size, size, focal, cx, cy))[1].reshape(-1, size, size)
-    images[s] = _to_uint8(total / len(sub_dirs)).reshape(-1, size, size, 3)
-
+  images, parsing = _render(c2w, mouth_open, lip_width, torso_rot,
+                            torso_trans, background, size, focal,
+                            int(supersample))
   return Clip(
       images=images, parsing=parsing, c2w=c2w.astype(np.float32),
       face_rect=face_rects(parsing), mouth_open=mouth_open, audio=audio,
