@@ -61,10 +61,9 @@ def _to_uint8(rgb):
 
 
 def _render(c2w, mouth_open, lip_width, torso_rot, torso_trans, background,
-            size, focal, supersample):
+            size, focal, cx, cy, supersample):
   """(images uint8 [N, size, size, 3], parsing uint8 [N, size, size]) of
   the frames, each pixel the mean of supersample^2 rays (`generate_clip`)."""
-  cx = cy = size / 2.0
   sub_dirs = raycast.subpixel_directions(size, size, focal, cx, cy,
                                          supersample)
   # Odd supersampling has a ray through each centre, which gives the parsing.
@@ -127,7 +126,7 @@ def generate_clip(size=96, duration_s=24.0, seed=0, supersample=1):
 
   background = textures.background_plate(size, size)
   images, parsing = _render(c2w, mouth_open, lip_width, torso_rot,
-                            torso_trans, background, size, focal,
+                            torso_trans, background, size, focal, cx, cy,
                             int(supersample))
   return Clip(
       images=images, parsing=parsing, c2w=c2w.astype(np.float32),
